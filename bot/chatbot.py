@@ -1,0 +1,219 @@
+"""``AdapterBot``: the one object a user holds. One turn flows through :meth:`AdapterBot.respond`.
+
+history -> manager decides the skill -> the skill's knowledge -> context formatted ->
+generate with that skill's adapter -> :class:`Reply`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from manager import DialogueManager
+from skills import SkillRegistry, SkillSpec, default_skills_dir
+from skills.knowledge import Retriever
+
+from .adapter import AdaptedModel
+from .backbone import load_backbone
+from .dialogue import DialogueError, build_context, context_budget, validate_history
+from .features import BackboneFeatures
+from .generation import generate_ids
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+MANAGER_DIR = "_manager"
+BARE_DECODING = {"do_sample": False, "max_new_tokens": 40, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3}
+
+
+@dataclass
+class Reply:
+    """One answer of the bot.
+
+    Attributes:
+        text: the generated reply.
+        skill: the skill that answered, or ``None`` for the bare backbone (open chit-chat).
+        confidence: the manager's probability for its choice; ``None`` when the skill was
+            forced or no manager is installed.
+        scores: every class's probability for this turn (``"none"`` included) when the manager routed.
+        knowledge: the passage the skill used as knowledge, if any.
+    """
+
+    text: str
+    skill: str | None
+    confidence: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    knowledge: str | None = None
+
+
+@dataclass
+class _Turn:
+    """Everything decided before generation starts."""
+
+    reply: Reply
+    context: list[int]
+    decoding: dict
+
+
+class AdapterBot:
+    """A frozen backbone, the installed skills' adapters, and the dialogue manager."""
+
+    def __init__(self, model: AdaptedModel, tokenizer, registry: SkillRegistry, manager: DialogueManager | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.registry = registry
+        self.manager = manager
+        self.features = BackboneFeatures(model, tokenizer)
+        self.specs: dict[str, SkillSpec] = {}
+        self.retrievers: dict[str, Retriever] = {}
+        self.skipped: dict[str, str] = {}
+        self._lock = threading.RLock()
+
+    # ---- loading ------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, backbone: str | Path | None = None, skills_dir: str | Path | None = None, *,
+                        device: str = "cpu", trust_remote_code: bool = False) -> "AdapterBot":
+        """Load a backbone (``None``: the bundled offline one), every installed skill and the manager.
+
+        A skill whose adapter was made for another backbone is skipped with a warning
+        (see :attr:`skipped`); the others still load.
+        """
+        model, tokenizer, name = load_backbone(backbone, device=device, trust_remote_code=trust_remote_code)
+        registry = SkillRegistry(Path(skills_dir) if skills_dir is not None else default_skills_dir())
+        bot = cls(AdaptedModel(model, name), tokenizer, registry)
+        for skill in registry.names():
+            try:
+                bot.load_skill(skill)
+            except (ValueError, OSError) as e:
+                bot.skipped[skill] = str(e)
+                log.warning("skill %r skipped: %s", skill, e)
+        bot.load_manager()
+        return bot
+
+    def load_skill(self, name: str) -> None:
+        """Load (or reload) one installed skill's spec, adapter and knowledge."""
+        spec = self.registry.spec(name)
+        with self._lock:
+            if name in self.model.skills:
+                self.model.remove_adapter(name)
+            self.model.load_adapter(name, self.registry.path(name))
+            self.specs[name] = spec
+            self.retrievers.pop(name, None)
+            if spec.knowledge.mode == "retrieval":
+                self.retrievers[name] = Retriever.from_file(self.registry.knowledge_path(name))
+            self.skipped.pop(name, None)
+
+    def unload_skill(self, name: str) -> None:
+        with self._lock:
+            self.model.remove_adapter(name)
+            self.specs.pop(name, None)
+            self.retrievers.pop(name, None)
+
+    def load_manager(self) -> None:
+        """Load the manager saved beside the skills, keeping only classes whose skill is loaded."""
+        folder = self.registry.root / MANAGER_DIR
+        self.manager = None
+        if (folder / "manager_config.json").exists():
+            try:
+                self.manager = DialogueManager.load(folder, feature_fn=self.features)
+            except (ValueError, OSError) as e:
+                log.warning("dialogue manager not loaded: %s", e)
+
+    @property
+    def skills(self) -> list[str]:
+        """Names of the installed, loaded skills."""
+        return self.model.skills
+
+    # ---- one turn -----------------------------------------------------------------
+    def _choose(self, history: list[str], skill: str | None) -> Reply:
+        if skill == AUTO:
+            if self.manager is None:
+                return Reply("", None)
+            d = self.manager.route(history)
+            chosen = d.skill if d.skill in self.specs else None
+            return Reply("", chosen, d.probability, d.scores)
+        if skill is not None and skill not in self.specs:
+            raise ValueError(f"unknown skill {skill!r}; installed: {', '.join(self.skills) or 'none'} "
+                             f"(or 'auto', or None for the bare backbone)")
+        return Reply("", skill)
+
+    def _prepare(self, history: Sequence[str], skill: str | None, overrides: dict) -> _Turn:
+        history = validate_history(history)
+        reply = self._choose(history, skill)
+        decoding = dict(BARE_DECODING)
+        if reply.skill is not None:
+            spec = self.specs[reply.skill]
+            decoding = spec.decoding.generate_kwargs()
+            if spec.knowledge.mode == "static":
+                reply.knowledge = spec.knowledge.text
+            elif spec.knowledge.mode == "retrieval":
+                hits = self.retrievers[reply.skill].search(history[-1], k=1)
+                reply.knowledge = hits[0].text if hits else None
+        decoding.update({k: v for k, v in overrides.items() if v is not None})
+        if not decoding.get("do_sample"):
+            decoding.pop("temperature", None)
+            decoding.pop("top_p", None)
+        window = self.model.backbone.config.n_positions
+        decoding["max_new_tokens"] = min(int(decoding["max_new_tokens"]), window // 2)
+        budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])
+        return _Turn(reply, build_context(self.tokenizer, history, budget, reply.knowledge), decoding)
+
+    def respond(self, history: Sequence[str], skill: str | None = AUTO, **decoding) -> Reply:
+        """Answer the last message of ``history`` (oldest turn first).
+
+        Args:
+            history: the conversation so far; the last entry is the user's new message.
+            skill: ``"auto"`` (the manager decides), an installed skill's name (forced), or
+                ``None`` (the bare backbone, open chit-chat).
+            **decoding: overrides of the skill's decoding settings (``temperature``, ``top_p``,
+                ``max_new_tokens``, ``repetition_penalty``, ``do_sample``); ``None`` values are ignored.
+        """
+        turn = self._prepare(history, skill, decoding)
+        with self._lock:
+            ids = generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.skill], **turn.decoding)[0]
+        turn.reply.text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return turn.reply
+
+    def stream(self, history: Sequence[str], skill: str | None = AUTO, **decoding) -> Iterator[Reply]:
+        """Like :meth:`respond`, yielding the reply as it grows, token by token; the last one is complete."""
+        from transformers import TextIteratorStreamer
+
+        turn = self._prepare(history, skill, decoding)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with self._lock:
+                    generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.skill], streamer=streamer, **turn.decoding)
+            except BaseException as e:  # surfaced in the caller's thread below
+                errors.append(e)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            turn.reply.text = text.strip()
+            yield turn.reply
+        thread.join()
+        if errors:
+            raise errors[0]
+        turn.reply.text = text.strip()
+        yield turn.reply
+
+    def respond_batch(self, histories: Sequence[Sequence[str]], skills: Sequence[str | None], **decoding) -> list[str]:
+        """Greedy replies for many conversations at once, each row on its own skill, in one pass."""
+        turns = [self._prepare(h, s, decoding) for h, s in zip(histories, skills)]
+        settings = turns[0].decoding
+        with self._lock:
+            out = generate_ids(self.model, self.tokenizer, [t.context for t in turns], [t.reply.skill for t in turns], **settings)
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in out]
+
+
+__all__ = ["AdapterBot", "Reply", "DialogueError", "AUTO"]

@@ -1,0 +1,75 @@
+"""DialoGPT-style formatting: turns joined by EOS, an optional knowledge segment first.
+
+``[knowledge EOS] turn_1 EOS turn_2 EOS ... turn_n EOS`` and the model continues with the
+reply, which ends at the next EOS. The history is cut from the oldest turns so that the
+context plus the new tokens fit the backbone's window; a message that alone is too long
+keeps its last tokens. Nothing typed by a user can become a special token.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+# Characters per token never exceed this for byte-level BPE on text we keep, so cutting a
+# huge message to this many characters per window token before encoding loses nothing used.
+_MAX_CHARS_PER_TOKEN = 16
+
+
+class DialogueError(ValueError):
+    """The conversation given to the bot cannot be answered (e.g. the last message is empty)."""
+
+
+def validate_history(history: Sequence[str]) -> list[str]:
+    """Check a history (oldest first, last = the user's new message) and return it as a list."""
+    if isinstance(history, str):
+        history = [history]
+    if not isinstance(history, Sequence) or len(history) == 0:
+        raise DialogueError("history must be a non-empty list of messages, oldest first")
+    for i, turn in enumerate(history):
+        if not isinstance(turn, str):
+            raise DialogueError(f"history[{i}] must be a string, got {type(turn).__name__}")
+    if not history[-1].strip():
+        raise DialogueError("the message is empty: type something to get a reply")
+    return list(history)
+
+
+def _encode(tokenizer, text: str, max_tokens: int, keep: str = "end") -> list[int]:
+    text = text.strip()
+    limit = max_tokens * _MAX_CHARS_PER_TOKEN
+    if len(text) > limit:
+        text = text[-limit:] if keep == "end" else text[:limit]
+    ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if len(ids) > max_tokens:
+        ids = ids[-max_tokens:] if keep == "end" else ids[:max_tokens]
+    return ids
+
+
+def context_budget(tokenizer, model_window: int, max_new_tokens: int) -> int:
+    """Tokens left for the context once ``max_new_tokens`` are reserved for the reply."""
+    budget = model_window - max_new_tokens
+    if budget < 8:
+        raise DialogueError(f"max_new_tokens={max_new_tokens} leaves no room for context in a {model_window}-token window")
+    return budget
+
+
+def build_context(tokenizer, history: Sequence[str], budget: int, knowledge: str | None = None) -> list[int]:
+    """Token ids of the formatted context, at most ``budget`` long, newest turns kept."""
+    history = validate_history(history)
+    eos = tokenizer.eos_token_id
+    segments: list[list[int]] = []
+    if knowledge and knowledge.strip():
+        segments.append(_encode(tokenizer, knowledge, budget // 2 - 1, keep="start") + [eos])
+    used = sum(map(len, segments))
+    turns: list[list[int]] = []
+    for turn in reversed(history):
+        room = budget - used - 1
+        if room <= 0:
+            break
+        ids = _encode(tokenizer, turn, room) + [eos]
+        turns.append(ids)
+        used += len(ids)
+    return [t for seg in segments + turns[::-1] for t in seg]
+
+
+def response_ids(tokenizer, response: str, max_tokens: int) -> list[int]:
+    """Token ids of a reference response followed by EOS (for training and perplexity)."""
+    return _encode(tokenizer, response, max_tokens - 1, keep="start") + [tokenizer.eos_token_id]

@@ -1,0 +1,38 @@
+"""Batched generation where every row may use a different skill's adapter."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .adapter import AdaptedModel
+
+
+def pad_left(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into ``(input_ids, attention_mask)`` so generation continues every row."""
+    width = max(len(c) for c in contexts)
+    ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    for i, c in enumerate(contexts):
+        if c:
+            ids[i, width - len(c):] = torch.tensor(list(c))
+            mask[i, width - len(c):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int]], skills: Sequence[str | None],
+                 streamer=None, **decoding) -> list[list[int]]:
+    """New token ids for each context, row ``b`` generated with the adapter of ``skills[b]``.
+
+    All rows run in one ``generate()`` call: the adapters are gathered per row inside each
+    block, so a batch that mixes skills costs one pass, not one per skill.
+    """
+    device = next(model.backbone.parameters()).device
+    ids, mask = pad_left(contexts, tokenizer.pad_token_id)
+    eos = tokenizer.eos_token_id
+    with model.route(list(skills)):
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=eos, streamer=streamer, **decoding)
+    new = out[:, ids.shape[1]:].tolist()
+    return [row[: row.index(eos)] if eos in row else row for row in new]
