@@ -224,7 +224,7 @@ def _save_figure(fig, path: Path) -> None:
 def _new_figure(width: float, height: float):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height))
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 # --------------------------------------------------------------------------- markdown
@@ -388,11 +388,10 @@ def _markdown(report: dict, forgetting_parsed, plots: dict[str, Path]) -> str:
         out += [
             "## Forgetting",
             "",
-            f"{_esc(metric)} of each skill after each training stage (stage *i* = after "
-            f"training `{order[0]}`"
-            + (f", …, `{order[-1]}`" if len(order) > 1 else "")
-            + "). *Δ* is the final value minus the value right after the skill's own "
-            "training stage (positive = forgotten).",
+            f"{_esc(metric)} of each skill after each training stage; skills were trained "
+            "in the order " + " → ".join(f"`{_esc(s)}`" for s in order) + ". *Δ* is the "
+            "final value minus the value right after the skill's own training stage "
+            "(positive = forgotten).",
             "",
         ]
         stage_hdr = [f"after {s}" for s in order]
@@ -447,8 +446,8 @@ def _plot_ppl(skills: dict, path: Path) -> None:
         ax.set_ylabel("perplexity")
         finite = [v for v in adapter + base if math.isfinite(v)]
         if finite:
-            ax.set_ylim(0, max(finite) * 1.15)
-        ax.legend()
+            ax.set_ylim(0, max(finite) * 1.12)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     _save_figure(fig, path)
 
 
@@ -502,10 +501,11 @@ def _plot_forgetting(order, metric, methods, path: Path) -> None:
             ax.plot(x, ys, marker="o", label=skill, color=colors[skill])
         ax.set_title(method)
         ax.set_xticks(x, [f"after\n{s}" for s in order])
+        ax.set_xlim(-0.4, len(order) - 0.6)
         ax.set_xlabel("training stage")
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"Forgetting: {metric} of each skill as later skills are trained")
     _save_figure(fig, path)
 

@@ -1,0 +1,179 @@
+"""The ``adapterbot`` command: chat, manage skills, train the manager, evaluate, benchmark."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", default=None, metavar="ID|PATH",
+                   help="hub id (e.g. microsoft/DialoGPT-small; downloaded only then) or local folder; default: the bundled offline backbone")
+    p.add_argument("--skills-dir", type=Path, default=None, metavar="DIR",
+                   help="folder of installed skills (default: $ADAPTERBOT_SKILLS_DIR, else the bundled skills)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--trust-remote-code", action="store_true", help="let transformers run a hub model's own code (off by default)")
+
+
+def _load_bot(args):
+    import torch
+
+    from . import AdapterBot
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return AdapterBot.from_pretrained(args.backbone, args.skills_dir, device=device, trust_remote_code=args.trust_remote_code)
+
+
+def _registry(args):
+    from skills import SkillRegistry, default_skills_dir
+
+    return SkillRegistry(args.skills_dir or default_skills_dir())
+
+
+def cmd_chat(args) -> int:
+    from ui.app import launch
+
+    launch(_load_bot(args), host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)
+    return 0
+
+
+def cmd_skill_list(args) -> int:
+    registry = _registry(args)
+    names = registry.names()
+    print(f"{len(names)} skill(s) in {registry.root}")
+    for name in names:
+        info = registry.describe(name)
+        card = info.get("card") or {}
+        figures = ""
+        if "test_ppl" in card:
+            figures = f"  test ppl {card['test_ppl']:.1f} (bare backbone {card['test_ppl_backbone']:.1f})"
+        splits = info.get("splits") or {}
+        print(f"- {name}: {info.get('description', '')}\n    {info['path']}  splits {splits}{figures}")
+    return 0
+
+
+def cmd_skill_add(args) -> int:
+    from .skill_builder import add_skill
+
+    columns = json.loads(args.columns) if args.columns else None
+    bot = _load_bot(args)
+    r = add_skill(bot, args.name, args.data, description=args.description or "", knowledge=args.knowledge,
+                  replace=args.replace, columns=columns, max_examples=args.limit)
+    if r.skipped:
+        print(f"skipped {r.skipped} bad row(s) of {args.data} (first at line(s) {', '.join(map(str, r.skipped_lines))})")
+    print(f"installed skill {r.name!r} in {r.path}")
+    print(f"  examples {r.examples}: {r.splits}; adapter = {100 * r.trainable_fraction:.2f}% of the backbone; trained in {r.train_seconds:.0f}s")
+    print(f"  test perplexity: {r.test_ppl:.2f} with its adapter, {r.test_ppl_backbone:.2f} bare backbone "
+          f"({r.test_ppl / r.test_ppl_backbone:.2f}x)")
+    print("  dialogue manager updated" if r.manager_updated else "  no dialogue manager yet: run `adapterbot manager train`")
+    return 0
+
+
+def cmd_skill_remove(args) -> int:
+    from .skill_builder import remove_skill
+
+    remove_skill(_registry(args), args.name)
+    print(f"removed skill {args.name!r}")
+    return 0
+
+
+def cmd_manager_train(args) -> int:
+    from .manager_training import train_manager
+
+    bot = _load_bot(args)
+    report = train_manager(bot, threshold=args.threshold)
+    print(f"dialogue manager trained on {', '.join(report['labels'])}: held-out accuracy {100 * report['accuracy']:.1f}%")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluation.runner import run_eval
+
+    paths = run_eval(args)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    paths = run_bench(args)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adapterbot", description="Adapter-Bot: a multi-skill chatbot on one frozen backbone.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="start the web chat (Gradio)")
+    _common(chat)
+    chat.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    chat.add_argument("--port", type=int, default=7860)
+    chat.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")
+    chat.add_argument("--max-upload-mb", type=float, default=50, help="largest skill data file accepted from the page")
+    chat.set_defaults(func=cmd_chat)
+
+    skill = sub.add_parser("skill", help="list, add or remove skills").add_subparsers(dest="skill_command", required=True)
+    s = skill.add_parser("list", help="installed skills with their folders and test figures")
+    _common(s)
+    s.set_defaults(func=cmd_skill_list)
+    s = skill.add_parser("add", help="train a new skill's adapter from dialogue data and install it")
+    _common(s)
+    s.add_argument("name", help="skill name: lowercase letters, digits, '_' or '-'")
+    s.add_argument("--data", required=True, metavar="FILE|hf:NAME", help="JSONL/CSV of {context, response, knowledge?}, or a hub dataset")
+    s.add_argument("--description", help="one line shown in the UI and in `skill list`")
+    s.add_argument("--knowledge", type=Path, metavar="FILE", help="passages to retrieve from (one per line, or JSONL)")
+    s.add_argument("--columns", metavar="JSON", help='column mapping for hf: data, e.g. {"context_column": "prompt", "response_column": "utterance"}')
+    s.add_argument("--replace", action="store_true", help="retrain and replace a skill of the same name")
+    s.add_argument("--limit", type=int, help="use at most this many examples")
+    s.set_defaults(func=cmd_skill_add)
+    s = skill.add_parser("remove", help="uninstall a skill (other skills are untouched)")
+    _common(s)
+    s.add_argument("name")
+    s.set_defaults(func=cmd_skill_remove)
+
+    mgr = sub.add_parser("manager", help="the dialogue manager").add_subparsers(dest="manager_command", required=True)
+    m = mgr.add_parser("train", help="train the router on the installed skills plus open chit-chat")
+    _common(m)
+    m.add_argument("--threshold", type=float, default=None, help="route to a skill only above this probability")
+    m.set_defaults(func=cmd_manager_train)
+
+    ev = sub.add_parser("eval", help="offline evaluation: per-skill metrics, routing, baselines")
+    _common(ev)
+    ev.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and plots")
+    ev.add_argument("--skills", nargs="+", help="evaluate only these skills")
+    ev.add_argument("--predictions", type=Path, help="score another system's JSONL {context, prediction, reference, skill?}")
+    ev.add_argument("--limit", type=int, help="at most this many test examples per skill")
+    ev.add_argument("--baseline", choices=["sequential-finetune"], help="also fine-tune the whole backbone skill after skill and report forgetting")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="speed and memory benchmarks; writes bench.json and bench.md")
+    _common(b)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a smoke test)")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; nothing was installed half-way", file=sys.stderr)
+        return 130
+    except (ValueError, FileExistsError, FileNotFoundError, KeyError, RuntimeError) as e:
+        print(f"adapterbot: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

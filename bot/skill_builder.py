@@ -1,0 +1,138 @@
+"""Adding a skill: read its data, train its adapter, install it atomically, extend the manager.
+
+This is the orchestration behind ``adapterbot skill add`` and the web UI's Skills tab.
+Nothing already installed changes: the new adapter trains alone on the frozen backbone,
+its files are written to a temporary folder and renamed into place, and the manager
+learns the new class from its compact memory (no other skill's data is read).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from manager import CONFIG_NAME, DialogueManager
+from skills import SkillRegistry
+from skills.data import Example, read_source, split_examples, write_jsonl
+from skills.knowledge import Retriever
+from skills.spec import AdapterTraining, DecodingSpec, KnowledgeSpec, SkillSpec, validate_skill_name
+
+from .chatbot import MANAGER_DIR, AdapterBot
+from .training import Progress, perplexity, train_adapter
+
+
+@dataclass
+class AddResult:
+    """Figures of a freshly added skill (also written into its ``skill.yaml`` card)."""
+
+    name: str
+    path: Path
+    examples: int
+    skipped: int
+    skipped_lines: list[int]
+    splits: dict[str, int]
+    test_ppl: float
+    test_ppl_backbone: float
+    trainable_fraction: float
+    train_seconds: float
+    manager_updated: bool
+
+
+def with_knowledge(examples: list[Example], retriever: Retriever) -> list[Example]:
+    """Give each example without a passage the one its last context turn retrieves."""
+    out = []
+    for e in examples:
+        if e.knowledge is None:
+            hits = retriever.search(e.context[-1], k=1)
+            e = Example(e.context, e.response, hits[0].text if hits else None)
+        out.append(e)
+    return out
+
+
+def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str = "", knowledge: str | Path | None = None,
+              replace: bool = False, training: AdapterTraining | None = None, decoding: DecodingSpec | None = None,
+              columns: dict | None = None, progress: Progress | None = None, show_bar: bool = True,
+              max_examples: int | None = None) -> AddResult:
+    """Train and install skill ``name`` from ``data`` (a JSONL/CSV path or ``hf:NAME``), and load it into ``bot``.
+
+    Args:
+        bot: the running bot; its backbone is used, and the new skill is usable at once.
+        name: a slug (``validate_skill_name``); an installed name is refused unless ``replace``.
+        data: the dialogue examples.
+        description: shown in ``skill list`` and the UI.
+        knowledge: a passage file (one per line, or JSONL) for a retrieval skill.
+        training, decoding: settings (defaults: ``AdapterTraining()``, ``DecodingSpec()``).
+        columns: column mapping for ``hf:`` datasets.
+        progress: ``callback(fraction, message)`` for a UI progress bar.
+        max_examples: keep at most this many examples (after deduplication), for quick runs.
+    """
+    name = validate_skill_name(name)
+    registry = bot.registry
+    if name in registry.names() and not replace:
+        raise FileExistsError(f"skill {name!r} is already installed in {registry.root}; use --replace to retrain it")
+    training = training or AdapterTraining()
+    decoding = decoding or DecodingSpec()
+    source = str(data)
+    read = read_source(source, Path.cwd(), columns)
+    examples = read.examples[:max_examples] if max_examples else read.examples
+    knowledge_spec = KnowledgeSpec(mode="none")
+    retriever = None
+    if knowledge is not None:
+        knowledge = Path(knowledge)
+        retriever = Retriever.from_file(knowledge)
+        knowledge_spec = KnowledgeSpec(mode="retrieval", file="knowledge" + "".join(knowledge.suffixes[-1:]))
+        examples = with_knowledge(examples, retriever)
+    splits = split_examples(examples)
+
+    temp_name = f"_new_{name}"  # not a valid skill name: trains beside the loaded skills, touching none
+    model = bot.model
+    model.add_adapter(temp_name, model.new_config(training.bottleneck))
+    try:
+        result = train_adapter(model, bot.tokenizer, temp_name, splits["train"], splits["valid"], training, progress, show_bar)
+        ppl = perplexity(model, bot.tokenizer, splits["test"], temp_name, training.max_length, training.batch_size)
+        ppl_bare = perplexity(model, bot.tokenizer, splits["test"], None, training.max_length, training.batch_size)
+        sizes = {k: len(v) for k, v in splits.items()}
+        spec = SkillSpec(
+            name=name, description=description or f"Skill trained on {Path(source).name}", data=[source],
+            knowledge=knowledge_spec, adapter=training, decoding=decoding, splits=sizes,
+            card={"test_ppl": round(ppl, 3), "test_ppl_backbone": round(ppl_bare, 3),
+                  "trainable_params": result.trainable_params, "trainable_fraction": round(result.trainable_fraction, 5),
+                  "train_seconds": round(result.seconds, 1), "epochs": result.epochs,
+                  "skipped_rows": read.skipped, "added": time.strftime("%Y-%m-%d %H:%M:%S")},
+        )
+        with registry.install(name, replace=replace) as folder:
+            model.save_adapter(temp_name, folder)
+            spec.save(folder)
+            for split, rows in splits.items():
+                write_jsonl(rows, folder / f"{split}.jsonl")
+            if knowledge is not None:
+                shutil.copyfile(knowledge, folder / knowledge_spec.file)
+    finally:
+        model.remove_adapter(temp_name)
+    if name in bot.skills:
+        bot.unload_skill(name)
+    bot.load_skill(name)
+    manager_updated = update_manager(bot, name, splits["train"])
+    return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
+                     result.trainable_fraction, result.seconds, manager_updated)
+
+
+def update_manager(bot: AdapterBot, name: str, train: list[Example]) -> bool:
+    """Teach an existing manager the new class from the skill's training contexts; False if none exists."""
+    if bot.manager is None:
+        return False
+    bot.manager.add_class(name, [e.context for e in train], bot.features, replace=True)
+    bot.manager.save(bot.registry.root / MANAGER_DIR)
+    return True
+
+
+def remove_skill(registry: SkillRegistry, name: str) -> None:
+    """Uninstall ``name``: its folder and its manager class go; other skills' files stay as they are."""
+    registry.remove(name)
+    folder = registry.root / MANAGER_DIR
+    if (folder / CONFIG_NAME).exists():
+        manager = DialogueManager.load(folder)
+        if name in manager.skills:
+            manager.remove_class(name)
+            manager.save(folder)

@@ -1,0 +1,39 @@
+"""Routing accuracy, confusion matrix and per-class precision/recall/F1 (the ``routing`` object of report.json)."""
+from __future__ import annotations
+
+
+def routing_report(gold: list[str], predicted: list[str], labels: list[str]) -> dict:
+    """Compare gold and predicted class names.
+
+    Returns ``{"accuracy": float, "labels": labels, "confusion": [[int]], "per_skill": {NAME:
+    {"precision", "recall", "f1"}}}``; ``confusion[i][j]`` counts turns of gold ``labels[i]``
+    predicted as ``labels[j]``, and ``per_skill`` has every label, ``"none"`` included. A ratio
+    whose denominator is zero (no turns, nothing predicted as a class, no gold turns of it) is 0.0.
+    """
+    if len(gold) != len(predicted):
+        raise ValueError(f"gold and predicted differ in length ({len(gold)} != {len(predicted)})")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be unique, got {labels!r}")
+    index = {name: i for i, name in enumerate(labels)}
+    for name in (*gold, *predicted):
+        if name not in index:
+            raise ValueError(f"label {name!r} is not one of labels {labels!r}")
+    confusion = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, predicted):
+        confusion[index[g]][index[p]] += 1
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else 0.0
+
+    per_skill = {}
+    for i, name in enumerate(labels):
+        hits = confusion[i][i]
+        precision = ratio(hits, sum(row[i] for row in confusion))
+        recall = ratio(hits, sum(confusion[i]))
+        per_skill[name] = {"precision": precision, "recall": recall, "f1": ratio(2 * precision * recall, precision + recall)}
+    return {
+        "accuracy": ratio(sum(confusion[i][i] for i in range(len(labels))), len(gold)),
+        "labels": list(labels),
+        "confusion": confusion,
+        "per_skill": per_skill,
+    }

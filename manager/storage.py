@@ -1,0 +1,93 @@
+"""A trained manager on disk: ``manager_config.json`` + ``manager_model.safetensors``.
+
+The safetensors file holds the head (``head.*``, standardisation buffers included) and the
+exemplar memory (``memory.features`` ``[N, D]`` float32, ``memory.labels`` ``[N]`` int64 indices
+into the config's ``classes``). Nothing is pickled; reading never runs code from the file.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .classifier import RoutingHead
+from .config import CONFIG_NAME, WEIGHTS_NAME, ManagerConfig, ManagerFileError
+from .memory import ExemplarMemory
+
+
+def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: ExemplarMemory) -> None:
+    """Write both files into a temporary sibling folder, then move it into place with ``os.replace``.
+
+    A reader never sees a half-written manager. ``folder`` must be new or hold only a manager's
+    files: it is replaced as a whole.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: exists and is not a folder")
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in (CONFIG_NAME, WEIGHTS_NAME))
+        if foreign:
+            raise ValueError(f"{folder}: holds files other than a manager's ({', '.join(foreign[:3])}); refusing to replace it")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    features, labels = memory.tensors()
+    tensors = {f"head.{k}": v.detach().contiguous() for k, v in head.state_dict().items()}
+    tensors |= {"memory.features": features.contiguous(), "memory.labels": labels.contiguous()}
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        config.save(tmp)
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory]:
+    """Read and cross-check a saved manager; any problem is a :class:`ManagerFileError` naming the file."""
+    folder = Path(folder)
+    config = ManagerConfig.load(folder)
+    path = folder / WEIGHTS_NAME
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise ManagerFileError(f"{path}: missing manager weights") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ManagerFileError(f"{path}: not a readable safetensors file ({e})") from None
+
+    num_classes, dim = len(config.classes), config.feature_dim
+    head = RoutingHead(dim, num_classes, config.hidden)
+    expected = {f"head.{k}": (tuple(v.shape), torch.float32) for k, v in head.state_dict().items()}
+    n = state["memory.labels"].shape[0] if "memory.labels" in state and state["memory.labels"].dim() == 1 else -1
+    expected |= {"memory.features": ((n, dim), torch.float32), "memory.labels": ((n,), torch.int64)}
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ManagerFileError(f"{path}: tensors do not match {CONFIG_NAME} (hidden={config.hidden}, "
+                               f"{num_classes} classes; missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for key, (shape, dtype) in expected.items():
+        t = state[key]
+        if tuple(t.shape) != shape or t.dtype != dtype:
+            raise ManagerFileError(f"{path}: tensor {key!r} is {tuple(t.shape)} {t.dtype}, expected {shape} {dtype} "
+                                   f"({num_classes} classes and feature_dim {dim} in {CONFIG_NAME})")
+        if dtype.is_floating_point and not torch.isfinite(t).all():
+            raise ManagerFileError(f"{path}: tensor {key!r} holds NaN or infinite values")
+    labels = state["memory.labels"]
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ManagerFileError(f"{path}: 'memory.labels' has indices outside the {num_classes} classes of {CONFIG_NAME}")
+    counts = torch.bincount(labels, minlength=num_classes)
+    if (counts == 0).any() or (counts > config.exemplars_per_class).any():
+        raise ManagerFileError(f"{path}: every class must have 1 to exemplars_per_class={config.exemplars_per_class} "
+                               f"exemplars, got {dict(zip(config.classes, counts.tolist()))}")
+    head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+    head.eval()
+    return config, head, ExemplarMemory.from_tensors(config.classes, state["memory.features"], labels)

@@ -1,0 +1,360 @@
+"""A skill's dialogue data: readers of every source a spec may name, deduplication, splits.
+
+A source is a ``.jsonl`` or ``.csv`` file, ``hf:NAME[:SPLIT]``, ``chatterbot:CAT[,CAT...]`` or
+``chitchat[:SPLIT]`` (see :func:`read_source`). File readers skip bad rows and count them with
+their line numbers, so one typo does not lose a dataset, but a file with no usable row is an error.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .corpora import Conversation, chatterbot_conversations, chitchat_conversations
+
+MAX_BYTES = 200 * 1024 * 1024
+DEFAULT_COLUMNS = {"context": "context", "response": "response", "knowledge": "knowledge"}
+CSV_TURN_SEPARATOR = " || "
+CHITCHAT_CONTEXT_TURNS = 4
+SPLITS = ("train", "valid", "test")
+_SHOWN_BAD_LINES = 5
+
+
+@dataclass
+class Example:
+    """One training example: the turns so far and the reply to learn.
+
+    Attributes:
+        context: the conversation's turns before the reply, oldest first (at least one).
+        response: the reply to the last turn of ``context``.
+        knowledge: a passage the reply is grounded on (a fact, a persona), if any.
+    """
+
+    context: list[str]
+    response: str
+    knowledge: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"context": self.context, "response": self.response}
+        if self.knowledge is not None:
+            row["knowledge"] = self.knowledge
+        return row
+
+    def key(self) -> str:
+        """Text identifying the (context, response) pair: equal for duplicates, hashed for splits."""
+        return "\x1f".join(self.context) + "\x1e" + self.response
+
+
+@dataclass
+class ReadResult:
+    """What a reader got from one source.
+
+    Attributes:
+        examples: the usable examples, in the source's order, exact duplicates removed.
+        skipped: how many bad rows were skipped.
+        skipped_lines: 1-based line (or row) numbers of the first few skipped rows.
+        source: the source as named, e.g. ``data.jsonl`` or ``hf:empathetic_dialogues:train``.
+        duplicates: how many exact duplicate (context, response) pairs were dropped.
+    """
+
+    examples: list[Example]
+    skipped: int
+    skipped_lines: list[int]
+    source: str
+    duplicates: int = 0
+
+
+# ---- file helpers ------------------------------------------------------------------------
+
+
+def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
+    """Text of a UTF-8 file; a file over ``max_bytes`` or with non-UTF-8 bytes raises ValueError naming the line."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path}: {size / 2**20:.1f} MB is over the limit of {max_bytes / 2**20:.1f} MB for a data file")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: readers see the old or the new file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a skill's files are meant to be read by others
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+# ---- rows -> examples --------------------------------------------------------------------
+
+
+def _columns(columns: Mapping[str, str] | None) -> dict[str, str]:
+    unknown = sorted(set(columns or {}) - set(DEFAULT_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown column mapping key(s) {', '.join(unknown)}; use {', '.join(DEFAULT_COLUMNS)}")
+    return {**DEFAULT_COLUMNS, **(columns or {})}
+
+
+def _turns(value: Any, column: str) -> list[str]:
+    turns = [value] if isinstance(value, str) else value
+    if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+        raise ValueError(f"{column!r} must be a string or a list of strings, got {type(value).__name__}")
+    turns = [t.strip() for t in turns if t.strip()]
+    if not turns:
+        raise ValueError(f"{column!r} is empty")
+    return turns
+
+
+def _csv_turns(value: str) -> Any:
+    """A CSV context cell: a JSON list of turns, or turns separated by `` || ``."""
+    if value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            pass  # a turn may start with "[" ("[laughs] hi"): read it as text
+    return value.split(CSV_TURN_SEPARATOR)
+
+
+def example_from_row(row: Mapping[str, Any], columns: Mapping[str, str] | None = None, csv_context: bool = False) -> Example:
+    """The example of one row (a JSON object, a CSV or dataset row); ValueError says what is wrong.
+
+    Args:
+        row: the row, by column name.
+        columns: which column holds the context, the response and the knowledge
+            (keys ``context``, ``response``, ``knowledge``; missing keys keep their default names).
+        csv_context: read a string context as CSV does (JSON list or `` || ``-separated turns)
+            instead of as a single turn.
+    """
+    cols = _columns(columns)
+    for key in ("context", "response"):
+        if row.get(cols[key]) is None:
+            raise ValueError(f"missing column {cols[key]!r}")
+    context = row[cols["context"]]
+    if csv_context and isinstance(context, str):
+        context = _csv_turns(context)
+    response, knowledge = row[cols["response"]], row.get(cols["knowledge"])
+    if not isinstance(response, str):
+        raise ValueError(f"{cols['response']!r} must be a string, got {type(response).__name__}")
+    if not response.strip():
+        raise ValueError(f"{cols['response']!r} is empty")
+    if knowledge is not None and not isinstance(knowledge, str):
+        raise ValueError(f"{cols['knowledge']!r} must be a string, got {type(knowledge).__name__}")
+    return Example(_turns(context, cols["context"]), response.strip(), (knowledge or "").strip() or None)
+
+
+def _collect(rows: Iterable[tuple[int, Any]], to_example: Callable[[Any], Example], source: str, unit: str = "line") -> ReadResult:
+    """Examples of numbered rows; bad rows are counted, and a source with no good row raises ValueError."""
+    examples, bad, first_problem = [], [], ""
+    for number, row in rows:
+        try:
+            examples.append(to_example(row))
+        except ValueError as e:
+            if not bad:
+                first_problem = str(e)
+            bad.append(number)
+    if not examples:
+        if not bad:
+            raise ValueError(f"{source}: no examples: the source is empty")
+        shown = ", ".join(map(str, bad[:_SHOWN_BAD_LINES])) + (", ..." if len(bad) > _SHOWN_BAD_LINES else "")
+        raise ValueError(f"{source}: no usable example: every {unit} is bad ({unit}s {shown}); {unit} {bad[0]}: {first_problem}")
+    return ReadResult(examples, len(bad), bad[:_SHOWN_BAD_LINES], source)
+
+
+# ---- readers -----------------------------------------------------------------------------
+
+
+def _json_object(line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def read_jsonl(path: Path, columns: Mapping[str, str] | None = None, max_bytes: int = MAX_BYTES) -> ReadResult:
+    """Examples of a JSONL file, one ``{"context": [...] or "...", "response": "...", "knowledge": "..."}`` a line."""
+    _columns(columns)
+    # split("\n"), not splitlines(): JSON strings may hold a raw U+2028, which splitlines() breaks on.
+    lines = read_text(path, max_bytes).split("\n")
+    rows = ((i, line) for i, line in enumerate(lines, 1) if line.strip())
+    return _collect(rows, lambda line: example_from_row(_json_object(line), columns), str(path))
+
+
+def read_csv(path: Path, columns: Mapping[str, str] | None = None, max_bytes: int = MAX_BYTES) -> ReadResult:
+    """Examples of a CSV file with a header; the context cell is a JSON list or turns joined by `` || ``."""
+    cols = _columns(columns)
+    reader = csv.DictReader(io.StringIO(read_text(path, max_bytes), newline=""))
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as e:
+        raise ValueError(f"{path}: line 1: bad CSV header ({e})") from None
+    missing = [cols[key] for key in ("context", "response") if header and cols[key] not in header]
+    if missing:
+        raise ValueError(f"{path}: line 1: the header has no column {', '.join(map(repr, missing))} (it has {', '.join(header)})")
+
+    def rows() -> Iterable[tuple[int, Any]]:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise ValueError(f"{path}: line {reader.line_num}: bad CSV ({e})") from None
+            yield reader.line_num, row  # the row's last line: exact for rows without quoted newlines
+
+    return _collect(rows(), lambda row: example_from_row(row, columns, csv_context=True), str(path))
+
+
+def examples_from_dataset(rows: Iterable[Mapping[str, Any]], source: str, columns: Mapping[str, str] | None = None) -> ReadResult:
+    """Examples of the rows of a Hugging Face ``datasets.Dataset`` (or any iterable of row mappings).
+
+    Row numbers in the result are 1-based. A dataset lacking a mapped context or response
+    column raises ValueError naming the columns it has.
+    """
+    cols = _columns(columns)
+    names = getattr(rows, "column_names", None)
+    if names is not None:
+        missing = [cols[key] for key in ("context", "response") if cols[key] not in names]
+        if missing:
+            raise ValueError(f"{source}: no column {', '.join(map(repr, missing))} (it has {', '.join(names)}); map the columns")
+    return _collect(enumerate(rows, 1), lambda row: example_from_row(row, columns), source, unit="row")
+
+
+def read_hf(name: str, split: str = "train", columns: Mapping[str, str] | None = None) -> ReadResult:
+    """Examples of a Hugging Face hub dataset (downloaded on first use; needs network access)."""
+    from datasets import load_dataset
+
+    return examples_from_dataset(load_dataset(name, split=split), f"hf:{name}:{split}", columns)
+
+
+def examples_from_conversations(conversations: Iterable[Conversation], max_context: int | None = None) -> list[Example]:
+    """Every turn after the first, as the response to the turns before it (at most ``max_context`` of them)."""
+    return [
+        Example(conv.turns[max(0, i - max_context) if max_context else 0 : i], conv.turns[i])
+        for conv in conversations
+        for i in range(1, len(conv.turns))
+    ]
+
+
+def read_chatterbot(categories: Sequence[str]) -> ReadResult:
+    """Examples of ``chatterbot-corpus`` categories (file stems such as ``tech_support``)."""
+    examples = examples_from_conversations(chatterbot_conversations(list(categories)))
+    return ReadResult(examples, 0, [], "chatterbot:" + ",".join(categories))
+
+
+def read_chitchat(split: str | None = None) -> ReadResult:
+    """Examples of ``chitchat-dataset`` (one split, or all of it), each with up to 4 turns of context."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"chitchat has no split {split!r}; use one of {', '.join(SPLITS)}")
+    examples = examples_from_conversations(chitchat_conversations(split), CHITCHAT_CONTEXT_TURNS)
+    return ReadResult(examples, 0, [], "chitchat" + (f":{split}" if split else ""))
+
+
+def dedupe(examples: Iterable[Example]) -> tuple[list[Example], int]:
+    """``examples`` with exact duplicate (context, response) pairs kept once, and how many were dropped."""
+    kept, seen, dropped = [], set(), 0
+    for ex in examples:
+        if ex.key() in seen:
+            dropped += 1
+        else:
+            seen.add(ex.key())
+            kept.append(ex)
+    return kept, dropped
+
+
+def read_source(source: str, base_dir: Path, columns: Mapping[str, str] | None = None, max_bytes: int = MAX_BYTES) -> ReadResult:
+    """Examples of one data source named in a skill spec, duplicates removed.
+
+    Args:
+        source: ``FILE.jsonl``, ``FILE.csv``, ``hf:NAME``, ``hf:NAME:SPLIT`` (default split ``train``),
+            ``chatterbot:CAT[,CAT...]``, ``chitchat`` or ``chitchat:SPLIT``.
+        base_dir: folder that relative file paths are resolved against.
+        columns: column names of the context, response and knowledge in a file or dataset
+            (keys ``context``, ``response``, ``knowledge``).
+        max_bytes: a bigger file is refused.
+    """
+    kind, _, arg = source.partition(":")
+    if kind == "hf":
+        name, _, split = arg.partition(":")
+        if not name:
+            raise ValueError(f"data source {source!r}: name the dataset, as hf:NAME or hf:NAME:SPLIT")
+        result = read_hf(name, split or "train", columns)
+    elif kind == "chatterbot":
+        categories = [c.strip() for c in arg.split(",") if c.strip()]
+        if not categories:
+            raise ValueError(f"data source {source!r}: name the categories, as chatterbot:CAT[,CAT...]")
+        result = read_chatterbot(categories)
+    elif kind == "chitchat":
+        result = read_chitchat(arg or None)
+    else:
+        path = Path(source) if Path(source).is_absolute() else Path(base_dir) / source
+        suffix = path.suffix.lower()
+        if suffix not in (".jsonl", ".csv"):
+            raise ValueError(
+                f"data source {source!r} is not supported: use a .jsonl or .csv file, hf:NAME[:SPLIT], "
+                "chatterbot:CAT[,CAT...] or chitchat[:SPLIT]"
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such data file")
+        result = (read_jsonl if suffix == ".jsonl" else read_csv)(path, columns, max_bytes)
+    examples, dropped = dedupe(result.examples)
+    return replace(result, examples=examples, duplicates=dropped)
+
+
+# ---- splits ------------------------------------------------------------------------------
+
+
+def _unit_interval(example: Example) -> float:
+    return int(hashlib.sha1(example.key().encode("utf-8")).hexdigest(), 16) / 2**160
+
+
+def split_examples(examples: Sequence[Example], valid_frac: float = 0.1, test_frac: float = 0.1) -> dict[str, list[Example]]:
+    """Deterministic train / valid / test split, by the SHA-1 of each example's text.
+
+    An example's split depends only on its own text, so the same data gives the same split on
+    every run and machine, and (once every split fills on its own) adding examples moves no old
+    one between splits. With few examples each split still gets at least one (hence ``n >= 3``),
+    taken from the examples whose hash is nearest the split's range. Each split keeps the input's order.
+    """
+    n = len(examples)
+    if n < 3:
+        raise ValueError(f"need at least 3 examples to make train, valid and test splits, got {n}")
+    if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise ValueError(f"valid_frac and test_frac must be in (0, 1) with a sum below 1, got {valid_frac} and {test_frac}")
+    position = [_unit_interval(ex) for ex in examples]
+    order = sorted(range(n), key=lambda i: (position[i], i))
+    n_test = max(1, sum(p < test_frac for p in position))
+    n_valid = max(1, sum(test_frac <= p < test_frac + valid_frac for p in position))
+    while n_test + n_valid > n - 1:  # leave train at least one
+        if n_valid >= n_test:
+            n_valid -= 1
+        else:
+            n_test -= 1
+    label = {i: "test" for i in order[:n_test]} | {i: "valid" for i in order[n_test : n_test + n_valid]}
+    out: dict[str, list[Example]] = {split: [] for split in SPLITS}
+    for i, ex in enumerate(examples):
+        out[label.get(i, "train")].append(ex)
+    return out
+
+
+def write_jsonl(examples: Iterable[Example], path: Path) -> None:
+    """Write examples as JSONL (the format :func:`read_jsonl` reads), atomically."""
+    atomic_write_text(Path(path), "".join(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n" for ex in examples))

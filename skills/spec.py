@@ -1,0 +1,322 @@
+"""What a skill is, as written in ``DIR/NAME/skill.yaml``: its data, knowledge, training and decoding.
+
+Every field is checked when a spec is built, whether from YAML or in Python; an error names
+the file (when there is one) and the dotted field, e.g. ``field 'decoding.top_p'``.
+"""
+from __future__ import annotations
+
+import math
+import re
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+import yaml
+
+from .data import atomic_write_text
+
+SPEC_FILE = "skill.yaml"
+RESERVED_NAMES = ("none", "auto", "bare")
+NAME_RULE = (
+    "1 to 48 characters: lowercase letters, digits, '_' or '-', starting with a letter, "
+    f"and not one of {', '.join(RESERVED_NAMES)}"
+)
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
+# PyYAML reads YAML 1.1, where ``1e-3`` (no dot) is a string, not a float.
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+KNOWLEDGE_MODES = ("none", "retrieval", "static")
+
+
+def validate_skill_name(name: str) -> str:
+    """Return ``name`` if it can name a skill (a folder, a class of the manager), else raise ValueError."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"invalid skill name {name!r}: a skill name is {NAME_RULE}")
+    if name in RESERVED_NAMES:
+        raise ValueError(f"skill name {name!r} is reserved: a skill name is {NAME_RULE}")
+    return name
+
+
+class SpecError(ValueError):
+    """A field of a skill spec is missing, unknown or holds a bad value.
+
+    Attributes:
+        field: dotted name of the field, e.g. ``decoding.top_p``.
+        problem: what is wrong, e.g. ``must be a number in (0, 1], got 1.5``.
+        file: the ``skill.yaml`` the value came from, if any.
+    """
+
+    def __init__(self, field: str, problem: str, file: Path | None = None) -> None:
+        self.field, self.problem, self.file = field, problem, file
+        where = f"{file}: " if file is not None else ""
+        super().__init__(f"{where}field {field!r} {problem}")
+
+    def within(self, prefix: str) -> "SpecError":
+        return SpecError(f"{prefix}.{self.field}", self.problem, self.file)
+
+    def in_file(self, file: Path) -> "SpecError":
+        return SpecError(self.field, self.problem, file)
+
+
+def _describe(hint: Any) -> str:
+    if hint in _SCALARS:
+        return _SCALARS[hint][1]
+    if typing.get_origin(hint) is list:
+        return "a list of strings"
+    if typing.get_origin(hint) is dict and typing.get_args(hint)[1] is int:
+        return "a mapping of names to integers"
+    return "a mapping"
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (_is_float, "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _typed(value: Any, hint: Any, name: str) -> Any:
+    """``value`` checked against the type ``hint`` of field ``name`` (nested mappings become dataclasses)."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # ``X | None``
+        return None if value is None else _typed(value, next(a for a in args if a is not type(None)), name)
+    if is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            try:
+                return _from_mapping(hint, value)
+            except SpecError as e:
+                raise e.within(name) from None
+    elif hint is float and isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        return float(value)
+    elif hint in _SCALARS:
+        if _SCALARS[hint][0](value):
+            return float(value) if hint is float else value
+    elif typing.get_origin(hint) is list:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+    elif typing.get_origin(hint) is dict:
+        key_ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        value_check = _SCALARS[args[1]][0] if args and args[1] in _SCALARS else (lambda v: True)
+        if key_ok and all(value_check(v) for v in value.values()):
+            return dict(value)
+    raise SpecError(name, f"must be {_describe(hint)}, got {value!r}")
+
+
+def _check_types(obj: Any) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        setattr(obj, f.name, _typed(getattr(obj, f.name), hints[f.name], f.name))
+
+
+def _from_mapping(cls: type, data: dict) -> Any:
+    known = [f.name for f in fields(cls)]
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        others = f" (and so are {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else ""
+        raise SpecError(str(unknown[0]), f"is unknown{others}; known fields: {', '.join(known)}")
+    for f in fields(cls):
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in data:
+            raise SpecError(f.name, "is required but missing")
+    return cls(**data)
+
+
+def _require(ok: bool, name: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise SpecError(name, f"must be {rule}, got {value!r}")
+
+
+@dataclass
+class KnowledgeSpec:
+    """The knowledge a skill's replies are grounded on; it goes first in the context, as its own segment.
+
+    Attributes:
+        mode: ``"none"`` (no knowledge), ``"retrieval"`` (the best passage of ``file`` for the
+            conversation, found by BM25 at every turn) or ``"static"`` (always ``text``, e.g. a persona).
+        file: the knowledge file for ``retrieval``, relative to the skill's folder: one passage a
+            line (``.txt``) or JSONL with a ``text`` field. Passages appended to it are used at once.
+        text: the fixed knowledge for ``static``.
+    """
+
+    mode: str = "none"
+    file: str | None = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _require(self.mode in KNOWLEDGE_MODES, "mode", f"one of {', '.join(KNOWLEDGE_MODES)}", self.mode)
+        if self.mode == "retrieval":
+            parts = PurePosixPath(self.file or "").parts
+            safe = bool(self.file) and "\\" not in self.file and not PurePosixPath(self.file).is_absolute() and ".." not in parts
+            _require(safe, "file", "a path inside the skill's folder when mode is 'retrieval'", self.file)
+        elif self.file is not None:
+            raise SpecError("file", f"is only used when mode is 'retrieval' (mode is {self.mode!r})")
+        if self.mode == "static":
+            _require(bool(self.text and self.text.strip()), "text", "a non-empty string when mode is 'static'", self.text)
+        elif self.text is not None:
+            raise SpecError("text", f"is only used when mode is 'static' (mode is {self.mode!r})")
+
+
+@dataclass
+class AdapterTraining:
+    """How the skill's adapter is trained (the backbone stays frozen).
+
+    Attributes:
+        bottleneck: width of the adapter's bottleneck; the adapter's size grows linearly with it.
+        learning_rate: AdamW learning rate of the adapter's weights.
+        epochs: most passes over the training split.
+        batch_size: examples per optimisation step.
+        patience: early stopping: epochs without a better validation loss before training stops.
+        max_length: most tokens of one example (context and response); longer contexts lose their oldest turns.
+        seed: random seed of initialisation and shuffling, so a run can be repeated.
+        weight_decay: AdamW weight decay.
+    """
+
+    bottleneck: int = 64
+    learning_rate: float = 1e-3
+    epochs: int = 8
+    batch_size: int = 16
+    patience: int = 2
+    max_length: int = 128
+    seed: int = 0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        for name in ("bottleneck", "epochs", "batch_size"):
+            _require(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
+        _require(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
+        _require(self.patience >= 0, "patience", "an integer >= 0", self.patience)
+        _require(self.max_length >= 8, "max_length", "an integer >= 8", self.max_length)
+        _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _require(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+
+
+@dataclass
+class DecodingSpec:
+    """How the skill's replies are generated.
+
+    Attributes:
+        do_sample: sample the next token; ``False`` is greedy decoding (repeatable replies).
+        temperature: softening of the next-token distribution when sampling.
+        top_p: nucleus sampling: keep the smallest set of tokens whose probability reaches ``top_p``.
+        max_new_tokens: most tokens of one reply.
+        repetition_penalty: divides the score of tokens already in the context (1.0 = off).
+        no_repeat_ngram_size: no n-gram of this size appears twice in the output (0 = off).
+    """
+
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 40
+    repetition_penalty: float = 1.2
+    no_repeat_ngram_size: int = 3
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _require(self.temperature > 0, "temperature", "a number > 0", self.temperature)
+        _require(0 < self.top_p <= 1, "top_p", "a number in (0, 1]", self.top_p)
+        _require(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)
+        _require(self.repetition_penalty > 0, "repetition_penalty", "a number > 0", self.repetition_penalty)
+        _require(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", "an integer >= 0", self.no_repeat_ngram_size)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for Hugging Face ``generate()``; sampling settings only when sampling."""
+        kwargs: dict[str, Any] = {
+            "do_sample": self.do_sample,
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
+
+
+@dataclass
+class SkillSpec:
+    """One skill, as recorded in its ``skill.yaml``.
+
+    Attributes:
+        name: the skill's name, also its folder's name and the manager's class (see
+            :func:`validate_skill_name`).
+        description: one line saying what the skill does, shown in the chat UI and ``skill list``.
+        data: where the training dialogues come from, each one of: a ``.jsonl`` or ``.csv`` file
+            (relative to the skill's folder or absolute), ``hf:NAME`` or ``hf:NAME:SPLIT`` (a Hugging
+            Face dataset), ``chatterbot:CATEGORY[,CATEGORY...]``, ``chitchat`` or ``chitchat:SPLIT``.
+        knowledge: the knowledge the replies are grounded on (:class:`KnowledgeSpec`).
+        adapter: how the adapter is trained (:class:`AdapterTraining`).
+        decoding: how replies are generated (:class:`DecodingSpec`).
+        splits: sizes of the train / valid / test splits the adapter was trained and tested on.
+        card: free-form figures recorded at training time (test perplexity, training time, ...).
+    """
+
+    name: str
+    description: str = ""
+    data: list[str] = field(default_factory=list)
+    knowledge: KnowledgeSpec = field(default_factory=KnowledgeSpec)
+    adapter: AdapterTraining = field(default_factory=AdapterTraining)
+    decoding: DecodingSpec = field(default_factory=DecodingSpec)
+    splits: dict[str, int] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        try:
+            valid = validate_skill_name(self.name) == self.name
+        except ValueError:
+            valid = False
+        _require(valid, "name", f"a skill name: {NAME_RULE}", self.name)
+        for i, source in enumerate(self.data):
+            _require(bool(source.strip()), f"data[{i}]", "a non-empty data source", source)
+        for split, size in self.splits.items():
+            _require(size >= 0, f"splits.{split}", "an integer >= 0", size)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SkillSpec":
+        """Build a spec from a mapping (as read from YAML); unknown or missing fields raise :class:`SpecError`."""
+        if not isinstance(data, dict):
+            raise SpecError("<root>", f"must be a mapping of fields, got {type(data).__name__}")
+        return _from_mapping(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: Path | str) -> "SkillSpec":
+        """Read ``path`` (a ``skill.yaml``, or the folder holding it); errors name the file and the field."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / SPEC_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no skill spec here") from None
+        except UnicodeDecodeError as e:
+            line = path.read_bytes()[: e.start].count(b"\n") + 1
+            raise ValueError(f"{path}: line {line}: not UTF-8 text") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise ValueError(f"{path}: {where}invalid YAML: {problem}") from None
+        if data is None:
+            raise ValueError(f"{path}: the file is empty; it needs at least the field 'name'")
+        try:
+            return cls.from_dict(data)
+        except SpecError as e:
+            raise e.in_file(path) from None
+
+    def save(self, folder: Path | str) -> Path:
+        """Write ``folder/skill.yaml`` atomically (a reader never sees half a file) and return its path."""
+        path = Path(folder) / SPEC_FILE
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+        return path
