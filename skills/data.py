@@ -193,7 +193,7 @@ def read_jsonl(path: Path, columns: Mapping[str, str] | None = None, max_bytes: 
     """Examples of a JSONL file, one ``{"context": [...] or "...", "response": "...", "knowledge": "..."}`` a line."""
     _columns(columns)
     # split("\n"), not splitlines(): JSON strings may hold a raw U+2028, which splitlines() breaks on.
-    lines = read_text(path, max_bytes).split("\n")
+    lines = read_text(path, max_bytes).splitlines()
     rows = ((i, line) for i, line in enumerate(lines, 1) if line.strip())
     return _collect(rows, lambda line: example_from_row(_json_object(line), columns), str(path))
 

@@ -46,3 +46,48 @@ def tiny(tiny_dir):
 
     model, tokenizer, name = load_backbone(tiny_dir)
     return AdaptedModel(model, name), tokenizer
+
+
+TOY_SKILLS = {
+    "alpha": [(f"my {d} will not {v}", f"restart the {d} and check the cable") for d in
+              ["computer", "printer", "router", "laptop", "screen", "mouse"] for v in ["start", "work", "connect", "turn on", "print"]],
+    "beta": [(f"i feel {f} {w}", f"i am sorry you feel {f} , tell me more") for f in
+             ["sad", "lonely", "angry", "tired", "upset", "scared"] for w in ["today", "again", "lately", "now", "tonight"]],
+}
+
+
+def write_toy_data(path: Path, name: str) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps({"context": [c], "response": r}) + "\n" for c, r in TOY_SKILLS[name]), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_skills_dir(tiny_dir, tmp_path_factory) -> Path:
+    """A skills folder with two toy skills ('alpha', 'beta') trained briefly on the tiny backbone, and a manager."""
+    from bot import AdapterBot
+    from bot.manager_training import train_manager
+    from bot.skill_builder import add_skill
+    from skills.spec import AdapterTraining
+
+    root = tmp_path_factory.mktemp("skills")
+    bot = AdapterBot.from_pretrained(tiny_dir, root)
+    for name in TOY_SKILLS:
+        data = write_toy_data(tmp_path_factory.mktemp("data") / f"{name}.jsonl", name)
+        add_skill(bot, name, data, description=f"toy skill {name}", show_bar=False,
+                  training=AdapterTraining(bottleneck=8, epochs=3, batch_size=8, learning_rate=5e-3, max_length=48))
+    train_manager(bot)
+    return root
+
+
+@pytest.fixture
+def tiny_bot(tiny_dir, tiny_skills_dir, tmp_path):
+    """An ``AdapterBot`` over the tiny backbone with a private copy of the toy skills folder."""
+    import shutil
+
+    from bot import AdapterBot
+
+    root = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, root)
+    return AdapterBot.from_pretrained(tiny_dir, root)

@@ -1,0 +1,115 @@
+"""skills.knowledge: BM25 retrieval that follows its file."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from skills.knowledge import Retriever, read_passages
+
+FACTS = [
+    "The capital of France is Paris.",
+    "Python is a programming language created by Guido van Rossum.",
+    "Bananas are a yellow fruit rich in potassium.",
+    "Mount Everest is the highest mountain on Earth.",
+]
+
+
+@pytest.fixture
+def facts_file(tmp_path):
+    path = tmp_path / "facts.txt"
+    path.write_text("\n".join(FACTS[:2]) + "\n\n" + "\n".join(FACTS[2:]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_finds_the_passage_holding_the_fact(facts_file):
+    retriever = Retriever.from_file(facts_file)
+    assert retriever.refresh() == FACTS  # the blank line is skipped
+    top = retriever.search("Who created Python?")
+    assert len(top) == 1 and top[0].text == FACTS[1] and top[0].score > 0
+    assert retriever.search("what is the highest MOUNTAIN")[0].text == FACTS[3]
+
+
+def test_k_results_best_first(facts_file):
+    results = Retriever.from_file(facts_file).search("capital of France and the yellow fruit", k=3)
+    assert {r.text for r in results[:2]} == {FACTS[0], FACTS[2]}
+    assert all(a.score >= b.score > 0 for a, b in zip(results, results[1:]))
+
+
+@pytest.mark.parametrize("query", ["", "   ", "the of and", "xylophone quasar"])
+def test_no_match_gives_nothing(facts_file, query):
+    assert Retriever.from_file(facts_file).search(query, k=2) == []
+
+
+def test_appended_passage_is_found_without_rebuilding(facts_file):
+    retriever = Retriever.from_file(facts_file)
+    assert retriever.search("zebra stripes") == []
+    with facts_file.open("a", encoding="utf-8") as f:
+        f.write("A zebra has black and white stripes.\n")
+    assert retriever.search("zebra stripes")[0].text == "A zebra has black and white stripes."
+
+
+def test_empty_file_then_appended(tmp_path):
+    path = tmp_path / "facts.txt"
+    path.write_text("", encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    assert retriever.search("paris") == []
+    path.write_text(FACTS[0] + "\n", encoding="utf-8")
+    assert retriever.search("paris")[0].text == FACTS[0]
+
+
+def test_jsonl_knowledge(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    path.write_text(json.dumps({"text": FACTS[0]}) + "\n\n" + json.dumps({"passage": FACTS[2], "id": 3}) + "\n", encoding="utf-8")
+    assert read_passages(path) == [FACTS[0], FACTS[2]]
+    assert Retriever.from_file(path).search("bananas")[0].text == FACTS[2]
+
+
+@pytest.mark.parametrize("bad", ["{broken", json.dumps({"title": "no text"}), json.dumps(["a list"])])
+def test_bad_jsonl_line_names_file_and_line(tmp_path, bad):
+    path = tmp_path / "facts.jsonl"
+    path.write_text(json.dumps({"text": FACTS[0]}) + "\n" + bad + "\n", encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        Retriever.from_file(path)
+    assert str(path) in str(info.value) and "line 2" in str(info.value)
+
+
+def test_non_utf8_knowledge(tmp_path):
+    path = tmp_path / "facts.txt"
+    path.write_bytes(b"ok\ncaf\xe9\n")
+    with pytest.raises(ValueError, match="line 2"):
+        Retriever.from_file(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        Retriever.from_file(tmp_path / "nope.txt")
+
+
+def test_bad_k(facts_file):
+    with pytest.raises(ValueError, match="k must be"):
+        Retriever.from_file(facts_file).search("paris", k=0)
+
+
+def test_concurrent_searches_while_the_file_grows(facts_file):
+    retriever = Retriever.from_file(facts_file)
+    errors = []
+
+    def search():
+        try:
+            for _ in range(20):
+                assert retriever.search("capital of France")[0].text == FACTS[0]
+        except Exception as e:  # noqa: BLE001 - any failure in a thread must fail the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(10):
+        with facts_file.open("a", encoding="utf-8") as f:
+            f.write(f"Extra fact number {i} about giraffes.\n")
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(retriever.search("giraffes", k=20)) == 10

@@ -1,0 +1,172 @@
+"""skills.spec: reading, checking and writing skill.yaml."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from skills.spec import SPEC_FILE, DecodingSpec, KnowledgeSpec, SkillSpec, SpecError, validate_skill_name
+
+
+def write_yaml(tmp_path, text: str, name: str = "demo"):
+    folder = tmp_path / name
+    folder.mkdir()
+    path = folder / SPEC_FILE
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_error(path) -> str:
+    with pytest.raises(ValueError) as info:
+        SkillSpec.load(path)
+    return str(info.value)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    spec = SkillSpec(
+        name="trivia",
+        description="Answers trivia questions.",
+        data=["data.jsonl", "chatterbot:trivia,science"],
+        knowledge=KnowledgeSpec(mode="retrieval", file="facts.txt"),
+        splits={"train": 80, "valid": 10, "test": 10},
+        card={"test_ppl": 12.5},
+    )
+    spec.adapter.bottleneck = 32
+    path = spec.save(tmp_path)
+    assert path == tmp_path / SPEC_FILE
+    assert SkillSpec.load(tmp_path) == spec
+    assert SkillSpec.load(path) == spec
+    assert path.read_text(encoding="utf-8").startswith("name: trivia\n")  # field order kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SPEC_FILE]  # no temp file left
+
+
+def test_defaults_from_minimal_yaml(tmp_path):
+    spec = SkillSpec.load(write_yaml(tmp_path, "name: demo\n"))
+    assert spec.knowledge.mode == "none" and spec.adapter.epochs == 8 and spec.decoding.max_new_tokens == 40
+    assert spec.data == [] and spec.splits == {} and spec.card == {}
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    # YAML 1.1 reads 1e-3 as a string; a learning rate written that way must still work.
+    spec = SkillSpec.load(write_yaml(tmp_path, "name: demo\nadapter:\n  learning_rate: 1e-3\n"))
+    assert spec.adapter.learning_rate == pytest.approx(0.001)
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    path = write_yaml(tmp_path, "name: demo\ndecoding:\n  top_p: 0.5\n   temperature: 1\n")
+    message = load_error(path)
+    assert str(path) in message and "line 4" in message
+
+
+def test_not_utf8_names_file_and_line(tmp_path):
+    path = write_yaml(tmp_path, "name: demo\n")
+    path.write_bytes(b"name: demo\ndescription: caf\xe9\n")
+    message = load_error(path)
+    assert str(path) in message and "line 2" in message
+
+
+def test_missing_name(tmp_path):
+    path = write_yaml(tmp_path, "description: no name here\n")
+    message = load_error(path)
+    assert str(path) in message and "'name'" in message and "missing" in message
+
+
+def test_empty_file(tmp_path):
+    message = load_error(write_yaml(tmp_path, ""))
+    assert "empty" in message and "'name'" in message
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    message = load_error(write_yaml(tmp_path, "- name: demo\n"))
+    assert "mapping" in message
+
+
+def test_unknown_keys_are_named(tmp_path):
+    path = write_yaml(tmp_path, "name: demo\ncolour: red\nsize: 3\n")
+    message = load_error(path)
+    assert str(path) in message and "'colour'" in message and "'size'" in message
+
+
+def test_unknown_nested_key_is_dotted(tmp_path):
+    message = load_error(write_yaml(tmp_path, "name: demo\ndecoding:\n  topp: 0.5\n"))
+    assert "'decoding.topp'" in message and "top_p" in message  # says what is known
+
+
+@pytest.mark.parametrize(
+    "yaml_text, field",
+    [
+        ("decoding:\n  top_p: 1.5\n", "decoding.top_p"),
+        ("decoding:\n  top_p: 0\n", "decoding.top_p"),
+        ("decoding:\n  do_sample: maybe\n", "decoding.do_sample"),
+        ("decoding:\n  max_new_tokens: 0\n", "decoding.max_new_tokens"),
+        ("adapter:\n  epochs: true\n", "adapter.epochs"),  # a bool is not an int
+        ("adapter:\n  bottleneck: '64'\n", "adapter.bottleneck"),
+        ("adapter:\n  bottleneck: 2.5\n", "adapter.bottleneck"),
+        ("adapter:\n  learning_rate: -1\n", "adapter.learning_rate"),
+        ("adapter:\n  learning_rate: .inf\n", "adapter.learning_rate"),
+        ("knowledge:\n  mode: web\n", "knowledge.mode"),
+        ("knowledge: facts.txt\n", "knowledge"),
+        ("knowledge:\n  mode: retrieval\n", "knowledge.file"),
+        ("knowledge:\n  mode: retrieval\n  file: ../other/facts.txt\n", "knowledge.file"),
+        ("knowledge:\n  mode: static\n", "knowledge.text"),
+        ("knowledge:\n  mode: none\n  text: I am a pirate.\n", "knowledge.text"),
+        ("data: data.jsonl\n", "data"),
+        ("data: ['']\n", "data[0]"),
+        ("splits:\n  train: -1\n", "splits.train"),
+        ("description: [a, b]\n", "description"),
+        ("card: [1, 2]\n", "card"),
+    ],
+)
+def test_bad_values_name_the_dotted_field(tmp_path, yaml_text, field):
+    path = write_yaml(tmp_path, "name: demo\n" + yaml_text)
+    with pytest.raises(SpecError) as info:
+        SkillSpec.load(path)
+    assert info.value.field == field
+    assert str(path) in str(info.value) and f"'{field}'" in str(info.value)
+
+
+def test_bad_value_message_says_what_is_allowed(tmp_path):
+    message = load_error(write_yaml(tmp_path, "name: demo\ndecoding:\n  top_p: 1.5\n"))
+    assert message.endswith("field 'decoding.top_p' must be a number in (0, 1], got 1.5")
+
+
+def test_checks_also_apply_in_python():
+    with pytest.raises(SpecError, match="'top_p'"):
+        DecodingSpec(top_p=2.0)
+    with pytest.raises(SpecError, match="'name'"):
+        SkillSpec(name="Bad Name")
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a/b", "..", "../x", "a\\b", "Tech", "has space", "-x", "_manager", "1abc", "a" * 49, "none", "auto", "bare", None, 3]
+)
+def test_bad_skill_names(name):
+    with pytest.raises(ValueError, match="skill name"):
+        validate_skill_name(name)
+
+
+@pytest.mark.parametrize("name", ["a", "tech_support", "x-1", "a" * 48])
+def test_good_skill_names(name):
+    assert validate_skill_name(name) == name
+
+
+def test_reserved_name_in_yaml(tmp_path):
+    with pytest.raises(SpecError) as info:
+        SkillSpec.load(write_yaml(tmp_path, "name: auto\n"))
+    assert info.value.field == "name" and "auto" in str(info.value)
+
+
+def test_generate_kwargs_greedy_has_no_sampling_settings():
+    kwargs = DecodingSpec().generate_kwargs()
+    assert kwargs["do_sample"] is False and "temperature" not in kwargs and "top_p" not in kwargs
+    assert kwargs["max_new_tokens"] == 40 and kwargs["no_repeat_ngram_size"] == 3
+
+
+def test_generate_kwargs_sampling():
+    kwargs = DecodingSpec(do_sample=True, temperature=0.5, top_p=0.8).generate_kwargs()
+    assert kwargs["do_sample"] is True and kwargs["temperature"] == 0.5 and kwargs["top_p"] == 0.8
+
+
+def test_saved_yaml_is_plain(tmp_path):
+    SkillSpec(name="persona", knowledge=KnowledgeSpec(mode="static", text="I love hiking.")).save(tmp_path)
+    data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
+    assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking."}
