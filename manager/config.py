@@ -63,9 +63,11 @@ class ManagerConfig:
             value = getattr(self, f.name)
             if f.name == "classes":
                 if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
-                    raise ValueError(f"manager config field 'classes' must be a list of non-empty strings, got {value!r}")
+                    raise ValueError(f"manager config field 'classes' must be a list of non-empty strings, "
+                                     f"got {value!r}")
                 if len(set(value)) != len(value) or (value and value[0] != NONE):
-                    raise ValueError(f"manager config field 'classes' must be unique names starting with {NONE!r}, got {value!r}")
+                    raise ValueError(f"manager config field 'classes' must be unique names starting with {NONE!r}, "
+                                     f"got {value!r}")
                 continue
             expected = {"float": float, "int": int, "str": str}[str(f.type)]
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -108,5 +110,6 @@ class ManagerConfig:
         except ValueError as e:
             raise ManagerFileError(f"{path}: {e}") from None
         if not config.classes or not config.feature_name or config.feature_dim < 1:
-            raise ManagerFileError(f"{path}: not a trained manager (fields 'classes', 'feature_name', 'feature_dim' are unset)")
+            raise ManagerFileError(f"{path}: not a trained manager "
+                                   "(fields 'classes', 'feature_name', 'feature_dim' are unset)")
         return config

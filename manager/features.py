@@ -63,8 +63,8 @@ def check_features(features: torch.Tensor, rows: int | None, dim: int, source: s
         shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
         raise ValueError(f"{source}: expected a [{rows or 'B'}, D] tensor of features, got {shape}")
     if dim and features.shape[1] != dim:
-        raise FeatureMismatchError(f"{source}: features have width {features.shape[1]}, "
-                                   f"but the manager was trained on width {dim}")
+        raise FeatureMismatchError(f"{source}: features have width {features.shape[1]}, expected {dim} "
+                                   "(the width the manager's features had so far)")
     if not features.is_floating_point() or not torch.isfinite(features).all():
         raise ValueError(f"{source}: features must be finite floating-point values")
     return features.detach().to("cpu", torch.float32)

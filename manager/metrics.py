@@ -30,7 +30,8 @@ def routing_report(gold: list[str], predicted: list[str], labels: list[str]) -> 
         hits = confusion[i][i]
         precision = ratio(hits, sum(row[i] for row in confusion))
         recall = ratio(hits, sum(confusion[i]))
-        per_skill[name] = {"precision": precision, "recall": recall, "f1": ratio(2 * precision * recall, precision + recall)}
+        f1 = ratio(2 * precision * recall, precision + recall)
+        per_skill[name] = {"precision": precision, "recall": recall, "f1": f1}
     return {
         "accuracy": ratio(sum(confusion[i][i] for i in range(len(labels))), len(gold)),
         "labels": list(labels),

@@ -100,7 +100,7 @@ class DialogueManager:
             raise ValueError(f"examples must be a dict of histories per class that includes {NONE!r}")
         for name, histories in examples.items():
             _check_class(name, histories)
-        fn = feature_fn or self._feature_fn
+        fn = feature_fn if feature_fn is not None else self._feature_fn
         if fn is None:
             raise RuntimeError("fit() needs a feature function: pass feature_fn=")
         memory, dim = ExemplarMemory(), 0
@@ -121,8 +121,8 @@ class DialogueManager:
             raise ValueError(f"class {name!r} already exists; pass replace=True to replace its exemplars")
         if feature_fn is not None:
             self.feature_fn = feature_fn
-        features = _encode(self._require_feature_fn(), histories, self.config.feature_dim, self.config.feature_batch_size,
-                           f"features {name}")
+        features = _encode(self._require_feature_fn(), histories, self.config.feature_dim,
+                           self.config.feature_batch_size, f"features {name}")
         self.memory.set(name, features, self.config.exemplars_per_class)
         return {"examples": {name: len(histories)}, **self._refit()}
 
@@ -198,7 +198,7 @@ class DialogueManager:
         """Read a saved manager; a damaged folder is a ``ManagerFileError`` naming the file, and a
         feature function of another name than the recorded one a ``FeatureMismatchError``."""
         config, head, memory = storage.load_state(Path(folder))
-        manager = cls(config)
+        manager = cls()
         manager.config, manager.head, manager.memory = config, head, memory
         try:
             manager.feature_fn = feature_fn

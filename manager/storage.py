@@ -32,7 +32,8 @@ def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: E
             raise ValueError(f"{folder}: exists and is not a folder")
         foreign = sorted(p.name for p in folder.iterdir() if p.name not in (CONFIG_NAME, WEIGHTS_NAME))
         if foreign:
-            raise ValueError(f"{folder}: holds files other than a manager's ({', '.join(foreign[:3])}); refusing to replace it")
+            raise ValueError(f"{folder}: holds files other than a manager's ({', '.join(foreign[:3])}); "
+                             "refusing to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     features, labels = memory.tensors()
     tensors = {f"head.{k}": v.detach().contiguous() for k, v in head.state_dict().items()}
@@ -83,7 +84,8 @@ def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory
             raise ManagerFileError(f"{path}: tensor {key!r} holds NaN or infinite values")
     labels = state["memory.labels"]
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ManagerFileError(f"{path}: 'memory.labels' has indices outside the {num_classes} classes of {CONFIG_NAME}")
+        raise ManagerFileError(f"{path}: 'memory.labels' has indices outside the {num_classes} classes "
+                               f"of {CONFIG_NAME}")
     counts = torch.bincount(labels, minlength=num_classes)
     if (counts == 0).any() or (counts > config.exemplars_per_class).any():
         raise ManagerFileError(f"{path}: every class must have 1 to exemplars_per_class={config.exemplars_per_class} "

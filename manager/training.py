@@ -10,7 +10,8 @@ from .classifier import RoutingHead
 from .config import ManagerConfig
 
 
-def fit_head(features: torch.Tensor, labels: torch.Tensor, num_classes: int, config: ManagerConfig) -> tuple[RoutingHead, dict]:
+def fit_head(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+             config: ManagerConfig) -> tuple[RoutingHead, dict]:
     """Train a new :class:`RoutingHead` on ``features`` ``[N, D]`` with class indices ``labels`` ``[N]``.
 
     The cross-entropy is class-balanced (each class weighted by ``N / (C * n_class)``), so a class

@@ -6,6 +6,7 @@ their line numbers, so one typo does not lose a dataset, but a file with no usab
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -78,10 +79,10 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
     path = Path(path)
     size = path.stat().st_size
     if size > max_bytes:
-        raise ValueError(f"{path}: {size / 2**20:.1f} MB is over the limit of {max_bytes / 2**20:.1f} MB for a data file")
-    raw = path.read_bytes()
+        raise ValueError(f"{path}: {size / 2**20:.1f} MB is over the size limit of {max_bytes / 2**20:.1f} MB")
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ValueError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8") from None
@@ -144,7 +145,7 @@ def example_from_row(row: Mapping[str, Any], columns: Mapping[str, str] | None =
     cols = _columns(columns)
     for key in ("context", "response"):
         if row.get(cols[key]) is None:
-            raise ValueError(f"missing column {cols[key]!r}")
+            raise ValueError(f"missing {cols[key]!r}")
     context = row[cols["context"]]
     if csv_context and isinstance(context, str):
         context = _csv_turns(context)
@@ -193,7 +194,7 @@ def read_jsonl(path: Path, columns: Mapping[str, str] | None = None, max_bytes: 
     """Examples of a JSONL file, one ``{"context": [...] or "...", "response": "...", "knowledge": "..."}`` a line."""
     _columns(columns)
     # split("\n"), not splitlines(): JSON strings may hold a raw U+2028, which splitlines() breaks on.
-    lines = read_text(path, max_bytes).splitlines()
+    lines = read_text(path, max_bytes).split("\n")
     rows = ((i, line) for i, line in enumerate(lines, 1) if line.strip())
     return _collect(rows, lambda line: example_from_row(_json_object(line), columns), str(path))
 
@@ -329,10 +330,11 @@ def _unit_interval(example: Example) -> float:
 def split_examples(examples: Sequence[Example], valid_frac: float = 0.1, test_frac: float = 0.1) -> dict[str, list[Example]]:
     """Deterministic train / valid / test split, by the SHA-1 of each example's text.
 
-    An example's split depends only on its own text, so the same data gives the same split on
-    every run and machine, and (once every split fills on its own) adding examples moves no old
-    one between splits. With few examples each split still gets at least one (hence ``n >= 3``),
-    taken from the examples whose hash is nearest the split's range. Each split keeps the input's order.
+    An example's split is decided by the hash of its own text, not by its position or a random
+    draw, so the same data gives the same split on every run and machine, and (once every split
+    fills on its own) adding examples moves no old one between splits. With few examples each
+    split still gets at least one (hence ``n >= 3``), taken from the examples whose hash is
+    nearest the split's range. Each split keeps the input's order.
     """
     n = len(examples)
     if n < 3:

@@ -123,13 +123,15 @@ class SkillRegistry:
         The folder must end up holding ``skill.yaml`` (with this ``name``), ``adapter_config.json``
         and ``adapter_model.safetensors``. On an exception, or an incomplete folder, the temporary
         folder is deleted and nothing else changes. With ``replace``, an installed skill of that
-        name is swapped out in one rename; without it, an existing one raises FileExistsError
-        (checked before and after the body runs, so no training is wasted).
+        name is renamed aside, the new one renamed into place, then the old one deleted; without
+        it, an existing one raises FileExistsError (checked before and after the body runs, so no
+        training is wasted).
         """
         target = self.path(name)
         self._refuse_existing(name, replace)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.root))
+        tmp.chmod(0o755)  # mkdtemp makes it private; an installed skill is readable like any folder
         try:
             yield tmp
             self._check_complete(tmp, name)

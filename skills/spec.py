@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .data import atomic_write_text
+from .data import atomic_write_text, read_text
 
 SPEC_FILE = "skill.yaml"
 RESERVED_NAMES = ("none", "auto", "bare")
@@ -51,6 +51,9 @@ class SpecError(ValueError):
         where = f"{file}: " if file is not None else ""
         super().__init__(f"{where}field {field!r} {problem}")
 
+    def __reduce__(self) -> tuple:
+        return SpecError, (self.field, self.problem, self.file)
+
     def within(self, prefix: str) -> "SpecError":
         return SpecError(f"{prefix}.{self.field}", self.problem, self.file)
 
@@ -85,6 +88,8 @@ def _typed(value: Any, hint: Any, name: str) -> Any:
     args = typing.get_args(hint)
     if type(None) in args:  # ``X | None``
         return None if value is None else _typed(value, next(a for a in args if a is not type(None)), name)
+    if hint is float and isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        value = float(value)
     if is_dataclass(hint):
         if isinstance(value, hint):
             return value
@@ -93,8 +98,6 @@ def _typed(value: Any, hint: Any, name: str) -> Any:
                 return _from_mapping(hint, value)
             except SpecError as e:
                 raise e.within(name) from None
-    elif hint is float and isinstance(value, str) and _FLOAT_RE.match(value.strip()):
-        return float(value)
     elif hint in _SCALARS:
         if _SCALARS[hint][0](value):
             return float(value) if hint is float else value
@@ -152,9 +155,9 @@ class KnowledgeSpec:
         _check_types(self)
         _require(self.mode in KNOWLEDGE_MODES, "mode", f"one of {', '.join(KNOWLEDGE_MODES)}", self.mode)
         if self.mode == "retrieval":
-            parts = PurePosixPath(self.file or "").parts
-            safe = bool(self.file) and "\\" not in self.file and not PurePosixPath(self.file).is_absolute() and ".." not in parts
-            _require(safe, "file", "a path inside the skill's folder when mode is 'retrieval'", self.file)
+            path = PurePosixPath(self.file or "")
+            inside = bool(self.file) and "\\" not in self.file and not path.is_absolute() and ".." not in path.parts
+            _require(inside, "file", "a relative path inside the skill's folder when mode is 'retrieval'", self.file)
         elif self.file is not None:
             raise SpecError("file", f"is only used when mode is 'retrieval' (mode is {self.mode!r})")
         if self.mode == "static":
@@ -286,6 +289,7 @@ class SkillSpec:
         return _from_mapping(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as plain mappings and lists, as written to YAML."""
         return asdict(self)
 
     @classmethod
@@ -295,12 +299,9 @@ class SkillSpec:
         if path.is_dir():
             path = path / SPEC_FILE
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no skill spec here") from None
-        except UnicodeDecodeError as e:
-            line = path.read_bytes()[: e.start].count(b"\n") + 1
-            raise ValueError(f"{path}: line {line}: not UTF-8 text") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -1,6 +1,7 @@
 """The dialogue manager: routing, threshold fallback, adding/removing classes, files, metrics."""
 from __future__ import annotations
 
+import copy
 import json
 import random
 import zlib
@@ -9,8 +10,8 @@ import pytest
 import torch
 
 from manager import (
-    CONFIG_NAME, NONE, WEIGHTS_NAME, Decision, DialogueManager, FeatureMismatchError, ManagerConfig, ManagerFileError,
-    routing_report,
+    CONFIG_NAME, NONE, WEIGHTS_NAME, Decision, DialogueManager, FeatureFn, FeatureMismatchError, ManagerConfig,
+    ManagerFileError, routing_report,
 )
 
 VOCAB = {
@@ -52,15 +53,31 @@ def data(labels: list[str], n: int, seed: int) -> dict[str, list[list[str]]]:
     return {label: dialogues(label, n, seed) for label in labels}
 
 
-def fitted(labels=(NONE, "empathetic", "tech_support"), fn=None, **config) -> DialogueManager:
+def fitted(labels=(NONE, "empathetic", "tech_support"), **config) -> DialogueManager:
     manager = DialogueManager(ManagerConfig(**{"exemplars_per_class": 30, "epochs": 30, **config}))
-    manager.fit(data(list(labels), 40, seed=0), feature_fn=fn or HashingBag())
+    manager.fit(data(list(labels), 40, seed=0), feature_fn=HashingBag())
     return manager
 
 
+@pytest.fixture(scope="module")
+def three() -> DialogueManager:
+    return fitted()
+
+
+@pytest.fixture(scope="module")
+def four() -> DialogueManager:
+    return fitted(labels=(NONE, "empathetic", "tech_support", "trivia"))
+
+
+@pytest.fixture
+def manager(three) -> DialogueManager:
+    """A fresh copy of the manager fitted on none/empathetic/tech_support."""
+    return copy.deepcopy(three)
+
+
 @pytest.mark.parametrize("hidden", [0, 16])
-def test_routes_clear_examples_of_every_class(hidden):
-    manager = fitted(hidden=hidden)
+def test_routes_clear_examples_of_every_class(hidden, three):
+    manager = three if hidden == 0 else fitted(hidden=hidden)
     assert manager.classes == [NONE, "empathetic", "tech_support"] and manager.skills == ["empathetic", "tech_support"]
     report = manager.evaluate(data(manager.classes, 15, seed=1))
     assert report["accuracy"] == 1.0
@@ -71,14 +88,13 @@ def test_routes_clear_examples_of_every_class(hidden):
     assert manager.route(["pizza and a movie with friends this weekend"]).skill is None
 
 
-def test_fit_is_seeded_and_deterministic():
-    a, b = fitted(), fitted()
+def test_fit_is_seeded_and_deterministic(three):
+    a, b = three, fitted()
     assert all(torch.equal(x, y) for x, y in zip(a.head.state_dict().values(), b.head.state_dict().values()))
     assert a.memory.counts() == {NONE: 30, "empathetic": 30, "tech_support": 30}
 
 
-def test_low_confidence_falls_back_to_none():
-    manager = fitted()
+def test_low_confidence_falls_back_to_none(manager):
     mixed = ["sad lonely laptop wifi"]  # half empathetic, half tech support
     manager.config.threshold = 0.0
     loose = manager.route(mixed)
@@ -90,9 +106,8 @@ def test_low_confidence_falls_back_to_none():
     assert strict.scores == loose.scores
 
 
-def test_add_class_routes_new_class_without_old_data_and_keeps_old_accuracy():
-    fn = HashingBag()
-    manager = fitted(fn=fn)
+def test_add_class_routes_new_class_without_old_data_and_keeps_old_accuracy(manager, four):
+    fn = manager.feature_fn
     held_out = data([NONE, "empathetic", "tech_support"], 15, seed=1)
     before = manager.evaluate(held_out)
     fn.seen = 0
@@ -104,12 +119,10 @@ def test_add_class_routes_new_class_without_old_data_and_keeps_old_accuracy():
     for name in held_out:
         assert after["per_skill"][name]["recall"] >= before["per_skill"][name]["recall"]
     # refitting from memory gives exactly the head of fitting everything at once
-    together = fitted(labels=(NONE, "empathetic", "tech_support", "trivia"))
-    assert all(torch.equal(x, y) for x, y in zip(manager.head.state_dict().values(), together.head.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(manager.head.state_dict().values(), four.head.state_dict().values()))
 
 
-def test_add_existing_class_needs_replace():
-    manager = fitted()
+def test_add_existing_class_needs_replace(manager):
     with pytest.raises(ValueError, match="already exists"):
         manager.add_class("empathetic", dialogues("trivia", 10, seed=0))
     manager.add_class("empathetic", dialogues("trivia", 40, seed=0), replace=True)
@@ -117,8 +130,8 @@ def test_add_existing_class_needs_replace():
     assert manager.route(["which planet has a river"]).skill == "empathetic"
 
 
-def test_remove_class_leaves_the_others():
-    manager = fitted(labels=(NONE, "empathetic", "tech_support", "trivia"))
+def test_remove_class_leaves_the_others(four):
+    manager = copy.deepcopy(four)
     manager.remove_class("tech_support")
     assert manager.classes == [NONE, "empathetic", "trivia"] and manager.config.classes == manager.classes
     report = manager.evaluate(data([NONE, "empathetic", "trivia"], 15, seed=1))
@@ -143,10 +156,13 @@ def test_save_load_routes_identically(tmp_path):
     assert loaded.route_batch(histories) == manager.route_batch(histories)
     loaded.add_class("trivia", dialogues("trivia", 40, seed=0))  # the memory came back too
     assert loaded.route(["the author of the century"]).skill == "trivia"
+    (tmp_path / "notes.txt").write_text("not a manager")
+    with pytest.raises(ValueError, match="refusing to replace"):
+        manager.save(tmp_path)
 
 
-def test_load_refuses_other_feature_function(tmp_path):
-    fitted().save(tmp_path)
+def test_load_refuses_other_feature_function(tmp_path, three):
+    three.save(tmp_path)
     with pytest.raises(FeatureMismatchError, match=r"'hashing-bag:64'.*'other-encoder'"):
         DialogueManager.load(tmp_path, feature_fn=HashingBag(name="other-encoder"))
     manager = DialogueManager.load(tmp_path)
@@ -156,8 +172,8 @@ def test_load_refuses_other_feature_function(tmp_path):
         manager.route_features(torch.zeros(2, 32))
 
 
-def test_damaged_files_are_refused_naming_the_file(tmp_path):
-    fitted().save(tmp_path)
+def test_damaged_files_are_refused_naming_the_file(tmp_path, three):
+    three.save(tmp_path)
     weights, config = tmp_path / WEIGHTS_NAME, tmp_path / CONFIG_NAME
     good = weights.read_bytes()
     weights.write_bytes(b"\x07not safetensors" + good[:50])
@@ -226,7 +242,8 @@ class TinyGPT2MeanPool:
         from transformers import GPT2Config, GPT2Model
 
         torch.manual_seed(0)
-        self.model = GPT2Model(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)).eval()
+        self.model = GPT2Model(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64,
+                                           bos_token_id=0, eos_token_id=0)).eval()
 
     def __call__(self, histories: list[list[str]]) -> torch.Tensor:
         texts = [" | ".join(h)[-64:] for h in histories]
@@ -241,6 +258,7 @@ class TinyGPT2MeanPool:
 
 def test_a_model_plugs_in_as_feature_function(tmp_path):
     fn = TinyGPT2MeanPool()
+    assert isinstance(fn, FeatureFn) and isinstance(HashingBag(), FeatureFn)
     manager = DialogueManager(ManagerConfig(epochs=40, feature_batch_size=8))
     train = data([NONE, "empathetic", "tech_support"], 12, seed=0)
     stats = manager.fit(train, feature_fn=fn)

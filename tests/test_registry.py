@@ -8,7 +8,7 @@ import pytest
 
 import skills
 from skills.registry import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, SkillRegistry, UnknownSkillError
-from skills.spec import SPEC_FILE, KnowledgeSpec, SkillSpec, SpecError
+from skills.spec import KnowledgeSpec, SkillSpec, SpecError
 
 
 def fill(folder: Path, name: str, weights: bytes = b"weights", **spec_fields) -> None:

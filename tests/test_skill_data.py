@@ -84,10 +84,19 @@ def test_non_utf8_names_file_and_line(tmp_path):
     assert str(path) in str(info.value) and "line 3" in str(info.value)
 
 
+def test_byte_order_mark_is_allowed_and_lines_still_count(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + jsonl({"context": "a", "response": "b"}).encode())
+    assert read_jsonl(path).examples == [Example(["a"], "b")]
+    path.write_bytes(b"\xef\xbb\xbf" + jsonl({"context": "a", "response": "b"}).encode() + b"\xff\n")
+    with pytest.raises(ValueError, match="line 2: byte 0xff"):
+        read_jsonl(path)
+
+
 def test_file_over_size_limit_is_refused(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text(jsonl({"context": "a", "response": "b"}), encoding="utf-8")
-    with pytest.raises(ValueError, match="over the limit"):
+    with pytest.raises(ValueError, match="over the size limit"):
         read_jsonl(path, max_bytes=10)
 
 

@@ -1,0 +1,119 @@
+"""Recipe: train the bundled skills on ``chatterbot-corpus``, the dialogue manager, and their cards.
+
+Run ``python -m bot.recipes.skills --help``. Each skill is added exactly as a user adds
+one (``bot.skill_builder.add_skill``), into a fresh folder that replaces ``skills/bundled``
+when everything has succeeded. The cards' figures are those of ``adapterbot eval``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from skills import BUNDLED_DIR
+from skills.data import read_source
+from skills.spec import AdapterTraining, DecodingSpec
+
+BUNDLED = {
+    "empathetic": {
+        "data": "chatterbot:emotion,psychology",
+        "description": "Listens and answers feelings, moods and worries with empathy.",
+    },
+    "trivia": {
+        "data": "chatterbot:trivia,science,history,literature,movies,sports,politics",
+        "description": "Answers factual questions, grounded on the passage it retrieves from its knowledge file.",
+        "knowledge": True,
+        # Copying from the passage must not be penalised: no repetition penalty, no n-gram ban.
+        "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, max_new_tokens=32),
+    },
+    "tech_support": {
+        "data": "chatterbot:tech_support",
+        "description": "Helps with computer, printer, network and password problems.",
+    },
+}
+TRAINING = AdapterTraining(bottleneck=64, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
+
+
+def knowledge_file(source: str, folder: Path) -> Path:
+    """One passage per question/answer pair of the source: the question, then its answer."""
+    path = folder / "knowledge.txt"
+    lines = {f"{e.context[-1]} {e.response}".replace("\n", " ") for e in read_source(source, Path(".")).examples}
+    path.write_text("".join(sorted(line + "\n" for line in lines)), encoding="utf-8")
+    return path
+
+
+def write_card(folder: Path, name: str, add: dict, figures: dict, routing: dict) -> None:
+    """A short README for the skill: data, splits, training time, the figures of ``adapterbot eval``."""
+    spec = add["spec"]
+    lines = [
+        f"# Skill `{name}`", "", spec.description, "",
+        f"- Data: `{spec.data[0]}` (chatterbot-corpus), {add['examples']} unique examples; "
+        f"splits train {spec.splits['train']} / valid {spec.splits['valid']} / test {spec.splits['test']}",
+        f"- Knowledge: {spec.knowledge.mode}" + (f" (`{spec.knowledge.file}`, BM25)" if spec.knowledge.file else ""),
+        f"- Adapter: bottleneck {spec.adapter.bottleneck}, {add['trainable_params']:,} parameters "
+        f"({100 * add['trainable_fraction']:.2f}% of the backbone); trained in {add['train_seconds']:.0f}s",
+        "", "Test split figures (`adapterbot eval --out DIR`):", "",
+        "| ppl (adapter) | ppl (bare backbone) | ratio | BLEU | F1 | ROUGE-L | distinct-1 | distinct-2 | routing F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {figures['ppl']:.2f} | {figures['ppl_backbone']:.2f} | {figures['ppl'] / figures['ppl_backbone']:.2f} | "
+        f"{figures['bleu']:.1f} | {figures['f1']:.3f} | {figures['rougeL']:.3f} | {figures['distinct1']:.3f} | "
+        f"{figures['distinct2']:.3f} | {routing.get('f1', float('nan')):.3f} |",
+        "", "Reproduce: `python -m bot.recipes.skills`", "",
+    ]
+    (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bot import AdapterBot
+    from bot.evaluation.report import write_report
+    from bot.evaluation.runner import evaluate_bot
+    from bot.manager_training import train_manager
+    from bot.skill_builder import add_skill
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backbone", default=None, help="default: the bundled backbone")
+    p.add_argument("--out", type=Path, default=BUNDLED_DIR, help="skills folder to (re)create")
+    p.add_argument("--report", type=Path, default=None, help="also keep the eval report here")
+    p.add_argument("--skills", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
+    args = p.parse_args(argv)
+
+    start = time.time()
+    work = Path(tempfile.mkdtemp(prefix=".bundled-", dir=args.out.parent))
+    scratch = Path(tempfile.mkdtemp(prefix="adapterbot-knowledge-"))
+    try:
+        bot = AdapterBot.from_pretrained(args.backbone, work)
+        added = {}
+        for name in args.skills:
+            recipe = BUNDLED[name]
+            knowledge = knowledge_file(recipe["data"], scratch) if recipe.get("knowledge") else None
+            r = add_skill(bot, name, recipe["data"], description=recipe["description"], knowledge=knowledge,
+                          training=TRAINING, decoding=recipe.get("decoding", DecodingSpec()))
+            added[name] = {"examples": r.examples, "trainable_fraction": r.trainable_fraction, "train_seconds": r.train_seconds,
+                           "trainable_params": bot.registry.spec(name).card["trainable_params"], "spec": bot.registry.spec(name)}
+            print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
+        routing = train_manager(bot)
+        print(f"manager: held-out routing accuracy {100 * routing['accuracy']:.1f}%")
+        report, _ = evaluate_bot(bot)
+        for name in args.skills:
+            write_card(bot.registry.path(name), name, added[name], report["skills"][name], report["routing"]["per_skill"].get(name, {}))
+        if args.report:
+            write_report(report, args.report)
+        (work / "README.md").write_text(
+            "# Bundled skills\n\nTrained by `python -m bot.recipes.skills` on chatterbot-corpus with the bundled backbone "
+            f"in {(time.time() - start) / 60:.1f} minutes. Each folder has its card (README.md).\n\n"
+            f"Dialogue manager (`_manager/`): held-out routing accuracy {100 * report['routing']['accuracy']:.1f}% "
+            f"over {', '.join(report['routing']['labels'])}.\n", encoding="utf-8")
+        (work / "eval_summary.json").write_text(json.dumps({"skills": report["skills"], "routing": report["routing"]}, indent=2))
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        work.rename(args.out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

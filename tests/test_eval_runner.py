@@ -1,0 +1,188 @@
+"""`adapterbot eval` on the tiny backbone and toy skills: report keys, routings, predictions, forgetting, CLI."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from bot.evaluation.report import PER_SKILL_KEYS, ROUTING_KEYS, SKILL_KEYS, write_report
+from bot.evaluation.runner import ROUTINGS, evaluate_bot, skill_examples
+
+LIMIT = 4
+TOY = ["alpha", "beta"]
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def module_bot(tiny_dir, tiny_skills_dir, tmp_path_factory):
+    from bot import AdapterBot
+
+    root = tmp_path_factory.mktemp("eval") / "skills"
+    shutil.copytree(tiny_skills_dir, root)
+    return AdapterBot.from_pretrained(tiny_dir, root)
+
+
+@pytest.fixture(scope="module")
+def full_run(module_bot, tmp_path_factory):
+    """One evaluation with the forgetting baseline; the bot's weights and files are recorded around it."""
+    bot = module_bot
+    weights = {k: v.clone() for k, v in bot.model.state_dict().items()}
+    files = folder_digest(bot.registry.root)
+    report, forgetting = evaluate_bot(bot, limit=LIMIT, baseline="sequential-finetune", seed=0, progress=False)
+    out = tmp_path_factory.mktemp("report")
+    paths = write_report(report, out, forgetting)
+    return {"report": report, "forgetting": forgetting, "out": out, "paths": paths, "weights": weights, "files": files}
+
+
+def test_report_json_has_the_design_keys(full_run, module_bot):
+    data = json.loads((full_run["out"] / "report.json").read_text())
+    assert set(data["skills"]) == set(TOY)
+    for name in TOY:
+        entry = data["skills"][name]
+        assert set(SKILL_KEYS) <= set(entry)
+        assert entry["n"] == len(skill_examples(module_bot, name, LIMIT)) > 0
+        assert math.isfinite(entry["ppl"]) and math.isfinite(entry["ppl_backbone"])
+        assert entry["ppl"] < entry["ppl_backbone"]  # the trained adapter fits its own skill better than the bare backbone
+        assert 0 <= entry["f1"] <= 1 and 0 <= entry["bleu"] <= 100
+    routing = data["routing"]
+    assert set(ROUTING_KEYS) <= set(routing)
+    assert routing["labels"] == ["none", *TOY]
+    assert len(routing["confusion"]) == 3 and all(len(row) == 3 for row in routing["confusion"])
+    assert sum(map(sum, routing["confusion"])) == LIMIT + sum(data["skills"][s]["n"] for s in TOY)  # none + skills, limited
+    assert 0 <= routing["accuracy"] <= 1
+    for name in routing["labels"]:
+        assert set(PER_SKILL_KEYS) <= set(routing["per_skill"][name])
+    settings = data["settings"]
+    assert settings["limit"] == LIMIT and settings["seed"] == 0 and settings["seconds"] >= 0
+    assert settings["backbone"] == module_bot.model.signature.backbone
+
+
+def test_three_routings_side_by_side(full_run):
+    report = full_run["report"]
+    assert list(report["routings"]) == list(ROUTINGS)
+    for routing in ROUTINGS:
+        assert set(report["routings"][routing]) == set(TOY)
+        for m in report["routings"][routing].values():
+            assert {"n", "bleu", "f1", "rougeL", "distinct1", "distinct2", "length"} <= set(m)
+    for name in TOY:  # the skill's headline metrics are the oracle routing's
+        oracle = report["routings"]["oracle"][name]
+        assert all(report["skills"][name][k] == oracle[k] for k in ("bleu", "f1", "rougeL", "distinct1", "distinct2"))
+        assert 0 <= report["routings"]["auto"][name]["gold_routed"] <= 1
+    md = (full_run["out"] / "report.md").read_text()
+    assert "Responses by routing" in md and "oracle" in md and "auto" in md
+
+
+def test_auto_routing_follows_the_manager(module_bot, monkeypatch):
+    from manager import Decision
+
+    def all_to_alpha(histories):
+        return [Decision("alpha", 1.0, {"none": 0.0, "alpha": 1.0, "beta": 0.0}) for _ in histories]
+
+    monkeypatch.setattr(module_bot.manager, "route_batch", all_to_alpha)
+    report, _ = evaluate_bot(module_bot, skills=["alpha", "beta"], limit=2, progress=False)
+    auto, oracle, bare = (report["routings"][r] for r in ("auto", "oracle", "backbone"))
+    assert auto["alpha"] == {**oracle["alpha"], "gold_routed": 1.0, "bare_routed": 0.0}
+    assert auto["beta"]["gold_routed"] == 0.0
+    # beta's turns answered by alpha's adapter: what the bot would say, not beta's own replies
+    alpha_on_beta = [s["auto"] for s in report["samples"]["beta"]]
+    assert [s["auto_skill"] for s in report["samples"]["beta"]] == ["alpha", "alpha"]
+    assert alpha_on_beta != [s["oracle"] for s in report["samples"]["beta"]] or auto["beta"] != bare["beta"]
+
+
+def test_without_a_manager_auto_is_the_bare_backbone(module_bot, monkeypatch, tmp_path):
+    monkeypatch.setattr(module_bot, "manager", None)
+    report, _ = evaluate_bot(module_bot, skills=["beta"], limit=2, progress=False)
+    auto, bare = report["routings"]["auto"]["beta"], report["routings"]["backbone"]["beta"]
+    assert {k: v for k, v in auto.items() if k not in ("gold_routed", "bare_routed")} == bare
+    assert auto["bare_routed"] == 1.0
+    assert report["routing"] == {"accuracy": None, "labels": [], "confusion": [], "per_skill": {}}
+    write_report(report, tmp_path, None)
+    assert "no dialogue manager" in (tmp_path / "report.md").read_text().lower() or \
+        "none installed" in (tmp_path / "report.md").read_text()
+
+
+def test_forgetting_adapters_stay_put_and_sequential_forgets(full_run, module_bot):
+    f = full_run["forgetting"]
+    assert f["order"] == TOY and f["metric"] == "ppl"
+    for name in TOY:
+        values = f["adapters"][name]
+        assert len(values) == len(TOY)
+        assert all(v == values[0] for v in values)  # unchanged to the last digit
+        assert values[0] == full_run["report"]["skills"][name]["ppl"]  # the same figure as the report's
+    first = f["sequential"]["alpha"]
+    assert len(first) == 2 and all(math.isfinite(v) for v in first)
+    assert first[0] != first[1]  # stage 2 (beta) moved the first skill
+    assert first[0] != full_run["report"]["skills"]["alpha"]["ppl_backbone"]  # stage 1 did train the copy
+    # the fine-tune worked on a copy: the bot's weights and skill files are as they were
+    after = module_bot.model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in full_run["weights"].items())
+    assert folder_digest(module_bot.registry.root) == full_run["files"]
+    assert (full_run["out"] / "forgetting.png").is_file()
+    assert "Forgetting" in (full_run["out"] / "report.md").read_text()
+
+
+def _write(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_predictions_file_scored_without_any_skill(tiny_dir, tmp_path):
+    from bot import AdapterBot
+
+    bot = AdapterBot.from_pretrained(tiny_dir, tmp_path / "no_skills")
+    assert bot.skills == []
+    preds = _write(tmp_path / "preds.jsonl", [
+        {"context": ["hi"], "prediction": "hello there", "reference": "hello there", "skill": "x"},
+        {"context": "how are you", "prediction": "fine", "reference": "i am well"},
+    ])
+    report, forgetting = evaluate_bot(bot, predictions=preds, progress=False)
+    assert forgetting is None and report["skills"] == {}
+    assert report["predictions"]["all"]["n"] == 2
+    assert report["predictions"]["all"]["f1"] == pytest.approx(0.5)
+    assert report["predictions"]["skills"]["x"]["f1"] == 1.0
+    write_report(report, tmp_path / "out")
+    assert "Scored predictions file" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        evaluate_bot(bot, progress=False)
+
+
+def test_bad_predictions_file_names_the_line(tiny_dir, tmp_path, capsys):
+    from bot.cli import main
+
+    bad = _write(tmp_path / "bad.jsonl", [
+        {"context": ["hi"], "prediction": "a", "reference": "b"},
+        '{"context": ["hi"], "prediction": "a"',
+    ])
+    code = main(["eval", "--out", str(tmp_path / "out"), "--backbone", str(tiny_dir),
+                 "--skills-dir", str(tmp_path / "none"), "--predictions", str(bad)])
+    assert code == 2
+    assert "line 2" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_unknown_skill_and_bad_limit_are_clear_errors(module_bot):
+    with pytest.raises(ValueError, match="alpha, beta"):
+        evaluate_bot(module_bot, skills=["gamma"], progress=False)
+    with pytest.raises(ValueError, match="limit"):
+        evaluate_bot(module_bot, limit=0, progress=False)
+
+
+def test_cli_eval_writes_the_report(tiny_dir, tiny_skills_dir, tmp_path):
+    from bot.cli import main
+
+    before = folder_digest(tiny_skills_dir)
+    out = tmp_path / "out"
+    assert main(["eval", "--out", str(out), "--backbone", str(tiny_dir), "--skills-dir", str(tiny_skills_dir), "--limit", "3"]) == 0
+    assert (out / "report.md").is_file() and (out / "ppl.png").is_file() and (out / "confusion.png").is_file()
+    data = json.loads((out / "report.json").read_text())
+    assert all(data["skills"][s]["n"] <= 3 for s in TOY)
+    assert data["settings"]["limit"] == 3
+    assert folder_digest(tiny_skills_dir) == before  # evaluation writes nothing into the skills folder
