@@ -1,0 +1,226 @@
+"""The Adapter-Bot web app (Gradio): a Chat tab and a Skills tab over one :class:`bot.AdapterBot`.
+
+Public API:
+
+- :func:`build_app` ``(bot, max_upload_mb=50) -> gr.Blocks``
+- :func:`launch` ``(bot, host="127.0.0.1", port=7860, share=False, max_upload_mb=50, **kwargs)``
+
+Endpoints (for ``gradio_client.Client``; ``conversation`` is per-session state, kept by the
+client's session and never sent):
+
+- ``/chat`` ``(message, mode, overrides) -> (textbox, chatbot, scores, knowledge, knowledge
+  accordion, do_sample, temperature, top_p, max_new_tokens, repetition_penalty)``: streams; the
+  final value holds the whole conversation. ``mode`` is ``"auto"``, a skill name or ``"bare"``;
+  ``overrides`` a dict of decoding settings (``{}``: the answering skill's own).
+- ``/clear`` ``() -> (chatbot, scores, knowledge)``: forgets this session's conversation.
+- ``/add_skill`` ``(name, description, data_file, knowledge_file, replace) -> (status, table,
+  summary, remove menu)``: trains and installs a skill (progress is reported while it trains).
+- ``/remove_skill`` ``(name) -> (status, table, summary, remove menu)``.
+- ``/skills`` ``() -> table``: the installed skills.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from bot.chatbot import AdapterBot  # noqa: E402
+
+from .chat import (  # noqa: E402
+    AUTO_MODE, DECODING_KEYS, MAX_MESSAGE_CHARS, MAX_NEW_TOKENS, NO_KNOWLEDGE, decoding_defaults, make_chat_handler,
+    mode_choices, mode_info, new_conversation, parse_mode,
+)
+from .skills_tab import make_add_handler, make_remove_handler, skills_summary, skills_table  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+TITLE = "Adapter-Bot"
+INTRO = ("One frozen conversational backbone, a small adapter per skill. In **Auto** mode the dialogue manager "
+         "picks the skill for every message; pick a skill (or the bare backbone) in *Routing* to choose it yourself.")
+DECODING_RULE = ("Each control follows the answering skill's own setting until you move it; a moved control "
+                 "applies to every reply until you change the routing mode or press *Reset*.")
+MODEL_EVENTS = "model"  # chat, add and remove share the model: one at a time (see build_app)
+
+THEME = gr.themes.Soft(
+    primary_hue="indigo", secondary_hue="sky", neutral_hue="slate",
+    font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],  # no web font download
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+CSS = """
+.gradio-container { max-width: 1320px !important; margin: 0 auto !important; }
+#ab-header h1 { margin-bottom: 0.1em; }
+#ab-header p { margin-top: 0; color: var(--body-text-color-subdued); }
+#ab-side { gap: 10px; }
+#ab-chatbot { flex-grow: 1; }
+#ab-status { font-size: 0.9em; color: var(--body-text-color-subdued); }
+"""
+
+# JavaScript run in the page when a decoding control is moved: remember it in the hidden overrides.
+_MARK_JS = "(overrides, value) => Object.assign({{}}, overrides || {{}}, {{{key}: value}})"
+
+
+class AdapterBotApp(gr.Blocks):
+    """``gr.Blocks`` whose ``launch`` brings the app's theme and style unless told otherwise."""
+
+    def launch(self, *args, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("theme", THEME)
+        kwargs.setdefault("css", CSS)
+        return super().launch(*args, **kwargs)
+
+
+def _header(bot: AdapterBot) -> str:
+    backbone = bot.model.signature.backbone
+    manager = "dialogue manager on" if bot.manager is not None else "no dialogue manager"
+    return (f"# {TITLE}\n{INTRO}\n\n<small>Backbone `{backbone}` · {len(bot.skills)} skill(s) · {manager}</small>")
+
+
+def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
+    """The web app over ``bot`` (not launched). Use :func:`launch` to serve it.
+
+    Args:
+        bot: the loaded bot; every session shares it, while each keeps its own conversation.
+        max_upload_mb: the largest data or knowledge file the Skills tab accepts.
+    """
+    defaults = decoding_defaults(bot, parse_mode(AUTO_MODE, bot))
+
+    with AdapterBotApp(title=TITLE, analytics_enabled=False) as demo:
+        conversation = gr.State(new_conversation())
+        header = gr.Markdown(_header(bot), elem_id="ab-header")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=420):
+                        chatbot = gr.Chatbot(
+                            label="Conversation", elem_id="ab-chatbot", height=560, layout="bubble",
+                            feedback_options=None, group_consecutive_messages=True, buttons=["copy"],
+                            placeholder="**Say hello.** Ask a question, describe a problem, or tell me how you feel.",
+                        )
+                        message = gr.Textbox(
+                            placeholder="Type a message and press Enter", show_label=False, lines=1, max_lines=6,
+                            max_length=MAX_MESSAGE_CHARS, submit_btn="Send", autofocus=True, elem_id="ab-message",
+                        )
+                        with gr.Row():
+                            gr.Examples(["I failed my exam today.", "Who wrote Hamlet?", "My laptop will not turn on.",
+                                         "Hi! How is your day going?"], inputs=message, label="Try")
+                        clear = gr.Button("🧹 Clear conversation", variant="secondary", size="sm")
+                    with gr.Column(scale=1, min_width=300, elem_id="ab-side"):
+                        with gr.Group():
+                            mode = gr.Dropdown(mode_choices(bot), value=AUTO_MODE, label="Routing", allow_custom_value=True,
+                                               info="Auto, or one skill for every message", elem_id="ab-mode")
+                            mode_help = gr.Markdown(mode_info(bot, AUTO_MODE), padding=True)
+                        scores = gr.Label(value=None, label="Skill scores · last turn", num_top_classes=8, elem_id="ab-scores")
+                        with gr.Accordion("Knowledge used", open=False) as knowledge_box:
+                            knowledge = gr.Markdown(NO_KNOWLEDGE, padding=True, elem_id="ab-knowledge")
+                        with gr.Accordion("Decoding", open=False):
+                            gr.Markdown(DECODING_RULE, elem_id="ab-status")
+                            do_sample = gr.Checkbox(defaults["do_sample"], label="Sample (off: greedy, repeatable replies)")
+                            temperature = gr.Slider(0.05, 2.0, defaults["temperature"], step=0.05, label="Temperature",
+                                                    info="used when sampling")
+                            top_p = gr.Slider(0.05, 1.0, defaults["top_p"], step=0.05, label="Top-p", info="used when sampling")
+                            max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, defaults["max_new_tokens"], step=1,
+                                                       label="Max new tokens")
+                            repetition_penalty = gr.Slider(1.0, 2.0, defaults["repetition_penalty"], step=0.05,
+                                                           label="Repetition penalty", info="1 = off")
+                            reset = gr.Button("Reset to the skill's settings", size="sm")
+                        # Decoding controls the user moved, as sent to /chat: {} = the skill's own settings.
+                        overrides = gr.JSON({}, visible=False)
+
+            with gr.Tab("Skills", id="skills") as skills_tab:
+                summary = gr.Markdown(skills_summary(bot))
+                table = gr.Dataframe(value=skills_table(bot), interactive=False, wrap=True, label="Installed skills",
+                                     elem_id="ab-skills-table")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        gr.Markdown("### Add a skill\nUpload dialogues as JSONL, one example a line: "
+                                    '`{"context": ["turn", ...], "response": "...", "knowledge": "optional"}`. '
+                                    "A new adapter trains on the frozen backbone (replies wait while it trains); "
+                                    "the skill is usable as soon as it is installed.")
+                        with gr.Row():
+                            new_name = gr.Textbox(label="Name", placeholder="e.g. cooking",
+                                                  info="lowercase letters, digits, '_' or '-'")
+                            new_description = gr.Textbox(label="Description", placeholder="What the skill is for")
+                        with gr.Row():
+                            data_file = gr.File(label=f"Dialogues (.jsonl, ≤ {max_upload_mb:g} MB)",
+                                                file_types=[".jsonl", ".csv"], type="filepath", height=120)
+                            knowledge_file = gr.File(label="Knowledge passages (optional, .txt or .jsonl)",
+                                                     file_types=[".txt", ".jsonl"], type="filepath", height=120)
+                        replace = gr.Checkbox(False, label="Replace a skill of the same name")
+                        add = gr.Button("Train and install", variant="primary")
+                        add_status = gr.Markdown()
+                    with gr.Column(scale=2):
+                        gr.Markdown("### Remove a skill\nIts folder and its manager class go; other skills are untouched.")
+                        remove_name = gr.Dropdown(bot.skills, value=None, label="Skill to remove")
+                        remove = gr.Button("Remove skill", variant="stop")
+                        remove_status = gr.Markdown()
+
+        controls = [do_sample, temperature, top_p, max_new_tokens, repetition_penalty]
+
+        # ---- chat -------------------------------------------------------------------------
+        chat_inputs = [message, mode, overrides, conversation]
+        chat_outputs = [message, chatbot, conversation, scores, knowledge, knowledge_box, *controls]
+        chat = make_chat_handler(bot)
+        message.submit(chat, chat_inputs, chat_outputs, api_name="chat", concurrency_id=MODEL_EVENTS,
+                       concurrency_limit=1, show_progress="minimal")
+
+        def clear_chat():
+            return new_conversation(), [], gr.Label(value=None, label="Skill scores · last turn"), NO_KNOWLEDGE
+
+        clear.click(clear_chat, None, [conversation, chatbot, scores, knowledge], api_name="clear", queue=False)
+
+        # ---- routing and decoding ---------------------------------------------------------
+        def on_mode(choice):
+            try:
+                values = decoding_defaults(bot, parse_mode(choice, bot))
+            except ValueError:
+                values = decoding_defaults(bot, parse_mode(AUTO_MODE, bot))
+            return {}, mode_info(bot, choice), *(values[k] for k in DECODING_KEYS)
+
+        mode.change(on_mode, mode, [overrides, mode_help, *controls], queue=False, api_visibility="private")
+        reset.click(on_mode, mode, [overrides, mode_help, *controls], queue=False, api_visibility="private")
+        for key, control in zip(DECODING_KEYS, controls):
+            control.input(None, [overrides, control], overrides, js=_MARK_JS.format(key=key), queue=False,
+                          api_visibility="private")
+
+        # ---- skills -----------------------------------------------------------------------
+        def refresh(choice):
+            """Menus and table from the bot's current skills (another session may have changed them)."""
+            installed = choice in bot.skills or choice in (AUTO_MODE, "bare")
+            return (gr.Dropdown(choices=mode_choices(bot), value=choice if installed else AUTO_MODE),
+                    skills_table(bot), skills_summary(bot), gr.Dropdown(choices=bot.skills), _header(bot))
+
+        refresh_outputs = [mode, table, summary, remove_name, header]
+        skill_outputs = [table, summary, remove_name]
+        add.click(make_add_handler(bot, max_upload_mb), [new_name, new_description, data_file, knowledge_file, replace],
+                  [add_status, *skill_outputs], api_name="add_skill", concurrency_id=MODEL_EVENTS, concurrency_limit=1,
+                  ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
+        remove.click(make_remove_handler(bot), remove_name, [remove_status, *skill_outputs], api_name="remove_skill",
+                     concurrency_id=MODEL_EVENTS, concurrency_limit=1,
+                     js="(name) => (name && confirm(`Remove the skill '${name}'? Its files are deleted.`)) ? name : null",
+                     ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
+        demo.load(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
+        skills_tab.select(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
+        demo.load(lambda: skills_table(bot), None, table, api_name="skills", queue=False)
+
+    # Light events run two at a time; chat, add and remove share one slot, since they all drive the
+    # one model (AdapterBot serializes generation itself, but routing and training also use the model).
+    demo.queue(default_concurrency_limit=2)
+    return demo
+
+
+def launch(bot: AdapterBot, host: str = "127.0.0.1", port: int = 7860, share: bool = False, max_upload_mb: float = 50,
+           **kwargs):
+    """Build the app and serve it on ``host:port`` (``share``: also through a public Gradio link).
+
+    Extra keyword arguments go to ``gr.Blocks.launch`` (e.g. ``prevent_thread_lock=True``,
+    ``quiet=True`` in tests). Unexpected errors never reach the page (``show_error=False``);
+    uploads over ``max_upload_mb`` are refused by the server.
+    """
+    demo = build_app(bot, max_upload_mb=max_upload_mb)
+    kwargs.setdefault("show_error", False)
+    kwargs.setdefault("max_file_size", f"{max_upload_mb:g}mb")
+    kwargs.setdefault("footer_links", ["api"])
+    demo.launch(server_name=host, server_port=port, share=share, **kwargs)
+    return demo

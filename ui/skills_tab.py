@@ -1,0 +1,151 @@
+"""The Skills tab's logic: the table of installed skills, adding one from an upload, removing one.
+
+Handlers raise ``gr.Error`` with a one-line message for anything the user can fix (bad name,
+bad JSONL, too large a file, a name already taken); anything else is logged with its traceback
+on the server and reported on the page as one generic line.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from bot.chatbot import AdapterBot
+from bot.skill_builder import add_skill, remove_skill
+from skills.registry import UnknownSkillError
+from skills.spec import validate_skill_name
+
+from .chat import one_line
+
+log = logging.getLogger(__name__)
+
+TABLE_HEADERS = ["Skill", "Description", "Knowledge", "Train", "Valid", "Test", "Test ppl (adapter)", "Test ppl (bare backbone)"]
+DATA_SUFFIXES = (".jsonl", ".csv")
+KNOWLEDGE_SUFFIXES = (".txt", ".jsonl")
+MAX_DESCRIPTION_CHARS = 300
+# Errors a user can fix from the page; their message is shown as it is.
+EXPECTED_ERRORS = (ValueError, FileExistsError, FileNotFoundError, UnknownSkillError, UnicodeDecodeError)
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+
+def skill_rows(bot: AdapterBot) -> list[list[Any]]:
+    """One row per loaded skill: name, description, knowledge mode, split sizes, test perplexities."""
+    rows = []
+    for name in bot.skills:
+        spec = bot.specs[name]
+        splits, card = spec.splits or {}, spec.card or {}
+        rows.append([name, spec.description, spec.knowledge.mode,
+                     splits.get("train", "—"), splits.get("valid", "—"), splits.get("test", "—"),
+                     _figure(card.get("test_ppl")), _figure(card.get("test_ppl_backbone"))])
+    return rows
+
+
+def skills_table(bot: AdapterBot) -> dict[str, Any]:
+    """The Dataframe value (headers and rows)."""
+    return {"headers": TABLE_HEADERS, "data": skill_rows(bot) or [["(no skill installed)", "", "", "", "", "", "", ""]]}
+
+
+def skills_summary(bot: AdapterBot) -> str:
+    """A line over the table: where skills live, the manager, and any skill that failed to load."""
+    manager = "a dialogue manager routes between them" if bot.manager is not None else "no dialogue manager is installed"
+    text = f"{len(bot.skills)} skill(s) installed in `{bot.registry.root}`; {manager}."
+    for name, why in sorted(bot.skipped.items()):
+        text += f"\n\n⚠️ `{name}` is installed but was not loaded: {one_line(ValueError(why))}"
+    return text
+
+
+def _readable(e: BaseException, uploads: dict[str, str]) -> str:
+    """One line of ``e``, with the server's temporary upload paths replaced by the uploaded file names."""
+    text = one_line(e)
+    for path, shown in uploads.items():
+        text = text.replace(path, shown)
+    return text
+
+
+def _check_upload(path: str | None, what: str, suffixes: tuple[str, ...], max_mb: float, required: bool) -> Path | None:
+    if not path:
+        if required:
+            raise ValueError(f"Choose a {what} file to upload ({' or '.join(suffixes)}).")
+        return None
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise ValueError(f"The {what} file {p.name!r} must end in {' or '.join(suffixes)}.")
+    size = p.stat().st_size
+    if size > max_mb * 2**20:
+        raise ValueError(f"The {what} file {p.name!r} is {size / 2**20:.1f} MB, over the {max_mb:g} MB upload limit.")
+    if size == 0:
+        raise ValueError(f"The {what} file {p.name!r} is empty.")
+    return p
+
+
+def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
+    """``/add_skill``: ``(name, description, data_file, knowledge_file, replace)`` -> ``(status, table, summary, remove menu)``."""
+
+    def add(name: str | None, description: str | None, data_file: str | None, knowledge_file: str | None = None,
+            replace: bool = False, progress=gr.Progress()):
+        uploads: dict[str, str] = {}
+        try:
+            name = validate_skill_name((name or "").strip())
+            description = " ".join((description or "").split())
+            if len(description) > MAX_DESCRIPTION_CHARS:
+                raise ValueError(f"Keep the description under {MAX_DESCRIPTION_CHARS} characters (it has {len(description)}).")
+            data = _check_upload(data_file, "data", DATA_SUFFIXES, max_upload_mb, required=True)
+            knowledge = _check_upload(knowledge_file, "knowledge", KNOWLEDGE_SUFFIXES, max_upload_mb, required=False)
+            uploads = {str(p): p.name for p in (data, knowledge) if p is not None}
+            if name in bot.registry.names() and not replace:
+                raise FileExistsError(f"A skill named {name!r} is already installed; tick 'Replace' to retrain it, or pick another name.")
+            progress(0.0, desc=f"Reading {data.name}")
+            result = add_skill(bot, name, data, description=description, knowledge=knowledge, replace=bool(replace),
+                               progress=lambda fraction, message: progress(fraction, desc=message), show_bar=False)
+        except EXPECTED_ERRORS as e:
+            message = _readable(e, uploads)
+            log.warning("add skill %r refused: %s", name, message)
+            raise gr.Error(message, title="Skill not added", print_exception=False) from None
+        except Exception:
+            log.exception("adding skill %r failed", name)
+            raise gr.Error("Adding the skill failed unexpectedly; the server log has the details.",
+                           title="Skill not added", print_exception=False) from None
+        skipped = f" ({result.skipped} bad line(s) skipped, first at {', '.join(map(str, result.skipped_lines))})" if result.skipped else ""
+        manager = ("The dialogue manager learned the new skill, so Auto can route to it."
+                   if result.manager_updated else "No dialogue manager is installed: pick the skill by hand in the Chat tab.")
+        status = (f"✅ Installed **{result.name}** from {result.examples} example(s){skipped}: "
+                  f"train/valid/test {result.splits.get('train')}/{result.splits.get('valid')}/{result.splits.get('test')}, "
+                  f"test perplexity {result.test_ppl:.2f} (bare backbone {result.test_ppl_backbone:.2f}), "
+                  f"trained in {result.train_seconds:.0f} s. {manager}")
+        gr.Info(f"Skill {result.name!r} installed; it is ready in the Chat tab.")
+        return status, skills_table(bot), skills_summary(bot), gr.Dropdown(choices=bot.skills, value=None)
+
+    return add
+
+
+def make_remove_handler(bot: AdapterBot) -> Callable:
+    """``/remove_skill``: ``(name)`` -> ``(status, table, summary, remove menu)``."""
+
+    def remove(name: str | None):
+        try:
+            name = validate_skill_name((name or "").strip()) if name else None
+            if name is None:
+                raise ValueError("Pick the skill to remove first.")
+            if name not in bot.registry:
+                raise UnknownSkillError(f"No skill {name!r} is installed.")
+            remove_skill(bot.registry, name)
+            if name in bot.skills:
+                bot.unload_skill(name)
+            bot.load_manager()
+        except EXPECTED_ERRORS as e:
+            log.warning("remove skill %r refused: %s", name, e)
+            raise gr.Error(one_line(e), title="Skill not removed", print_exception=False) from None
+        except Exception:
+            log.exception("removing skill %r failed", name)
+            raise gr.Error("Removing the skill failed unexpectedly; the server log has the details.",
+                           title="Skill not removed", print_exception=False) from None
+        gr.Info(f"Skill {name!r} removed.")
+        status = f"🗑️ Removed **{name}**; the other skills are unchanged."
+        return status, skills_table(bot), skills_summary(bot), gr.Dropdown(choices=bot.skills, value=None)
+
+    return remove
