@@ -16,7 +16,7 @@ client's session and never sent):
 - ``/add_skill`` ``(name, description, data_file, knowledge_file, replace) -> (status, table,
   summary, remove menu)``: trains and installs a skill (progress is reported while it trains).
 - ``/remove_skill`` ``(name) -> (status, table, summary, remove menu)``.
-- ``/skills`` ``() -> table``: the installed skills.
+- ``/skills`` ``() -> list of dicts``: the loaded skills with their descriptions, splits and test figures.
 """
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                 values = decoding_defaults(bot, parse_mode(AUTO_MODE, bot))
             return {}, mode_info(bot, choice), *(values[k] for k in DECODING_KEYS)
 
-        mode.change(on_mode, mode, [overrides, mode_help, *controls], queue=False, api_visibility="private")
+        mode.input(on_mode, mode, [overrides, mode_help, *controls], queue=False, api_visibility="private")
         reset.click(on_mode, mode, [overrides, mode_help, *controls], queue=False, api_visibility="private")
         for key, control in zip(DECODING_KEYS, controls):
             control.input(None, [overrides, control], overrides, js=_MARK_JS.format(key=key), queue=False,
@@ -202,7 +202,13 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                      ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
         demo.load(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
         skills_tab.select(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
-        demo.load(lambda: skills_table(bot), None, table, api_name="skills", queue=False)
+
+        def list_skills() -> list[dict]:
+            """The loaded skills: name, description, knowledge mode, split sizes and test figures."""
+            return [{"name": n, "description": bot.specs[n].description, "knowledge": bot.specs[n].knowledge.mode,
+                     "splits": dict(bot.specs[n].splits), "card": dict(bot.specs[n].card)} for n in bot.skills]
+
+        gr.api(list_skills, api_name="skills", queue=False)
 
     # Light events run two at a time; chat, add and remove share one slot, since they all drive the
     # one model (AdapterBot serializes generation itself, but routing and training also use the model).

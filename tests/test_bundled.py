@@ -1,0 +1,46 @@
+"""Integration: the bundled backbone, skills and manager, offline, as a new user gets them."""
+from __future__ import annotations
+
+import pytest
+
+from bot import AdapterBot
+from bot.backbone import BUNDLED_BACKBONE
+from skills import BUNDLED_DIR
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return AdapterBot.from_pretrained()
+
+
+def test_bundled_artifacts_are_small_safetensors():
+    assert (BUNDLED_BACKBONE / "model.safetensors").stat().st_size <= 30_000_000
+    for name in ("empathetic", "trivia", "tech_support"):
+        assert (BUNDLED_DIR / name / "adapter_model.safetensors").stat().st_size <= 2_000_000
+    assert not list(BUNDLED_DIR.parent.rglob("*.bin")) and not list(BUNDLED_DIR.parent.rglob("*.pt"))
+
+
+def test_offline_default_loads_every_bundled_skill_and_replies(bundled):
+    assert bundled.skills == ["empathetic", "tech_support", "trivia"]
+    assert bundled.manager is not None and bundled.skipped == {}
+    r = bundled.respond(["Hello! How are you?"])
+    assert r.text.strip() and r.confidence is not None
+
+
+@pytest.mark.parametrize("message, skill", [
+    ("My printer is not printing.", "tech_support"),
+    ("My computer won't turn on.", "tech_support"),
+    ("Who wrote Hamlet?", "trivia"),
+    ("What is the speed of light?", "trivia"),
+    ("I feel so sad and lonely today.", "empathetic"),
+    ("hey whats up, what did you do this weekend?", None),
+])
+def test_clear_examples_route_to_their_skill(bundled, message, skill):
+    assert bundled.respond([message], max_new_tokens=4).skill == skill
+
+
+def test_trivia_answers_from_the_retrieved_passage(bundled):
+    r = bundled.respond(["Who wrote Hamlet?"], skill="trivia")
+    assert r.knowledge and "Shakespeare" in r.knowledge
+    assert "shakespeare" in r.text.lower()
+
