@@ -114,7 +114,7 @@ class AdapterBot:
             self.retrievers.pop(name, None)
 
     def load_manager(self) -> None:
-        """Load the manager saved beside the skills, keeping only classes whose skill is loaded."""
+        """Load the manager saved beside the skills (a class whose skill is not loaded routes to the bare backbone)."""
         folder = self.registry.root / MANAGER_DIR
         self.manager = None
         if (folder / "manager_config.json").exists():

@@ -53,7 +53,7 @@ def with_knowledge(examples: list[Example], retriever: Retriever) -> list[Exampl
 def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str = "", knowledge: str | Path | None = None,
               replace: bool = False, training: AdapterTraining | None = None, decoding: DecodingSpec | None = None,
               columns: dict | None = None, progress: Progress | None = None, show_bar: bool = True,
-              max_examples: int | None = None) -> AddResult:
+              max_examples: int | None = None, data_label: str | None = None) -> AddResult:
     """Train and install skill ``name`` from ``data`` (a JSONL/CSV path or ``hf:NAME``), and load it into ``bot``.
 
     Args:
@@ -66,6 +66,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         columns: column mapping for ``hf:`` datasets.
         progress: ``callback(fraction, message)`` for a UI progress bar.
         max_examples: keep at most this many examples (after deduplication), for quick runs.
+        data_label: how ``data`` is recorded in the spec (e.g. an upload's original file name).
     """
     name = validate_skill_name(name)
     registry = bot.registry
@@ -94,7 +95,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         ppl_bare = perplexity(model, bot.tokenizer, splits["test"], None, training.max_length, training.batch_size)
         sizes = {k: len(v) for k, v in splits.items()}
         spec = SkillSpec(
-            name=name, description=description or f"Skill trained on {Path(source).name}", data=[source],
+            name=name, description=description or f"Skill trained on {Path(data_label or source).name}", data=[data_label or source],
             knowledge=knowledge_spec, adapter=training, decoding=decoding, splits=sizes,
             card={"test_ppl": round(ppl, 3), "test_ppl_backbone": round(ppl_bare, 3),
                   "trainable_params": result.trainable_params, "trainable_fraction": round(result.trainable_fraction, 5),

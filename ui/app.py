@@ -33,7 +33,7 @@ from .chat import (  # noqa: E402
     AUTO_MODE, DECODING_KEYS, MAX_MESSAGE_CHARS, MAX_NEW_TOKENS, NO_KNOWLEDGE, decoding_defaults, make_chat_handler,
     mode_choices, mode_info, new_conversation, parse_mode,
 )
-from .skills_tab import make_add_handler, make_remove_handler, skills_summary, skills_table  # noqa: E402
+from .skills_tab import CANCELLED, make_add_handler, make_remove_handler, skills_summary, skills_table  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ INTRO = ("One frozen conversational backbone, a small adapter per skill. In **Au
          "picks the skill for every message; pick a skill (or the bare backbone) in *Routing* to choose it yourself.")
 DECODING_RULE = ("Each control follows the answering skill's own setting until you move it; a moved control "
                  "applies to every reply until you change the routing mode or press *Reset*.")
-MODEL_EVENTS = "model"  # chat, add and remove share the model: one at a time (see build_app)
+MODEL_EVENTS = "model"  # chat, add and remove share the model (see build_app)
+MODEL_CONCURRENCY = 1  # how many of those run at once
 
 THEME = gr.themes.Soft(
     primary_hue="indigo", secondary_hue="sky", neutral_hue="slate",
@@ -99,21 +100,22 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                             placeholder="**Say hello.** Ask a question, describe a problem, or tell me how you feel.",
                         )
                         message = gr.Textbox(
-                            placeholder="Type a message and press Enter", show_label=False, lines=1, max_lines=6,
+                            placeholder="Type a message and press Enter", label="Message", show_label=False, lines=1, max_lines=6,
                             max_length=MAX_MESSAGE_CHARS, submit_btn="Send", autofocus=True, elem_id="ab-message",
                         )
                         with gr.Row():
                             gr.Examples(["I failed my exam today.", "Who wrote Hamlet?", "My laptop will not turn on.",
                                          "Hi! How is your day going?"], inputs=message, label="Try")
-                        clear = gr.Button("🧹 Clear conversation", variant="secondary", size="sm")
+                        clear = gr.Button("Clear conversation", variant="secondary", size="sm")
                     with gr.Column(scale=1, min_width=300, elem_id="ab-side"):
                         with gr.Group():
                             mode = gr.Dropdown(mode_choices(bot), value=AUTO_MODE, label="Routing", allow_custom_value=True,
                                                info="Auto, or one skill for every message", elem_id="ab-mode")
                             mode_help = gr.Markdown(mode_info(bot, AUTO_MODE), padding=True)
-                        scores = gr.Label(value=None, label="Skill scores · last turn", num_top_classes=8, elem_id="ab-scores")
+                        scores = gr.Label(value=None, label="Skill scores · last turn", num_top_classes=8, show_heading=False,
+                                          elem_id="ab-scores")
                         with gr.Accordion("Knowledge used", open=False) as knowledge_box:
-                            knowledge = gr.Markdown(NO_KNOWLEDGE, padding=True, elem_id="ab-knowledge")
+                            knowledge = gr.Markdown(NO_KNOWLEDGE, label="Knowledge", padding=True, elem_id="ab-knowledge")
                         with gr.Accordion("Decoding", open=False):
                             gr.Markdown(DECODING_RULE, elem_id="ab-status")
                             do_sample = gr.Checkbox(defaults["do_sample"], label="Sample (off: greedy, repeatable replies)")
@@ -144,17 +146,18 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                             new_description = gr.Textbox(label="Description", placeholder="What the skill is for")
                         with gr.Row():
                             data_file = gr.File(label=f"Dialogues (.jsonl, ≤ {max_upload_mb:g} MB)",
-                                                file_types=[".jsonl", ".csv"], type="filepath", height=120)
-                            knowledge_file = gr.File(label="Knowledge passages (optional, .txt or .jsonl)",
-                                                     file_types=[".txt", ".jsonl"], type="filepath", height=120)
+                                                file_types=[".jsonl", ".csv"], type="filepath", height=120, elem_id="ab-data-file")
+                            knowledge_file = gr.File(label="Knowledge (optional, .txt or .jsonl)",
+                                                     file_types=[".txt", ".jsonl"], type="filepath", height=120,
+                                                     elem_id="ab-knowledge-file")
                         replace = gr.Checkbox(False, label="Replace a skill of the same name")
                         add = gr.Button("Train and install", variant="primary")
-                        add_status = gr.Markdown()
+                        add_status = gr.Markdown(min_height=40)
                     with gr.Column(scale=2):
                         gr.Markdown("### Remove a skill\nIts folder and its manager class go; other skills are untouched.")
-                        remove_name = gr.Dropdown(bot.skills, value=None, label="Skill to remove")
+                        remove_name = gr.Dropdown(bot.skills, value=None, label="Skill to remove", allow_custom_value=True)
                         remove = gr.Button("Remove skill", variant="stop")
-                        remove_status = gr.Markdown()
+                        remove_status = gr.Markdown(min_height=40)
 
         controls = [do_sample, temperature, top_p, max_new_tokens, repetition_penalty]
 
@@ -163,12 +166,14 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
         chat_outputs = [message, chatbot, conversation, scores, knowledge, knowledge_box, *controls]
         chat = make_chat_handler(bot)
         message.submit(chat, chat_inputs, chat_outputs, api_name="chat", concurrency_id=MODEL_EVENTS,
-                       concurrency_limit=1, show_progress="minimal")
+                       concurrency_limit=MODEL_CONCURRENCY, show_progress="minimal", show_progress_on=chatbot)
 
         def clear_chat():
             return new_conversation(), [], gr.Label(value=None, label="Skill scores · last turn"), NO_KNOWLEDGE
 
         clear.click(clear_chat, None, [conversation, chatbot, scores, knowledge], api_name="clear", queue=False)
+        # The Chatbot's own trash button empties the display; forget the conversation with it.
+        chatbot.clear(clear_chat, None, [conversation, chatbot, scores, knowledge], queue=False, api_visibility="private")
 
         # ---- routing and decoding ---------------------------------------------------------
         def on_mode(choice):
@@ -194,24 +199,25 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
         refresh_outputs = [mode, table, summary, remove_name, header]
         skill_outputs = [table, summary, remove_name]
         add.click(make_add_handler(bot, max_upload_mb), [new_name, new_description, data_file, knowledge_file, replace],
-                  [add_status, *skill_outputs], api_name="add_skill", concurrency_id=MODEL_EVENTS, concurrency_limit=1,
+                  [add_status, *skill_outputs], api_name="add_skill", concurrency_id=MODEL_EVENTS,
+                  concurrency_limit=MODEL_CONCURRENCY, show_progress_on=add_status,
                   ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
         remove.click(make_remove_handler(bot), remove_name, [remove_status, *skill_outputs], api_name="remove_skill",
-                     concurrency_id=MODEL_EVENTS, concurrency_limit=1,
-                     js="(name) => (name && confirm(`Remove the skill '${name}'? Its files are deleted.`)) ? name : null",
+                     concurrency_id=MODEL_EVENTS, concurrency_limit=MODEL_CONCURRENCY, show_progress_on=remove_status,
+                     js=f"(name) => !name || confirm(`Remove the skill '${{name}}'? Its files are deleted.`) ? name : '{CANCELLED}'",
                      ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
         demo.load(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
         skills_tab.select(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
 
         def list_skills() -> list[dict]:
             """The loaded skills: name, description, knowledge mode, split sizes and test figures."""
-            return [{"name": n, "description": bot.specs[n].description, "knowledge": bot.specs[n].knowledge.mode,
-                     "splits": dict(bot.specs[n].splits), "card": dict(bot.specs[n].card)} for n in bot.skills]
+            return [{"name": name, "description": spec.description, "knowledge": spec.knowledge.mode,
+                     "splits": dict(spec.splits), "card": dict(spec.card)} for name, spec in sorted(bot.specs.items())]
 
         gr.api(list_skills, api_name="skills", queue=False)
 
-    # Light events run two at a time; chat, add and remove share one slot, since they all drive the
-    # one model (AdapterBot serializes generation itself, but routing and training also use the model).
+    # Light events run two at a time. Chat, add and remove share MODEL_CONCURRENCY slot(s): they all
+    # drive the one model, and AdapterBot's lock covers generation only, not routing or training.
     demo.queue(default_concurrency_limit=2)
     return demo
 

@@ -72,7 +72,7 @@ def mode_info(bot: AdapterBot, mode: str | None) -> str:
     try:
         skill = parse_mode(mode, bot)
     except ValueError as e:
-        return f"⚠️ {e}"
+        return f"**Note:** {e}"
     if skill == AUTO:
         if bot.manager is None:
             return "No dialogue manager is installed, so Auto answers with the bare backbone."
@@ -199,6 +199,17 @@ def bot_messages(reply: Reply | None, label: str, details: str, done: bool, seco
     return [{"role": "assistant", "content": details, "metadata": meta}, {"role": "assistant", "content": text}]
 
 
+def manager_opinion(bot: AdapterBot, history: list[str]) -> dict[str, float]:
+    """The manager's scores for a turn whose skill was picked by hand ({} without a manager, or on failure)."""
+    if bot.manager is None:
+        return {}
+    try:
+        return dict(bot.manager.route(history).scores)
+    except Exception:  # only informative: never let it stop the reply
+        log.warning("manager scores for a hand-picked turn failed", exc_info=True)
+        return {}
+
+
 def one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return text[:400]
@@ -240,9 +251,12 @@ def make_chat_handler(bot: AdapterBot):
         history = [*conversation["turns"], text]
         before = [*conversation["messages"], {"role": "user", "content": text}]
         start = time.perf_counter()
-        yield ("", before + bot_messages(None, "Routing…", "Choosing a skill for this message…", done=False),
+        first = ("Routing…", "The dialogue manager is choosing a skill…") if not forced else \
+            (f"{skill or CHITCHAT} · picked by hand", "Generating…")
+        yield ("", before + bot_messages(None, *first, done=False),
                gr.skip(), gr.skip(), gr.skip(), gr.skip(), *([gr.skip()] * n_controls))
 
+        opinion = manager_opinion(bot, history) if forced else None
         reply: Reply | None = None
         settings: dict[str, Any] = {}
         label = details = ""
@@ -273,9 +287,10 @@ def make_chat_handler(bot: AdapterBot):
         conversation = {"turns": [*history, reply.text], "messages": messages}
         if reply.scores:
             scores = gr.Label(value=display_scores(reply.scores), label="Skill scores · last turn")
+        elif opinion:
+            scores = gr.Label(value=display_scores(opinion), label="Manager's scores · skill picked by hand")
         else:
-            why = "picked by hand" if forced else "no manager"
-            scores = gr.Label(value=None, label=f"Skill scores · last turn ({why}: the manager was not consulted)")
+            scores = gr.Label(value=None, label="Skill scores · no manager installed")
         knowledge_title = f"Knowledge used · {reply.skill}" if reply.knowledge else "Knowledge used"
         controls = [gr.skip() if k in moved else settings[k] for k in DECODING_KEYS]
         yield ("", messages, conversation, scores, knowledge_markdown(reply),

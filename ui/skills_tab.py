@@ -25,6 +25,7 @@ TABLE_HEADERS = ["Skill", "Description", "Knowledge", "Train", "Valid", "Test", 
 DATA_SUFFIXES = (".jsonl", ".csv")
 KNOWLEDGE_SUFFIXES = (".txt", ".jsonl")
 MAX_DESCRIPTION_CHARS = 300
+CANCELLED = "__cancelled__"  # what the page sends to /remove_skill when the confirmation is declined
 # Errors a user can fix from the page; their message is shown as it is.
 EXPECTED_ERRORS = (ValueError, FileExistsError, FileNotFoundError, UnknownSkillError, UnicodeDecodeError)
 
@@ -36,8 +37,7 @@ def _figure(value: Any) -> str:
 def skill_rows(bot: AdapterBot) -> list[list[Any]]:
     """One row per loaded skill: name, description, knowledge mode, split sizes, test perplexities."""
     rows = []
-    for name in bot.skills:
-        spec = bot.specs[name]
+    for name, spec in sorted(bot.specs.items()):
         splits, card = spec.splits or {}, spec.card or {}
         rows.append([name, spec.description, spec.knowledge.mode,
                      splits.get("train", "—"), splits.get("valid", "—"), splits.get("test", "—"),
@@ -55,7 +55,7 @@ def skills_summary(bot: AdapterBot) -> str:
     manager = "a dialogue manager routes between them" if bot.manager is not None else "no dialogue manager is installed"
     text = f"{len(bot.skills)} skill(s) installed in `{bot.registry.root}`; {manager}."
     for name, why in sorted(bot.skipped.items()):
-        text += f"\n\n⚠️ `{name}` is installed but was not loaded: {one_line(ValueError(why))}"
+        text += f"\n\n**Not loaded:** `{name}` is installed but could not be loaded: {one_line(ValueError(why))}"
     return text
 
 
@@ -101,7 +101,8 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
                 raise FileExistsError(f"A skill named {name!r} is already installed; tick 'Replace' to retrain it, or pick another name.")
             progress(0.0, desc=f"Reading {data.name}")
             result = add_skill(bot, name, data, description=description, knowledge=knowledge, replace=bool(replace),
-                               progress=lambda fraction, message: progress(fraction, desc=message), show_bar=False)
+                               progress=lambda fraction, message: progress(fraction, desc=message), show_bar=False,
+                               data_label=data.name)
         except EXPECTED_ERRORS as e:
             message = _readable(e, uploads)
             log.warning("add skill %r refused: %s", name, message)
@@ -113,7 +114,7 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
         skipped = f" ({result.skipped} bad line(s) skipped, first at {', '.join(map(str, result.skipped_lines))})" if result.skipped else ""
         manager = ("The dialogue manager learned the new skill, so Auto can route to it."
                    if result.manager_updated else "No dialogue manager is installed: pick the skill by hand in the Chat tab.")
-        status = (f"✅ Installed **{result.name}** from {result.examples} example(s){skipped}: "
+        status = (f"Installed **{result.name}** from {result.examples} example(s){skipped}: "
                   f"train/valid/test {result.splits.get('train')}/{result.splits.get('valid')}/{result.splits.get('test')}, "
                   f"test perplexity {result.test_ppl:.2f} (bare backbone {result.test_ppl_backbone:.2f}), "
                   f"trained in {result.train_seconds:.0f} s. {manager}")
@@ -127,6 +128,8 @@ def make_remove_handler(bot: AdapterBot) -> Callable:
     """``/remove_skill``: ``(name)`` -> ``(status, table, summary, remove menu)``."""
 
     def remove(name: str | None):
+        if name == CANCELLED:  # the user said no in the page's confirmation dialog
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             name = validate_skill_name((name or "").strip()) if name else None
             if name is None:
@@ -145,7 +148,7 @@ def make_remove_handler(bot: AdapterBot) -> Callable:
             raise gr.Error("Removing the skill failed unexpectedly; the server log has the details.",
                            title="Skill not removed", print_exception=False) from None
         gr.Info(f"Skill {name!r} removed.")
-        status = f"🗑️ Removed **{name}**; the other skills are unchanged."
+        status = f"Removed **{name}**; the other skills are unchanged."
         return status, skills_table(bot), skills_summary(bot), gr.Dropdown(choices=bot.skills, value=None)
 
     return remove
