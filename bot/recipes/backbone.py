@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def write_card(folder: Path, card: dict) -> None:
     r = card["recipe"]
-    flags = f"--layers {r['layers']} --width {r['width']} --heads {r['heads']} --block {r['block']} --batch {r['batch']} --lr {r['lr']} --max-steps {card['steps']}"
+    flags = (f"--layers {r['layers']} --width {r['width']} --heads {r['heads']} --block {r['block']} --batch {r['batch']} "
+             f"--lr {r['lr']} --max-steps {r['max_steps']} --time-budget-min {r['time_budget_min']:g}")
     (folder / "README.md").write_text(f"""# Adapter-Bot bundled backbone
 
 A small GPT-2 ({card['parameters'] / 1e6:.1f}M parameters: {r['layers']} layers, width {r['width']}, {r['heads']} heads,
@@ -204,7 +205,8 @@ Split: whole conversations by SHA-1 of the conversation id (`skills.corpora.spli
 stream in float32 after the fp16 weights are loaded; bits per character divide the total NLL by the
 characters of the test turns (each EOS counting as one character).
 
-Reproduce (seeded; `--max-steps` as trained):
+Reproduce (seeded; this is the command that trained these weights; with a time budget the
+learning-rate schedule follows wall time, so a faster machine takes more steps and does a little better):
 
 ```
 python -m bot.recipes.backbone {flags}

@@ -7,7 +7,6 @@ when everything has succeeded. The cards' figures are those of ``adapterbot eval
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -45,17 +44,18 @@ def knowledge_file(source: str, folder: Path) -> Path:
     return path
 
 
-def write_card(folder: Path, name: str, add: dict, figures: dict, routing: dict) -> None:
+def write_card(folder: Path, spec, figures: dict, routing: dict) -> None:
     """A short README for the skill: data, splits, training time, the figures of ``adapterbot eval``."""
-    spec = add["spec"]
+    card = spec.card
     lines = [
-        f"# Skill `{name}`", "", spec.description, "",
-        f"- Data: `{spec.data[0]}` (chatterbot-corpus), {add['examples']} unique examples; "
+        f"# Skill `{spec.name}`", "", spec.description, "",
+        f"- Data: `{spec.data[0]}` (chatterbot-corpus), {sum(spec.splits.values())} unique examples; "
         f"splits train {spec.splits['train']} / valid {spec.splits['valid']} / test {spec.splits['test']}",
         f"- Knowledge: {spec.knowledge.mode}" + (f" (`{spec.knowledge.file}`, BM25)" if spec.knowledge.file else ""),
-        f"- Adapter: bottleneck {spec.adapter.bottleneck}, {add['trainable_params']:,} parameters "
-        f"({100 * add['trainable_fraction']:.2f}% of the backbone); trained in {add['train_seconds']:.0f}s",
-        "", "Test split figures (`adapterbot eval --out DIR`):", "",
+        f"- Adapter: bottleneck {spec.adapter.bottleneck}, {card['trainable_params']:,} parameters "
+        f"({100 * card['trainable_fraction']:.2f}% of the backbone); trained in {card['train_seconds']:.0f}s "
+        f"({len(card['epochs'])} epochs, early stopping on validation perplexity)",
+        "", "Test split figures, as `adapterbot eval --out DIR` prints them:", "",
         "| ppl (adapter) | ppl (bare backbone) | ratio | BLEU | F1 | ROUGE-L | distinct-1 | distinct-2 | routing F1 |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {figures['ppl']:.2f} | {figures['ppl_backbone']:.2f} | {figures['ppl'] / figures['ppl_backbone']:.2f} | "
@@ -66,53 +66,66 @@ def write_card(folder: Path, name: str, add: dict, figures: dict, routing: dict)
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> None:
+def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
+    """Add every bundled skill and train the manager in a fresh folder, then swap it in for ``out``."""
     from bot import AdapterBot
-    from bot.evaluation.report import write_report
-    from bot.evaluation.runner import evaluate_bot
     from bot.manager_training import train_manager
     from bot.skill_builder import add_skill
 
+    work = Path(tempfile.mkdtemp(prefix=".bundled-", dir=out.parent))
+    scratch = Path(tempfile.mkdtemp(prefix="adapterbot-knowledge-"))
+    try:
+        bot = AdapterBot.from_pretrained(backbone, work)
+        for name in names:
+            recipe = BUNDLED[name]
+            knowledge = knowledge_file(recipe["data"], scratch) if recipe.get("knowledge") else None
+            r = add_skill(bot, name, recipe["data"], description=recipe["description"], knowledge=knowledge,
+                          training=TRAINING, decoding=recipe.get("decoding", DecodingSpec()))
+            print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
+        routing = train_manager(bot)
+        print(f"manager: held-out routing accuracy {100 * routing['accuracy']:.1f}%")
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_cards(backbone: str | None, out: Path, report_dir: Path | None, minutes: float | None) -> None:
+    """Evaluate the installed skills (``adapterbot eval`` defaults) and write every card from that report."""
+    from bot import AdapterBot
+    from bot.evaluation.report import write_report
+    from bot.evaluation.runner import evaluate_bot
+
+    bot = AdapterBot.from_pretrained(backbone, out)
+    report, _ = evaluate_bot(bot)
+    for name in bot.skills:
+        write_card(bot.registry.path(name), bot.registry.spec(name), report["skills"][name],
+                   report["routing"]["per_skill"].get(name, {}))
+    if report_dir:
+        write_report(report, report_dir)
+    took = f" in {minutes:.1f} minutes" if minutes else ""
+    (out / "README.md").write_text(
+        f"# Bundled skills\n\nTrained by `python -m bot.recipes.skills` on chatterbot-corpus with the bundled backbone{took}. "
+        "Each folder has its card (README.md).\n\n"
+        f"Dialogue manager (`_manager/`): held-out routing accuracy {100 * report['routing']['accuracy']:.1f}% "
+        f"over {', '.join(report['routing']['labels'])}.\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--backbone", default=None, help="default: the bundled backbone")
     p.add_argument("--out", type=Path, default=BUNDLED_DIR, help="skills folder to (re)create")
     p.add_argument("--report", type=Path, default=None, help="also keep the eval report here")
     p.add_argument("--skills", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
+    p.add_argument("--cards-only", action="store_true", help="skip training: evaluate the installed skills and rewrite the cards")
     args = p.parse_args(argv)
 
     start = time.time()
-    work = Path(tempfile.mkdtemp(prefix=".bundled-", dir=args.out.parent))
-    scratch = Path(tempfile.mkdtemp(prefix="adapterbot-knowledge-"))
-    try:
-        bot = AdapterBot.from_pretrained(args.backbone, work)
-        added = {}
-        for name in args.skills:
-            recipe = BUNDLED[name]
-            knowledge = knowledge_file(recipe["data"], scratch) if recipe.get("knowledge") else None
-            r = add_skill(bot, name, recipe["data"], description=recipe["description"], knowledge=knowledge,
-                          training=TRAINING, decoding=recipe.get("decoding", DecodingSpec()))
-            added[name] = {"examples": r.examples, "trainable_fraction": r.trainable_fraction, "train_seconds": r.train_seconds,
-                           "trainable_params": bot.registry.spec(name).card["trainable_params"], "spec": bot.registry.spec(name)}
-            print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
-        routing = train_manager(bot)
-        print(f"manager: held-out routing accuracy {100 * routing['accuracy']:.1f}%")
-        report, _ = evaluate_bot(bot)
-        for name in args.skills:
-            write_card(bot.registry.path(name), name, added[name], report["skills"][name], report["routing"]["per_skill"].get(name, {}))
-        if args.report:
-            write_report(report, args.report)
-        (work / "README.md").write_text(
-            "# Bundled skills\n\nTrained by `python -m bot.recipes.skills` on chatterbot-corpus with the bundled backbone "
-            f"in {(time.time() - start) / 60:.1f} minutes. Each folder has its card (README.md).\n\n"
-            f"Dialogue manager (`_manager/`): held-out routing accuracy {100 * report['routing']['accuracy']:.1f}% "
-            f"over {', '.join(report['routing']['labels'])}.\n", encoding="utf-8")
-        (work / "eval_summary.json").write_text(json.dumps({"skills": report["skills"], "routing": report["routing"]}, indent=2))
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        work.rename(args.out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+    if not args.cards_only:
+        train_all(args.backbone, args.out, args.skills)
+    write_cards(args.backbone, args.out, args.report, None if args.cards_only else (time.time() - start) / 60)
 
 
 if __name__ == "__main__":
