@@ -82,6 +82,8 @@ def chatterbot_conversations(categories: list[str]) -> list[Conversation]:
             raise ValueError(f"chatterbot-corpus has no category {category!r}; known: {', '.join(known)}")
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for i, conv in enumerate(doc.get("conversations") or []):
+            if not isinstance(conv, list):  # a mis-indented entry parses as one string: not a conversation
+                continue
             turns = [str(t).strip() for t in conv if t is not None and str(t).strip()]
             key = "\x1f".join(turns)
             if len(turns) >= 2 and key not in seen:

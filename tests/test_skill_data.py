@@ -281,3 +281,11 @@ def test_too_few_examples(n):
 def test_bad_fractions():
     with pytest.raises(ValueError, match="valid_frac"):
         split_examples(make_examples(10), valid_frac=0.6, test_frac=0.5)
+
+
+def test_chatterbot_entries_that_are_not_lists_are_not_split_into_characters():
+    from skills.corpora import chatterbot_conversations
+
+    for conv in chatterbot_conversations(["trivia"]):
+        assert all(len(turn) > 1 for turn in conv.turns[:1]), conv
+    assert not any(c.turns[:3] == ["I", "n", "a"] for c in chatterbot_conversations(["trivia"]))
