@@ -5,6 +5,7 @@ generate with that skill's adapter -> :class:`Reply`.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from typing import Iterator, Sequence
 import torch
 
 from manager import DialogueManager
+from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
+from skills.spec import DecodingSpec, SpecError
 from skills.knowledge import Retriever
 
 from .adapter import AdaptedModel
@@ -28,6 +31,22 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 MANAGER_DIR = "_manager"
 BARE_DECODING = {"do_sample": False, "max_new_tokens": 40, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3}
+DECODING_KEYS = tuple(f.name for f in dataclasses.fields(DecodingSpec))
+
+
+def _decoding(base: DecodingSpec, overrides: dict) -> dict:
+    """``base`` with ``overrides`` (None = keep), checked like a skill.yaml's decoding; DialogueError if bad."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(k for k in given if k not in DECODING_KEYS)
+    if unknown:
+        raise DialogueError(f"unknown decoding setting(s) {', '.join(unknown)}; use {', '.join(DECODING_KEYS)}")
+    for k in ("max_new_tokens", "no_repeat_ngram_size"):  # sliders may send 40.0
+        if isinstance(given.get(k), float) and given[k].is_integer():
+            given[k] = int(given[k])
+    try:
+        return dataclasses.replace(base, **given).generate_kwargs()
+    except SpecError as e:
+        raise DialogueError(f"decoding setting {e.field!r} {e.problem}") from None
 
 
 @dataclass
@@ -88,7 +107,7 @@ class AdapterBot:
         for skill in registry.names():
             try:
                 bot.load_skill(skill)
-            except (ValueError, OSError) as e:
+            except Exception as e:  # one broken skill never stops the bot
                 bot.skipped[skill] = str(e)
                 log.warning("skill %r skipped: %s", skill, e)
         bot.load_manager()
@@ -97,14 +116,15 @@ class AdapterBot:
     def load_skill(self, name: str) -> None:
         """Load (or reload) one installed skill's spec, adapter and knowledge."""
         spec = self.registry.spec(name)
+        retriever = Retriever.from_file(self.registry.knowledge_path(name)) if spec.knowledge.mode == "retrieval" else None
         with self._lock:
             if name in self.model.skills:
                 self.model.remove_adapter(name)
             self.model.load_adapter(name, self.registry.path(name))
             self.specs[name] = spec
             self.retrievers.pop(name, None)
-            if spec.knowledge.mode == "retrieval":
-                self.retrievers[name] = Retriever.from_file(self.registry.knowledge_path(name))
+            if retriever is not None:
+                self.retrievers[name] = retriever
             self.skipped.pop(name, None)
 
     def unload_skill(self, name: str) -> None:
@@ -117,10 +137,11 @@ class AdapterBot:
         """Load the manager saved beside the skills (a class whose skill is not loaded routes to the bare backbone)."""
         folder = self.registry.root / MANAGER_DIR
         self.manager = None
+        manager_storage.recover(folder)
         if (folder / "manager_config.json").exists():
             try:
                 self.manager = DialogueManager.load(folder, feature_fn=self.features)
-            except (ValueError, OSError) as e:
+            except Exception as e:  # a damaged manager never stops the bot
                 log.warning("dialogue manager not loaded: %s", e)
 
     @property
@@ -136,7 +157,7 @@ class AdapterBot:
             d = self.manager.route(history)
             chosen = d.skill if d.skill in self.specs else None
             return Reply("", chosen, d.probability, d.scores)
-        if skill is not None and skill not in self.specs:
+        if skill is not None and (not isinstance(skill, str) or skill not in self.specs):
             raise ValueError(f"unknown skill {skill!r}; installed: {', '.join(self.skills) or 'none'} "
                              f"(or 'auto', or None for the bare backbone)")
         return Reply("", skill)
@@ -144,19 +165,16 @@ class AdapterBot:
     def _prepare(self, history: Sequence[str], skill: str | None, overrides: dict) -> _Turn:
         history = validate_history(history)
         reply = self._choose(history, skill)
-        decoding = dict(BARE_DECODING)
+        base = DecodingSpec(**BARE_DECODING)
         if reply.skill is not None:
             spec = self.specs[reply.skill]
-            decoding = spec.decoding.generate_kwargs()
+            base = spec.decoding
             if spec.knowledge.mode == "static":
                 reply.knowledge = spec.knowledge.text
             elif spec.knowledge.mode == "retrieval":
                 hits = self.retrievers[reply.skill].search(history[-1], k=1)
                 reply.knowledge = hits[0].text if hits else None
-        decoding.update({k: v for k, v in overrides.items() if v is not None})
-        if not decoding.get("do_sample"):
-            decoding.pop("temperature", None)
-            decoding.pop("top_p", None)
+        decoding = _decoding(base, overrides)
         window = self.model.backbone.config.n_positions
         decoding["max_new_tokens"] = min(int(decoding["max_new_tokens"]), window // 2)
         budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])
@@ -209,6 +227,10 @@ class AdapterBot:
 
     def respond_batch(self, histories: Sequence[Sequence[str]], skills: Sequence[str | None], **decoding) -> list[str]:
         """Greedy replies for many conversations at once, each row on its own skill, in one pass."""
+        if len(histories) != len(skills):
+            raise DialogueError(f"respond_batch got {len(histories)} histories but {len(skills)} skills")
+        if not histories:
+            return []
         turns = [self._prepare(h, s, decoding) for h, s in zip(histories, skills)]
         settings = turns[0].decoding
         with self._lock:

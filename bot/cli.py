@@ -58,7 +58,14 @@ def cmd_skill_list(args) -> int:
 def cmd_skill_add(args) -> int:
     from .skill_builder import add_skill
 
-    columns = json.loads(args.columns) if args.columns else None
+    columns = None
+    if args.columns:
+        try:
+            columns = json.loads(args.columns)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--columns: not valid JSON ({e})") from None
+        if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+            raise ValueError('--columns must be a JSON object of column names, e.g. {"context": "prompt", "response": "reply"}')
     bot = _load_bot(args)
     r = add_skill(bot, args.name, args.data, description=args.description or "", knowledge=args.knowledge,
                   replace=args.replace, columns=columns, max_examples=args.limit)

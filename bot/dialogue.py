@@ -29,7 +29,8 @@ def validate_history(history: Sequence[str]) -> list[str]:
             raise DialogueError(f"history[{i}] must be a string, got {type(turn).__name__}")
     if not history[-1].strip():
         raise DialogueError("the message is empty: type something to get a reply")
-    return list(history)
+    # A lone surrogate (e.g. json.loads('"\\ud800"')) cannot be encoded: it becomes '?'.
+    return [t.encode("utf-8", "replace").decode("utf-8") for t in history]
 
 
 def _encode(tokenizer, text: str, max_tokens: int, keep: str = "end") -> list[int]:

@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from manager import CONFIG_NAME, DialogueManager
 from skills import SkillRegistry
@@ -53,7 +54,8 @@ def with_knowledge(examples: list[Example], retriever: Retriever) -> list[Exampl
 def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str = "", knowledge: str | Path | None = None,
               replace: bool = False, training: AdapterTraining | None = None, decoding: DecodingSpec | None = None,
               columns: dict | None = None, progress: Progress | None = None, show_bar: bool = True,
-              max_examples: int | None = None, data_label: str | None = None) -> AddResult:
+              max_examples: int | None = None, data_label: str | None = None,
+              augment: Callable[[list[Example]], list[Example]] | None = None) -> AddResult:
     """Train and install skill ``name`` from ``data`` (a JSONL/CSV path or ``hf:NAME``), and load it into ``bot``.
 
     Args:
@@ -67,6 +69,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         progress: ``callback(fraction, message)`` for a UI progress bar.
         max_examples: keep at most this many examples (after deduplication), for quick runs.
         data_label: how ``data`` is recorded in the spec (e.g. an upload's original file name).
+        augment: maps the train split to the examples actually trained on (valid and test stay as read).
     """
     name = validate_skill_name(name)
     registry = bot.registry
@@ -84,13 +87,17 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         retriever = Retriever.from_file(knowledge)
         knowledge_spec = KnowledgeSpec(mode="retrieval", file="knowledge" + "".join(knowledge.suffixes[-1:]))
         examples = with_knowledge(examples, retriever)
-    splits = split_examples(examples)
+    try:
+        splits = split_examples(examples)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
 
     temp_name = f"_new_{name}"  # not a valid skill name: trains beside the loaded skills, touching none
     model = bot.model
     model.add_adapter(temp_name, model.new_config(training.bottleneck))
     try:
-        result = train_adapter(model, bot.tokenizer, temp_name, splits["train"], splits["valid"], training, progress, show_bar)
+        train = augment(splits["train"]) if augment else splits["train"]
+        result = train_adapter(model, bot.tokenizer, temp_name, train, splits["valid"], training, progress, show_bar)
         ppl = perplexity(model, bot.tokenizer, splits["test"], temp_name, training.max_length, training.batch_size)
         ppl_bare = perplexity(model, bot.tokenizer, splits["test"], None, training.max_length, training.batch_size)
         sizes = {k: len(v) for k, v in splits.items()}
@@ -100,7 +107,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
             card={"test_ppl": round(ppl, 3), "test_ppl_backbone": round(ppl_bare, 3),
                   "trainable_params": result.trainable_params, "trainable_fraction": round(result.trainable_fraction, 5),
                   "train_seconds": round(result.seconds, 1), "epochs": result.epochs,
-                  "skipped_rows": read.skipped, "added": time.strftime("%Y-%m-%d %H:%M:%S")},
+                  "skipped_rows": read.skipped, "trained_examples": len(train), "added": time.strftime("%Y-%m-%d %H:%M:%S")},
         )
         with registry.install(name, replace=replace) as folder:
             model.save_adapter(temp_name, folder)

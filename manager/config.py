@@ -98,7 +98,7 @@ class ManagerConfig:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ManagerFileError(f"{path}: missing manager config") from None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise ManagerFileError(f"{path}: not a readable JSON file ({e})") from None
         if not isinstance(data, dict):
             raise ManagerFileError(f"{path}: expected a JSON object")

@@ -54,9 +54,22 @@ def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: E
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recover(folder: Path) -> None:
+    """Undo a :func:`save_state` that a crash cut between its two renames: put the old manager back."""
+    folder = Path(folder)
+    if folder.exists() or not folder.parent.is_dir():
+        return
+    olds = sorted(folder.parent.glob(f".{folder.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in olds:
+        if (old / CONFIG_NAME).is_file() and (old / WEIGHTS_NAME).is_file():
+            os.replace(old, folder)
+            return
+
+
 def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory]:
     """Read and cross-check a saved manager; any problem is a :class:`ManagerFileError` naming the file."""
     folder = Path(folder)
+    recover(folder)
     config = ManagerConfig.load(folder)
     path = folder / WEIGHTS_NAME
     try:
@@ -66,9 +79,11 @@ def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ManagerFileError(f"{path}: not a readable safetensors file ({e})") from None
 
-    num_classes, dim = len(config.classes), config.feature_dim
-    head = RoutingHead(dim, num_classes, config.hidden)
-    expected = {f"head.{k}": (tuple(v.shape), torch.float32) for k, v in head.state_dict().items()}
+    num_classes, dim, hidden = len(config.classes), config.feature_dim, config.hidden
+    shapes = {"mean": (dim,), "std": (dim,)}  # by arithmetic: a huge dim in the config allocates nothing
+    shapes |= ({"net.0.weight": (hidden, dim), "net.0.bias": (hidden,), "net.2.weight": (num_classes, hidden),
+                "net.2.bias": (num_classes,)} if hidden else {"net.0.weight": (num_classes, dim), "net.0.bias": (num_classes,)})
+    expected = {f"head.{k}": (s, torch.float32) for k, s in shapes.items()}
     n = state["memory.labels"].shape[0] if "memory.labels" in state and state["memory.labels"].dim() == 1 else -1
     expected |= {"memory.features": ((n, dim), torch.float32), "memory.labels": ((n,), torch.int64)}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
@@ -90,6 +105,7 @@ def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory
     if (counts == 0).any() or (counts > config.exemplars_per_class).any():
         raise ManagerFileError(f"{path}: every class must have 1 to exemplars_per_class={config.exemplars_per_class} "
                                f"exemplars, got {dict(zip(config.classes, counts.tolist()))}")
+    head = RoutingHead(dim, num_classes, hidden)
     head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     head.eval()
     return config, head, ExemplarMemory.from_tensors(config.classes, state["memory.features"], labels)

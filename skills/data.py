@@ -127,7 +127,7 @@ def _csv_turns(value: str) -> Any:
     if value.lstrip().startswith("["):
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             pass  # a turn may start with "[" ("[laughs] hi"): read it as text
     return value.split(CSV_TURN_SEPARATOR)
 
@@ -185,6 +185,8 @@ def _json_object(line: str) -> dict:
         row = json.loads(line)
     except json.JSONDecodeError as e:
         raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise ValueError("invalid JSON (nested too deeply)") from None
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
     return row

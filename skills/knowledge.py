@@ -49,6 +49,8 @@ def read_passages(path: Path, max_bytes: int = MAX_BYTES) -> list[str]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: line {number}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: line {number}: invalid JSON (nested too deeply)") from None
         text = next((row[f] for f in TEXT_FIELDS if isinstance(row, dict) and isinstance(row.get(f), str)), None)
         if text is None:
             raise ValueError(f"{path}: line {number}: expected a JSON object with a string field 'text' or 'passage'")

@@ -19,7 +19,7 @@ from .spec import SPEC_FILE, SkillSpec, SpecError, validate_skill_name
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 REQUIRED_FILES = (SPEC_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE)
-_STALE_PREFIXES = (".tmp-", ".trash-")
+_STALE_PREFIXES = (".tmp-", ".trash-", ".old-")
 
 
 class UnknownSkillError(LookupError):
@@ -53,6 +53,14 @@ class SkillRegistry:
             return False
         return all((folder / f).is_file() for f in REQUIRED_FILES)
 
+    def _recover(self) -> None:
+        """Put back a skill whose ``install(replace=True)`` a crash cut between its two renames."""
+        for old in self.root.glob(".old-*"):
+            name = old.name[len(".old-"):].rsplit("-", 1)[0]
+            target = self.root / name
+            if not target.exists() and all((old / f).is_file() for f in REQUIRED_FILES):
+                old.rename(target)
+
     def names(self) -> list[str]:
         """Installed skills, sorted: folders with a valid name holding a spec and an adapter.
 
@@ -61,6 +69,7 @@ class SkillRegistry:
         """
         if not self.root.is_dir():
             return []
+        self._recover()
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self._is_installed(p.name))
 
     def _unknown(self, name: str) -> UnknownSkillError:
@@ -111,8 +120,8 @@ class SkillRegistry:
         if not replace and self.path(name).exists():
             raise FileExistsError(f"skill {name!r} is already installed in {self.root}; use --replace")
 
-    def _trash(self, folder: Path, name: str) -> Path:
-        trash = self.root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
+    def _trash(self, folder: Path, name: str, prefix: str = ".trash-") -> Path:
+        trash = self.root / f"{prefix}{name}-{uuid.uuid4().hex[:8]}"
         folder.rename(trash)
         return trash
 
@@ -136,7 +145,7 @@ class SkillRegistry:
             yield tmp
             self._check_complete(tmp, name)
             self._refuse_existing(name, replace)
-            trash = self._trash(target, name) if target.exists() else None
+            trash = self._trash(target, name, prefix=".old-") if target.exists() else None
             try:
                 tmp.rename(target)
             except BaseException:
@@ -165,6 +174,7 @@ class SkillRegistry:
         """
         if not self.root.is_dir():
             return []
+        self._recover()  # an interrupted replace's old folder is put back, not deleted
         now = time.time()
         stale = [
             p for p in self.root.iterdir()

@@ -30,7 +30,7 @@ KNOWLEDGE_MODES = ("none", "retrieval", "static")
 
 def validate_skill_name(name: str) -> str:
     """Return ``name`` if it can name a skill (a folder, a class of the manager), else raise ValueError."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(f"invalid skill name {name!r}: a skill name is {NAME_RULE}")
     if name in RESERVED_NAMES:
         raise ValueError(f"skill name {name!r} is reserved: a skill name is {NAME_RULE}")
@@ -304,6 +304,8 @@ class SkillSpec:
             raise FileNotFoundError(f"{path}: no skill spec here") from None
         try:
             data = yaml.safe_load(text)
+        except RecursionError:
+            raise ValueError(f"{path}: invalid YAML: nested too deeply") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -67,7 +67,7 @@ class AdapterConfig:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: missing adapter config") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object")

@@ -16,6 +16,7 @@ For each evaluated skill, on the test split recorded in its folder at install ti
     and knowledge, or the bare backbone), as :meth:`AdapterBot.respond` would; without a manager,
     ``auto`` is the bare backbone.
 
+  All three use the gold skill's decoding settings, so that they differ only in the route.
   Each route brings its own knowledge, as in the running bot: the gold skill uses the passage
   recorded with the test example (else its retriever's best passage for the last turn, or its
   static text); another skill uses its retriever or static text; the bare backbone none.
@@ -50,7 +51,7 @@ BATCH_SIZE = 16
 ROUTINGS = ("backbone", "oracle", "auto")
 BASELINES = ("sequential-finetune",)
 SAMPLES_PER_SKILL = 3
-NO_MANAGER = "none installed: 'auto' is the bare backbone and routing is not measured"
+NO_MANAGER = "no dialogue manager installed: 'auto' is the bare backbone; routing not measured"
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -282,6 +283,8 @@ def evaluate_bot(bot, skills: Sequence[str] | None = None, limit: int | None = N
         bar.update(1)
     finally:
         bar.close()
+    if not names:  # a predictions file alone: no routing table to show
+        del report["routings"], report["samples"]
     if scored is not None:
         report["predictions"] = scored
 

@@ -7,14 +7,31 @@ when everything has succeeded. The cards' figures are those of ``adapterbot eval
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from skills import BUNDLED_DIR
-from skills.data import read_source
+from skills.data import Example, read_source
 from skills.spec import AdapterTraining, DecodingSpec
+
+def counterfactual(examples: list[Example], copies: int = 3, seed: int = 0) -> list[Example]:
+    """The examples plus copies whose answer is swapped, in the passage and the response, for another's.
+
+    A small backbone would otherwise memorise the training answers; with the answer varying
+    under a fixed question, the adapter can only lower its loss by copying from the passage.
+    """
+    rng = random.Random(seed)
+    answers = [e.response for e in examples]
+    out = list(examples)
+    for e in examples:
+        if e.knowledge and e.response in e.knowledge:
+            for answer in rng.sample(answers, copies):
+                out.append(Example(e.context, answer, e.knowledge.replace(e.response, answer)))
+    return out
+
 
 BUNDLED = {
     "empathetic": {
@@ -27,6 +44,7 @@ BUNDLED = {
         "knowledge": True,
         # Copying from the passage must not be penalised: no repetition penalty, no n-gram ban.
         "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, max_new_tokens=32),
+        "augment": counterfactual,
     },
     "tech_support": {
         "data": "chatterbot:tech_support",
@@ -80,7 +98,7 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
             recipe = BUNDLED[name]
             knowledge = knowledge_file(recipe["data"], scratch) if recipe.get("knowledge") else None
             r = add_skill(bot, name, recipe["data"], description=recipe["description"], knowledge=knowledge,
-                          training=TRAINING, decoding=recipe.get("decoding", DecodingSpec()))
+                          training=TRAINING, decoding=recipe.get("decoding", DecodingSpec()), augment=recipe.get("augment"))
             print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
         routing = train_manager(bot)
         print(f"manager: held-out routing accuracy {100 * routing['accuracy']:.1f}%")

@@ -1,0 +1,64 @@
+"""`python -m ui.loadtest` runs end to end on the tiny fixtures (2 sessions x 2 turns), so the load run
+cannot rot; and its mixing check flags a conversation that holds another session's messages.
+
+Speed is never asserted here.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+pytest.importorskip("psutil")
+
+from ui.loadtest import check_turn, main, message_for, mode_for  # noqa: E402
+
+
+def turn_messages(user: str, reply: str = "a reply", title: str = "alpha · 0.91") -> list[dict]:
+    return [{"role": "user", "content": user},
+            {"role": "assistant", "content": "details", "metadata": {"title": title, "status": "done"}},
+            {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+
+
+def test_check_turn_accepts_a_clean_conversation_and_flags_mixing():
+    sent = [message_for(3, 0), message_for(3, 1)]
+    first = turn_messages(sent[0])
+    both = first + turn_messages(sent[1])
+    assert check_turn("", first, sent[:1], None, 3) == (True, [])
+    assert check_turn("", both, sent, first, 3) == (True, [])
+
+    leaked = first + turn_messages(message_for(5, 1))  # session 5's turn shown to session 3
+    answered, problems = check_turn("", leaked, sent, first, 3)
+    assert not answered and any("session(s) [5]" in p for p in problems)
+    answered, problems = check_turn("", turn_messages(sent[1]), sent, first, 3)  # earlier turn lost
+    assert problems
+    changed = turn_messages(sent[0], reply="rewritten") + turn_messages(sent[1])
+    assert "the earlier turns changed since the previous reply" in check_turn("", changed, sent, first, 3)[1]
+    assert check_turn(sent[1], first, sent, first, 3)[0] is False  # refused: the message stays in the box
+    assert check_turn("", first[:2] + [{"role": "assistant", "content": " "}], sent[:1], None, 3)[0] is False
+    assert {mode_for(0, t, ["alpha", "beta"]) for t in range(3)} == {"auto", "beta", "bare"}
+    assert mode_for(1, 0, []) == "auto"  # no skill to pick by hand
+
+
+def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path, capsys):
+    skills = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, skills)
+    out = tmp_path / "load.json"
+    rc = main(["--backbone", str(tiny_dir), "--skills-dir", str(skills), "--sessions", "2", "--turns", "2",
+               "--max-new-tokens", "4", "--timeout", "300", "--out", str(out)])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["errors"]["count"] == 0, report["errors"]
+    assert report["turns"]["answered"] == report["turns"]["requested"] == 4
+    assert report["mixing"]["mixed_sessions"] == [] and report["timed_out"] is False
+    assert report["ok"] is True and rc == 0
+    assert sorted((r["session"], r["turn"]) for r in report["records"]) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(r["answered"] and r["label"] for r in report["records"])
+    assert {"alpha", "beta"} & {r["mode"] for r in report["records"]}  # a skill was picked by hand
+    mem = report["memory_mib"]
+    assert 0 < mem["baseline"] <= mem["peak"] and mem["samples"] >= 1 and mem["clients_connected"] > 0
+    assert all(r["start_s"] is not None for r in report["records"])
+    assert report["latency_s"]["p50"] > 0 and report["wall_s"] > 0
+    assert "Load run: 2 sessions x 2 turns (PASS)" in capsys.readouterr().out

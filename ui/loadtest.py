@@ -1,0 +1,584 @@
+"""Load run of the web chat: many ``gradio_client`` sessions talking to one server at once.
+
+    python -m ui.loadtest [--backbone ID|PATH] [--skills-dir DIR] [--sessions 16] [--turns 10]
+                          [--max-new-tokens 24] [--timeout 900] [--client-timeout 60] [--threads N]
+                          [--out FILE.json]
+
+The bot is loaded once (the bundled backbone and skills unless told otherwise) and served by
+:func:`ui.app.launch` in this process on ``127.0.0.1`` and a free port; no other address is
+contacted. A child process then runs ``--sessions`` threads; each opens its own
+``gradio_client.Client`` (one Gradio session, so one server-side conversation), waits until all
+are connected, and sends ``--turns`` messages through ``/chat``, one after another, waiting for
+each reply. Messages are tagged with their session and turn
+(``"session 7 turn 3: my printer will not print"``) and rotate over skill-flavoured prompts and
+the three routing modes (auto, a skill picked by hand, the bare backbone).
+
+What is checked, per turn:
+
+- *answered*: the final value of ``/chat`` emptied the textbox and ends with this turn: the user's
+  message, the label thought (status ``done``) and a non-empty reply;
+- *no mixing*: the session's conversation as returned holds exactly this session's messages in
+  order (its user turns are exactly what it sent, three messages per turn), and everything shown
+  at the previous turn is unchanged. A message tagged with another session is reported by name.
+
+What is measured: wall time, turns per second, turn latency (submit to final value: queueing
+included, since the server runs one chat turn at a time, ``ui.app.MODEL_CONCURRENCY``) as
+p50/p95/max, and the resident memory (RSS) of the server's process, sampled every 0.2 s by a
+background thread: the baseline after the bot is loaded and served, before any session connects;
+once every client is connected, before the first turn; the peak during the run (with a timeline).
+The clients live in their own process so that their memory is not counted as the server's; their
+peak is reported apart. CPU seconds of server and clients and the machine's load average are
+reported beside the figures, since other work on the machine stretches the latencies.
+
+Each client's HTTP timeout is ``--client-timeout`` (60 s by default; gradio_client's own default,
+httpx's 5 s, failed turns with ``ReadTimeout`` when a busy 2-core machine kept the server from
+answering within 5 s).
+
+Replies are capped at ``--max-new-tokens`` (24 by default, sent as the ``overrides`` of each
+turn; the skills' other decoding settings apply) to keep a run of 160 turns to minutes on a
+small CPU machine. The run stops at ``--timeout`` seconds (15 minutes by default): turns not sent
+by then count as unanswered and ``timed_out`` is set.
+
+Prints a Markdown summary and writes the figures as JSON to ``--out``. Exit status 0 when every
+turn was answered with no mixing and no error, 1 otherwise. Needs ``gradio_client`` and
+``psutil`` (the ``test`` extra: ``pip install -e ".[test]"``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import socket
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+PROMPTS = (
+    "my printer will not print",
+    "I failed my exam today and I feel awful",
+    "who wrote hamlet",
+    "my laptop will not turn on",
+    "hi! how is your day going?",
+    "I feel lonely lately",
+    "what is the capital of france",
+    "my wifi keeps dropping",
+)
+MODES = ("auto", "skill", "bare")  # "skill": one installed skill picked by hand (auto when none is installed)
+SAMPLE_EVERY_S = 0.2
+MAX_ERRORS_KEPT = 20
+TIMELINE_POINTS = 200  # RSS samples kept in the report, evenly spaced: [seconds after the start, MiB]
+
+
+# ---- messages and checks ---------------------------------------------------------------------
+
+
+def message_for(session: int, turn: int) -> str:
+    """The tagged message session ``session`` sends at turn ``turn`` (both counted from 0)."""
+    return f"session {session} turn {turn}: {PROMPTS[(session + turn) % len(PROMPTS)]}"
+
+
+def mode_for(session: int, turn: int, skills: Sequence[str]) -> str:
+    """The routing mode of that turn: auto, a skill picked by hand (rotating), or bare."""
+    kind = MODES[(session + turn) % len(MODES)]
+    if kind == "skill":
+        return skills[(session + turn) % len(skills)] if skills else "auto"
+    return kind
+
+
+def session_of(text: str) -> int | None:
+    """The session a tagged message came from (``None`` for an untagged one)."""
+    if not text.startswith("session "):
+        return None
+    head = text[len("session "):].split(" ", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _text(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(block.get("text", "") for block in content if isinstance(block, dict))
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return ""
+
+
+def _shape(messages: list[dict]) -> list[tuple[str, str, str | None]]:
+    """What the page shows of a conversation: (role, text, label title) per message."""
+    return [(m.get("role", ""), _text(m), (m.get("metadata") or {}).get("title")) for m in messages]
+
+
+def check_turn(box: Any, messages: Any, sent: Sequence[str], previous: list | None, session: int) -> tuple[bool, list[str]]:
+    """Check one turn's final ``/chat`` value.
+
+    Args:
+        box: the textbox value returned (``""`` once a message is accepted).
+        messages: the chatbot value returned (the session's whole conversation).
+        sent: every message this session has sent so far, this turn's last.
+        previous: the conversation returned at the previous turn (``None`` for the first).
+        session: this session's number.
+
+    Returns:
+        ``(answered, mixing_problems)``: whether this turn got its reply, and a readable line for
+        each sign that another session's conversation leaked into this one.
+    """
+    problems: list[str] = []
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        return False, [f"chatbot value is not a list of messages: {type(messages).__name__}"]
+    shown = _shape(messages)
+    users = [text for role, text, _ in shown if role == "user"]
+    foreign = sorted({s for s in map(session_of, users) if s is not None and s != session})
+    if foreign:
+        problems.append(f"holds messages of session(s) {foreign}")
+    if users != list(sent):
+        problems.append(f"user turns {len(users)} differ from the {len(sent)} sent")
+    if len(messages) != 3 * len(sent):
+        problems.append(f"{len(messages)} messages for {len(sent)} turns (3 per turn expected)")
+    if previous is not None and shown[:len(previous)] != _shape(previous):
+        problems.append("the earlier turns changed since the previous reply")
+
+    answered = False
+    if box == "" and len(messages) >= 3:
+        user, label, reply = messages[-3:]
+        answered = (user.get("role") == "user" and _text(user) == sent[-1]
+                    and label.get("role") == "assistant" and (label.get("metadata") or {}).get("status") == "done"
+                    and bool((label.get("metadata") or {}).get("title"))
+                    and reply.get("role") == "assistant" and bool(_text(reply).strip()))
+    return answered, problems
+
+
+# ---- memory ----------------------------------------------------------------------------------
+
+
+class RssSampler:
+    """Samples this process's resident memory every ``every`` seconds in a daemon thread."""
+
+    def __init__(self, every: float = SAMPLE_EVERY_S) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.every = every
+        self.peak = self.current()
+        self.samples = 0
+        self.timeline: list[tuple[float, int]] = []  # (time.monotonic(), RSS bytes) per sample
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def current(self) -> int:
+        return self.process.memory_info().rss
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = self.current()
+            self.peak = max(self.peak, now)
+            self.timeline.append((time.monotonic(), now))
+            self.samples += 1
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = max(self.peak, self.current())
+
+
+def _mib(n: float) -> float:
+    return round(n / 2**20, 1)
+
+
+def _max_rss_mib() -> float:
+    """The process's lifetime high-water mark (loading included), from getrusage (KiB on Linux)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return _mib(kib if sys.platform == "darwin" else kib * 1024)
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TurnRecord:
+    session: int
+    turn: int
+    mode: str
+    start_s: float | None = None  # when it was sent, seconds after the sessions started
+    latency_s: float | None = None
+    answered: bool = False
+    label: str | None = None
+    reply_chars: int = 0
+    error: str | None = None
+
+
+@dataclass
+class SessionResult:
+    session: int
+    turns: list[TurnRecord] = field(default_factory=list)
+    mixing: list[str] = field(default_factory=list)
+    error: str | None = None  # a failure outside any turn (connecting)
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) by linear interpolation; ``None`` for no values."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _one_line(e: BaseException) -> str:
+    """``"Type: message (at file:line in function)"``, the place being the innermost frame raising it."""
+    import traceback
+
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(e).__name__}: {text}{where}"[:300]
+
+
+def _talk(url: str, session: int, turns: int, skills: list[str], overrides: dict, deadline: float,
+          stop: threading.Event, start_gate: threading.Barrier | None, client_timeout: float,
+          origin: float) -> SessionResult:
+    """One session: its own client, ``turns`` tagged messages in a row, each reply checked."""
+    from gradio_client import Client
+
+    result = SessionResult(session)
+    try:
+        client = Client(url, verbose=False, download_files=False, httpx_kwargs={"timeout": client_timeout})
+    except Exception as e:  # reported, never raised: the other sessions go on
+        result.error = f"connect: {_one_line(e)}"
+        if start_gate is not None:
+            start_gate.abort()  # let the others start instead of waiting for this one
+        return result
+    try:
+        if start_gate is not None:
+            try:
+                start_gate.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except threading.BrokenBarrierError:
+                pass  # another session failed to connect; start anyway
+        sent: list[str] = []
+        previous: list | None = None
+        for turn in range(turns):
+            if stop.is_set() or time.monotonic() >= deadline:
+                break
+            mode = mode_for(session, turn, skills)
+            record = TurnRecord(session, turn, mode)
+            result.turns.append(record)
+            message = message_for(session, turn)
+            sent.append(message)
+            t0 = time.perf_counter()
+            record.start_s = round(t0 - origin, 3)
+            try:
+                job = client.submit(message, mode, overrides, api_name="/chat")
+                out = job.result(timeout=max(1.0, deadline - time.monotonic()))
+            except Exception as e:
+                record.error = _one_line(e)
+                if isinstance(e, TimeoutError) or time.monotonic() >= deadline:
+                    stop.set()
+                break  # the server's idea of this conversation is unknown now: stop this session
+            record.latency_s = round(time.perf_counter() - t0, 4)
+            box, messages = out[0], out[1]
+            record.answered, problems = check_turn(box, messages, sent, previous, session)
+            result.mixing.extend(f"turn {turn}: {p}" for p in problems)
+            if isinstance(messages, list) and len(messages) >= 2:
+                record.label = (messages[-2].get("metadata") or {}).get("title")
+                record.reply_chars = len(_text(messages[-1]))
+            if not record.answered:
+                record.error = "no reply for this turn"
+            previous = messages if isinstance(messages, list) else previous
+    finally:
+        try:
+            client.close()
+        except Exception:
+            pass
+    return result
+
+
+def _drive(url: str, sessions: int, turns: int, skills: list[str], overrides: dict, timeout_s: float,
+           client_timeout_s: float, server_pid: int) -> dict:
+    """The client side: ``sessions`` threads with a client each, started together once all are connected.
+
+    Runs in its own process (see :func:`run_load`); returns plain data: the sessions' results,
+    the wall time, the server's RSS once every client was connected, and this process's own
+    RSS and CPU figures.
+    """
+    import psutil
+
+    server = psutil.Process(server_pid)
+    deadline = time.monotonic() + timeout_s
+    stop = threading.Event()
+    connected: list[int] = []  # the server's RSS once every client is connected, before the first turn
+    gate = threading.Barrier(sessions, action=lambda: connected.append(server.memory_info().rss))
+    results: dict[int, SessionResult] = {}
+
+    def worker(i: int) -> None:
+        try:
+            results[i] = _talk(url, i, turns, skills, overrides, deadline, stop, gate, client_timeout_s, origin)
+        except BaseException as e:  # noqa: BLE001 - reported in the figures
+            results[i] = SessionResult(i, error=f"session crashed: {_one_line(e)}")
+            gate.abort()
+
+    with RssSampler() as rss:
+        start_rss, cpu0 = rss.current(), rss.process.cpu_times()
+        threads = [threading.Thread(target=worker, args=(i,), name=f"session-{i}", daemon=True) for i in range(sessions)]
+        origin, started_at = time.perf_counter(), time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()) + 30)
+        wall = time.perf_counter() - origin
+        stop.set()
+        cpu1 = rss.process.cpu_times()
+    return {
+        "sessions": [asdict(results.get(i, SessionResult(i, error="did not finish before the timeout")))
+                     for i in range(sessions)],
+        "wall_s": wall, "started_at": started_at,
+        "timed_out": time.monotonic() >= deadline or any(t.is_alive() for t in threads),
+        "server_rss_connected": connected[0] if connected else None,
+        "rss_start": start_rss, "rss_peak": rss.peak,
+        "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+    }
+
+
+def _client_process(queue, *args) -> None:
+    """Entry point of the client process: :func:`_drive`, its result (or its failure) put on ``queue``."""
+    try:
+        queue.put(_drive(*args))
+    except BaseException as e:  # noqa: BLE001 - reported by the parent
+        queue.put({"failed": _one_line(e)})
+
+
+def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 24, timeout_s: float = 900.0,
+             client_timeout_s: float = 60.0, host: str = HOST, port: int | None = None) -> dict:
+    """Serve ``bot`` on ``host`` and drive it with ``sessions`` concurrent clients of ``turns`` turns each.
+
+    The server runs in this process; the clients run in a child process (spawned, so it holds no
+    copy of the model), so this process's RSS is the server's alone. Returns the report (see the
+    module docstring); the server is closed and the child gone before returning.
+    """
+    import multiprocessing
+    import queue as queue_module
+
+    from .app import launch
+
+    if sessions < 1 or turns < 1:
+        raise ValueError("sessions and turns must be at least 1")
+    skills = list(bot.skills)
+    overrides = {"max_new_tokens": int(max_new_tokens)}
+    context = multiprocessing.get_context("spawn")
+    demo = launch(bot, host=host, port=port or free_port(host), prevent_thread_lock=True, quiet=True)
+    try:
+        with RssSampler() as rss:
+            time.sleep(2 * SAMPLE_EVERY_S)
+            baseline = rss.current()
+            rss.peak = baseline  # the peak is taken over the load only
+            cpu0, load0 = rss.process.cpu_times(), os.getloadavg()
+            results = context.Queue()
+            child = context.Process(target=_client_process, name="loadtest-clients", daemon=True,
+                                    args=(results, demo.local_url, sessions, turns, skills, overrides, timeout_s,
+                                          client_timeout_s, os.getpid()))
+            child.start()
+            try:
+                # Spawning and connecting take a while on a busy machine: a minute of grace past the timeout.
+                got = results.get(timeout=timeout_s + 60)
+            except queue_module.Empty:
+                got = {"failed": f"the client process gave no result within {timeout_s + 60:.0f} s"}
+            finally:
+                child.join(10)
+                if child.is_alive():
+                    child.terminate()
+                    child.join(5)
+            cpu1, load1 = rss.process.cpu_times(), os.getloadavg()
+            after = rss.current()
+    finally:
+        demo.close()
+
+    failed = got.get("failed")
+    per_session = [SessionResult(d["session"], [TurnRecord(**r) for r in d["turns"]], d["mixing"], d["error"])
+                   for d in got.get("sessions", [])]
+    wall = got.get("wall_s", 0.0)
+    timed_out = bool(got.get("timed_out")) or failed is not None
+    records = [r for s in per_session for r in s.turns]
+    latencies = [r.latency_s for r in records if r.latency_s is not None]
+    answered = sum(r.answered for r in records)
+    errors = ([f"client process: {failed}"] if failed else [])
+    errors += [f"session {r.session} turn {r.turn}: {r.error}" for r in records if r.error]
+    errors += [f"session {s.session}: {s.error}" for s in per_session if s.error]
+    mixed = {s.session: s.mixing for s in per_session if s.mixing}
+    by_mode: dict[str, dict[str, int]] = {}
+    routed: dict[str, int] = {}
+    for r in records:
+        kind = r.mode if r.mode in ("auto", "bare") else "skill"
+        entry = by_mode.setdefault(kind, {"sent": 0, "answered": 0})
+        entry["sent"] += 1
+        entry["answered"] += int(r.answered)
+        if r.label and kind == "auto":
+            name = r.label.split(" · ")[0]
+            routed[name] = routed.get(name, 0) + 1
+    requested = sessions * turns
+    origin = got.get("started_at", 0.0)
+    timeline = [(at, b) for at, b in rss.timeline if at >= origin]
+    step = max(1, len(timeline) // TIMELINE_POINTS)
+    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    cores = os.cpu_count() or 1
+    ok = answered == requested and not mixed and not errors and not timed_out
+    connected = got.get("server_rss_connected")
+
+    def rnd(x: float | None, n: int = 3) -> float | None:
+        return None if x is None else round(x, n)
+
+    return {
+        "ok": ok,
+        "config": {"sessions": sessions, "turns": turns, "max_new_tokens": int(max_new_tokens), "timeout_s": timeout_s,
+                   "client_http_timeout_s": client_timeout_s,
+                   "backbone": bot.model.signature.backbone, "skills": skills, "manager": bot.manager is not None,
+                   "server": f"{host}, this process", "clients": "one child process, a thread per session",
+                   "modes": list(MODES), "prompts": list(PROMPTS)},
+        "turns": {"requested": requested, "sent": len(records), "answered": answered,
+                  "unanswered": requested - answered, "by_mode": by_mode, "auto_routed_to": routed},
+        "mixing": {"sessions_checked": len(per_session), "mixed_sessions": sorted(mixed), "problems": mixed},
+        "errors": {"count": len(errors), "first": errors[:MAX_ERRORS_KEPT]},
+        "timed_out": timed_out,
+        "wall_s": round(wall, 2),
+        "turns_per_s": round(answered / wall, 3) if wall > 0 else None,
+        "latency_s": {"p50": rnd(_percentile(latencies, 50)), "p95": rnd(_percentile(latencies, 95)),
+                      "max": rnd(max(latencies) if latencies else None),
+                      "mean": rnd(sum(latencies) / len(latencies) if latencies else None)},
+        "memory_mib": {"baseline": _mib(baseline), "clients_connected": _mib(connected) if connected else None,
+                       "peak": _mib(rss.peak), "growth": _mib(rss.peak - baseline), "after": _mib(after),
+                       "lifetime_max": _max_rss_mib(), "samples": rss.samples, "every_s": SAMPLE_EVERY_S,
+                       "client_process_peak": _mib(got["rss_peak"]) if "rss_peak" in got else None,
+                       "timeline": [[round(at - origin, 1), _mib(b)] for at, b in timeline[::step]]},
+        "cpu": {"server_s": round(cpu_s, 1), "clients_s": rnd(got.get("cpu_s"), 1),
+                "server_share_of_machine": round(cpu_s / wall / cores, 3) if wall > 0 else None,
+                "loadavg_1min_start": round(load0[0], 2), "loadavg_1min_end": round(load1[0], 2)},
+        "machine": _machine(),
+        "records": [asdict(r) for r in records],
+    }
+
+
+def _machine() -> dict:
+    import torch
+
+    import gradio
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "gradio": gradio.__version__,
+            "python": platform.python_version()}
+
+
+def summary_markdown(report: dict) -> str:
+    """A short Markdown summary of :func:`run_load`'s report."""
+    c, t, lat, mem, cpu = report["config"], report["turns"], report["latency_s"], report["memory_mib"], report["cpu"]
+    fmt = lambda x, unit="s": "n/a" if x is None else f"{x:.2f} {unit}"  # noqa: E731
+    mixed = report["mixing"]["mixed_sessions"]
+    connected = "n/a" if mem["clients_connected"] is None else f"{mem['clients_connected']:.1f} MiB"
+    share = 100 * (cpu["server_share_of_machine"] or 0)
+    clients_cpu = "n/a" if cpu["clients_s"] is None else f"{cpu['clients_s']:.0f} s"
+    clients_rss = "n/a" if mem["client_process_peak"] is None else f"{mem['client_process_peak']:.1f} MiB"
+    modes = ", ".join(f"{k} {v['answered']}/{v['sent']}" for k, v in sorted(t["by_mode"].items()))
+    lines = [
+        f"## Load run: {c['sessions']} sessions x {c['turns']} turns ({'PASS' if report['ok'] else 'FAIL'})",
+        "",
+        f"Backbone `{c['backbone']}`, skills {c['skills'] or 'none'}, manager {'on' if c['manager'] else 'off'}, "
+        f"replies capped at {c['max_new_tokens']} new tokens, server on {c['server']}, clients in {c['clients']}; "
+        f"{report['machine']['cores']} cores, torch threads {report['machine']['torch_threads']}.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| turns answered | {t['answered']} / {t['requested']} (sent {t['sent']}) |",
+        f"| sessions with mixed history | {len(mixed)}{' ' + str(mixed) if mixed else ''} |",
+        f"| errors | {report['errors']['count']} |",
+        f"| timed out | {'yes' if report['timed_out'] else 'no'} |",
+        f"| wall time | {fmt(report['wall_s'])} |",
+        f"| throughput | {fmt(report['turns_per_s'], 'turns/s')} |",
+        f"| turn latency p50 / p95 / max | {fmt(lat['p50'])} / {fmt(lat['p95'])} / {fmt(lat['max'])} |",
+        f"| server RSS: baseline (served, idle) | {mem['baseline']:.1f} MiB |",
+        f"| server RSS: all clients connected | {connected} |",
+        f"| server RSS: peak under load | {mem['peak']:.1f} MiB (+{mem['growth']:.1f} MiB) |",
+        f"| CPU: server / clients | {cpu['server_s']:.0f} s ({share:.0f}% of the machine) / {clients_cpu} |",
+        f"| load average (1 min) | {cpu['loadavg_1min_start']:.1f} at start, {cpu['loadavg_1min_end']:.1f} at end |",
+        f"| client process RSS peak (not in the server's) | {clients_rss} |",
+        f"| by mode (answered/sent) | {modes} |",
+    ]
+    if t["auto_routed_to"]:
+        routed = ", ".join(f"{k} {v}" for k, v in sorted(t["auto_routed_to"].items()))
+        lines.append(f"| auto turns routed to | {routed} |")
+    for e in report["errors"]["first"][:5]:
+        lines.append(f"\n- error: {e}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ui.loadtest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default=None, help="hub id or local folder (default: the bundled backbone)")
+    parser.add_argument("--skills-dir", default=None, help="installed skills (default: bundled, or $ADAPTERBOT_SKILLS_DIR)")
+    parser.add_argument("--sessions", type=int, default=16, help="concurrent client sessions (default 16)")
+    parser.add_argument("--turns", type=int, default=10, help="turns per session (default 10)")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="reply length cap sent with every turn (default 24)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="stop the run after this many seconds (default 900)")
+    parser.add_argument("--client-timeout", type=float, default=60.0,
+                        help="each client's HTTP timeout in seconds (gradio_client/httpx default: 5; default here 60)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
+    args = parser.parse_args(argv)
+    if args.sessions < 1 or args.turns < 1 or not 1 <= args.max_new_tokens <= 256 or args.timeout <= 0 \
+            or args.client_timeout <= 0:
+        parser.error("--sessions and --turns must be >= 1, --max-new-tokens in 1..256, --timeout and --client-timeout > 0")
+    try:
+        import gradio_client  # noqa: F401
+        import psutil  # noqa: F401
+    except ImportError as e:
+        parser.error(f"{e.name} is needed for the load run: pip install -e '.[test]'")
+
+    import torch
+
+    from bot import AdapterBot
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    bot = AdapterBot.from_pretrained(args.backbone, args.skills_dir, device=args.device)
+    report = run_load(bot, sessions=args.sessions, turns=args.turns, max_new_tokens=args.max_new_tokens,
+                      timeout_s=args.timeout, client_timeout_s=args.client_timeout)
+    report["command"] = "python -m ui.loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(summary_markdown(report))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"\nreport: {args.out}")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
