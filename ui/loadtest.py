@@ -11,7 +11,9 @@ contacted. A child process then runs ``--sessions`` threads; each opens its own
 are connected, and sends ``--turns`` messages through ``/chat``, one after another, waiting for
 each reply. Messages are tagged with their session and turn
 (``"session 7 turn 3: my printer will not print"``) and rotate over skill-flavoured prompts and
-the three routing modes (auto, a skill picked by hand, the bare backbone).
+the three routing modes (auto, a skill picked by hand, the bare backbone). The tags change what
+the dialogue manager reads, so where auto turns were routed is reported but is no measure of
+routing quality.
 
 What is checked, per turn:
 
@@ -55,14 +57,13 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout  # TimeoutError's alias from Python 3.11
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 PROMPTS = (
@@ -291,12 +292,15 @@ def _talk(url: str, session: int, turns: int, skills: list[str], overrides: dict
             sent.append(message)
             t0 = time.perf_counter()
             record.start_s = round(t0 - origin, 3)
+            job = None
             try:
                 job = client.submit(message, mode, overrides, api_name="/chat")
                 out = job.result(timeout=max(1.0, deadline - time.monotonic()))
             except Exception as e:
                 record.error = _one_line(e)
-                if isinstance(e, TimeoutError) or time.monotonic() >= deadline:
+                if isinstance(e, (TimeoutError, FutureTimeout)) or time.monotonic() >= deadline:
+                    if job is not None:
+                        job.cancel()
                     stop.set()
                 break  # the server's idea of this conversation is unknown now: stop this session
             record.latency_s = round(time.perf_counter() - t0, 4)
