@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +17,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 pytest.importorskip("psutil")
 
-from ui.loadtest import check_turn, main, message_for, mode_for  # noqa: E402
+from ui.loadtest import check_turn, message_for, mode_for  # noqa: E402
 
 
 def turn_messages(user: str, reply: str = "a reply", title: str = "alpha · 0.91") -> list[dict]:
@@ -43,12 +46,15 @@ def test_check_turn_accepts_a_clean_conversation_and_flags_mixing():
     assert mode_for(1, 0, []) == "auto"  # no skill to pick by hand
 
 
-def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path, capsys):
+def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path):
     skills = tmp_path / "skills"
     shutil.copytree(tiny_skills_dir, skills)
     out = tmp_path / "load.json"
-    rc = main(["--backbone", str(tiny_dir), "--skills-dir", str(skills), "--sessions", "2", "--turns", "2",
-               "--max-new-tokens", "4", "--timeout", "300", "--out", str(out)])
+    # A child process: the run starts a server, a client process and threads, and owns its stdio.
+    proc = subprocess.run([sys.executable, "-m", "ui.loadtest", "--backbone", str(tiny_dir), "--skills-dir", str(skills),
+                           "--sessions", "2", "--turns", "2", "--max-new-tokens", "4", "--timeout", "300", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    rc = proc.returncode
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["errors"]["count"] == 0, report["errors"]
     assert report["turns"]["answered"] == report["turns"]["requested"] == 4
@@ -62,4 +68,4 @@ def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path, capsys):
     assert mem["clients_connected"] > 0 and mem["client_process_peak"] > 0
     assert all(r["start_s"] is not None for r in report["records"])
     assert report["latency_s"]["p50"] > 0 and report["wall_s"] > 0
-    assert "Load run: 2 sessions x 2 turns (PASS)" in capsys.readouterr().out
+    assert "Load run: 2 sessions x 2 turns (PASS)" in proc.stdout
