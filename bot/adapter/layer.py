@@ -36,9 +36,7 @@ class ResidualAdapter(nn.Module):
         ``down(g * n + b) = (W g) n + (W b + c)``, so inference needs only an affine-free layer norm.
         """
         w = self.down.weight  # [r, d]
-        w_down = (w * self.ln.weight).t().contiguous()
-        b_down = self.down.bias + w @ self.ln.bias
-        return w_down, b_down, self.up.weight.t().contiguous(), self.up.bias.clone()
+        return (w * self.ln.weight).t(), self.down.bias + w @ self.ln.bias, self.up.weight.t(), self.up.bias
 
 
 class AdapterLayer(nn.Module):
@@ -46,7 +44,9 @@ class AdapterLayer(nn.Module):
 
     The route is set by :class:`~bot.adapter.model.AdaptedModel` around a forward or
     ``generate()`` call: ``None`` (bare backbone), an ``int`` (every row on that skill), or a
-    ``LongTensor`` with one skill index per row (``-1`` = bare backbone).
+    ``LongTensor`` with one skill index per row (``-1`` = bare backbone). What a route needs
+    (the skill's trainable module, or the weights of each row) is looked up on the route's
+    first forward and kept, so a decoding step runs five tensor ops and no other Python work.
     """
 
     def __init__(self, hidden_size: int, eps: float = 1e-5) -> None:
@@ -56,16 +56,22 @@ class AdapterLayer(nn.Module):
         self.adapters = nn.ModuleDict()
         self._stack: tuple[torch.Tensor, ...] | None = None
         self._route: int | torch.Tensor | None = None
-        self._gathered: dict[int, tuple[torch.Tensor, ...]] = {}
+        self._trainable: ResidualAdapter | None = None  # the routed skill's own module while it trains
+        self._weights: dict[int, tuple[torch.Tensor, ...]] = {}  # the route's weights, by batch size
 
     def invalidate(self) -> None:
         """Forget the stacked weights (after adapters are added, removed, loaded or trained)."""
         self._stack = None
-        self._gathered = {}
+        self.set_route(self._route)
 
     def set_route(self, route: int | torch.Tensor | None) -> None:
         self._route = route
-        self._gathered = {}
+        self._weights = {}
+        self._trainable = None
+        if isinstance(route, int):
+            adapter = list(self.adapters.values())[route]
+            if adapter.up.weight.requires_grad:  # training: autograd through this skill's parameters only
+                self._trainable = adapter
 
     def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Folded weights of every skill, ``[K+1, ...]``, the last slot all zeros (bare backbone)."""
@@ -85,33 +91,28 @@ class AdapterLayer(nn.Module):
         return self._stack
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        route = self._route
-        if route is None:
+        if self._route is None:
             return h
-        if isinstance(route, int):
-            return self._apply_single(h, route)
-        return self._apply_rows(h, route)
-
-    def _apply_single(self, h: torch.Tensor, index: int) -> torch.Tensor:
-        """Every row on one skill: two plain matmuls, no gather."""
-        adapter = list(self.adapters.values())[index]
-        if torch.is_grad_enabled() and adapter.up.weight.requires_grad:
-            return adapter(h)  # training: autograd through this skill's own parameters only
-        w_down, b_down, w_up, b_up = (t[index] for t in self.stacked())
-        n = F.layer_norm(h, (self.hidden_size,), eps=self.eps).view(-1, self.hidden_size)
-        a = F.relu_(torch.addmm(b_down[0], n, w_down))
-        return torch.addmm(b_up[0], a, w_up).view_as(h).add_(h)
-
-    def _apply_rows(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Row ``b`` on slot ``rows[b]``: each row's weights gathered once per call, two batched matmuls."""
-        batch = h.shape[0]
-        if batch not in self._gathered:
-            k = len(self.adapters)
-            slots = torch.where(rows < 0, k, rows).to(h.device)
-            if batch != slots.shape[0]:  # generate() expanded each row (beams, num_return_sequences)
-                slots = slots.repeat_interleave(batch // slots.shape[0])
-            self._gathered[batch] = tuple(t.index_select(0, slots) for t in self.stacked())
-        w_down, b_down, w_up, b_up = self._gathered[batch]
+        if self._trainable is not None:
+            return self._trainable(h)
+        weights = self._weights.get(h.shape[0])
+        if weights is None:
+            weights = self._weights[h.shape[0]] = self._prepare(h)
+        w_down, b_down, w_up, b_up = weights
         n = F.layer_norm(h, (self.hidden_size,), eps=self.eps)
-        a = F.relu_(torch.baddbmm(b_down, n, w_down))
+        if w_down.dim() == 2:  # every row on one skill: two plain matmuls
+            a = torch.addmm(b_down, n.reshape(-1, self.hidden_size), w_down).relu_()
+            return torch.addmm(b_up, a, w_up).view_as(h).add_(h)
+        a = torch.baddbmm(b_down, n, w_down).relu_()  # row b on its own skill's weights
         return torch.baddbmm(b_up, a, w_up).add_(h)
+
+    def _prepare(self, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The weights the current route applies to a batch of ``h.shape[0]`` rows."""
+        w_down, b_down, w_up, b_up = self.stacked()
+        route = self._route
+        if isinstance(route, int):  # views of one slot
+            return w_down[route], b_down[route, 0], w_up[route], b_up[route, 0]
+        slots = torch.where(route < 0, w_down.shape[0] - 1, route).to(h.device)
+        if h.shape[0] != slots.shape[0]:  # generate() expanded each row (beams, num_return_sequences)
+            slots = slots.repeat_interleave(h.shape[0] // slots.shape[0])
+        return w_down[slots], b_down[slots], w_up[slots], b_up[slots]  # gathered once per route and batch size

@@ -1,6 +1,7 @@
 """A frozen backbone with a residual :class:`AdapterLayer` on the output of every block."""
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -20,7 +21,9 @@ class AdaptedModel(nn.Module):
     """A frozen GPT-2-architecture causal LM whose blocks are followed by per-skill adapters.
 
     Adapters are attached with forward hooks, so the backbone's own modules and state dict
-    stay exactly as loaded. Use :meth:`route` to choose the skill of each batch row.
+    stay exactly as loaded. Use :meth:`route` to choose the skill of each batch row. The hooks
+    are in place only while a route that uses an adapter is active: the bare backbone runs
+    exactly as loaded, at no cost.
     """
 
     def __init__(self, backbone: nn.Module, backbone_name: str) -> None:
@@ -36,8 +39,9 @@ class AdaptedModel(nn.Module):
         )
         self.layers = nn.ModuleList(AdapterLayer(cfg.n_embd, cfg.layer_norm_epsilon) for _ in range(cfg.n_layer))
         self.configs: dict[str, AdapterConfig] = {}
-        for block, layer in zip(backbone.transformer.h, self.layers):
-            block.register_forward_hook(_hook(layer))
+        self._route: int | torch.Tensor | None = None
+        self._hooks: list = []
+        self._route_lock = threading.RLock()  # a route is model-wide state: one thread's route at a time
 
     # ---- skills -----------------------------------------------------------------
     @property
@@ -104,11 +108,9 @@ class AdaptedModel(nn.Module):
             raise FileNotFoundError(f"{path}: missing adapter weights") from None
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-        expected = {
-            f"layers.{i}.{k}": v.shape
-            for i in range(len(self.layers))
-            for k, v in ResidualAdapter(config.hidden_size, config.bottleneck).state_dict().items()
-        }
+        d, r = config.hidden_size, config.bottleneck  # shapes by arithmetic: a huge bottleneck allocates nothing
+        shapes = {"ln.weight": (d,), "ln.bias": (d,), "down.weight": (r, d), "down.bias": (r,), "up.weight": (d, r), "up.bias": (d,)}
+        expected = {f"layers.{i}.{k}": torch.Size(s) for i in range(len(self.layers)) for k, s in shapes.items()}
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
             raise ValueError(f"{path}: tensors do not match adapter_config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -139,7 +141,8 @@ class AdaptedModel(nn.Module):
         """Run the backbone with ``skills`` (one name for every row, or one per row; ``None`` = bare).
 
         Inside the block, every forward pass (including each step of ``generate()`` with
-        the KV cache) applies to row ``b`` the adapter of ``skills[b]``.
+        the KV cache) applies to row ``b`` the adapter of ``skills[b]``. Routes nest (the
+        outer one is restored on exit); another thread's route waits until this one ends.
         """
         names = [skills] if skills is None or isinstance(skills, str) else list(skills)
         indices = [self.skill_index(n) for n in names]
@@ -149,13 +152,25 @@ class AdaptedModel(nn.Module):
             route = indices[0]
         else:
             route = torch.tensor(indices, dtype=torch.long)
+        with self._route_lock:
+            previous = self._route
+            self._set_route(route)
+            try:
+                yield
+            finally:
+                self._set_route(previous)
+
+    def _set_route(self, route: int | torch.Tensor | None) -> None:
+        self._route = route
         for layer in self.layers:
             layer.set_route(route)
-        try:
-            yield
-        finally:
-            for layer in self.layers:
-                layer.set_route(None)
+        if route is None:
+            for handle in self._hooks:
+                handle.remove()
+            self._hooks = []
+        elif not self._hooks:
+            self._hooks = [block.register_forward_hook(_hook(layer))
+                           for block, layer in zip(self.backbone.transformer.h, self.layers)]
 
     def forward(self, *args, **kwargs):
         return self.backbone(*args, **kwargs)

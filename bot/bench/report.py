@@ -1,0 +1,74 @@
+"""``bench.json`` and ``bench.md``: the figures with their targets, the context figures, the method."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .measure import TARGETS, Figure
+
+METHOD = """\
+How these were taken: each section races its variants side by side in one process: a warm-up
+round, then {repeats} repeat(s), each running every variant once in an order rotated from repeat
+to repeat. Ratios are computed within each repeat and the median over repeats is reported, so
+background load that drifts during the run touches both sides of a ratio alike. Generation is
+greedy with exactly {new_tokens} new tokens after {prompt_tokens}-token random prompts; skills are
+{skills} adapters of bottleneck {bottleneck} with random non-zero weights. The per-skill loop runs
+one `generate()` per skill on that skill's rows (with every row on its own skill: {skills}
+sequential single-row generations). Training steps (forward, backward, clipping, AdamW) use a
+batch of {rows} x {tokens} random tokens, dropout off. Peak training memory is measured in a fresh
+subprocess per variant, over two steps: {memory}. DialoGPT shapes carry random weights (timing
+needs no trained ones); "bundled" is the backbone and skills the bot runs on ({backbone}).
+"""
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "missing"
+    if unit == "x":
+        return f"{value:.3f}x"
+    if unit == "fraction":
+        return f"{value:.4f} ({100 * value:.2f} %)"
+    if unit == "s":
+        return f"{value:.3g} s"
+    return f"{value:.4g} {unit}"
+
+
+def _target(f: Figure) -> str:
+    return ("≤ " if f.better == "lower" else "≥ ") + (f"{f.target:g}x" if f.unit == "x" else f"{f.target:g} {f.unit}")
+
+
+def markdown(figures: dict[str, Figure], context: dict[str, tuple[float, str]], machine: dict, setup: dict) -> str:
+    where = f"{machine['device']}" + (f" ({machine['gpu']})" if "gpu" in machine else "")
+    lines = [
+        "# Adapter-Bot benchmark",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} ({machine['torch_threads']} threads), "
+        f"transformers {machine['transformers']}, device {where}."
+        + (" **Quick smoke run: tiny shapes, one repeat; the figures mean nothing.**" if setup["quick"] else ""),
+        "Targets are judged on the DialoGPT-small shape; the bundled backbone's figures stand beside them.",
+        "",
+        "| figure | value | target | holds |",
+        "|---|---|---|---|",
+    ]
+    for key, f in figures.items():
+        label, _, name = key.partition(".")
+        text = f"{label}: {TARGETS[name][3]}" + (f" ({f.note})" if f.note else "")
+        holds = "missing" if f.value is None else ("yes" if f.holds else "**no**")
+        lines.append(f"| {text} | {_fmt(f.value, f.unit)} | {_target(f)} | {holds} |")
+    lines += ["", "Context (no target):", "", "| figure | value |", "|---|---|"]
+    lines += [f"| {key} | {_fmt(v, unit)} |" for key, (v, unit) in context.items()]
+    lines += ["", METHOD.format(**setup)]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, figures: dict[str, Figure], context: dict[str, tuple[float, str]], machine: dict,
+                 setup: dict) -> list[Path]:
+    """Write ``bench.json`` (figures, ``machine``, ``setup``, ``context``) and ``bench.md``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine, "setup": setup} | {k: f.to_json() for k, f in figures.items()}
+    data["context"] = {k: {"value": v, "unit": unit} for k, (v, unit) in context.items()}
+    json_path, md_path = out / "bench.json", out / "bench.md"
+    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(markdown(figures, context, machine, setup) + "\n", encoding="utf-8")
+    return [json_path, md_path]
