@@ -51,7 +51,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import resource
 import socket
 import sys
@@ -485,19 +484,11 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
 
 
 def _machine() -> dict:
-    import torch
-
     import gradio
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "gradio": gradio.__version__,
-            "python": platform.python_version()}
+    from bot.bench.measure import machine
+
+    return machine("cpu") | {"gradio": gradio.__version__}
 
 
 def summary_markdown(report: dict) -> str:
