@@ -113,3 +113,16 @@ def test_adapter_for_another_backbone_is_refused(three_skills, tmp_path):
 def test_pad_left_aligns_to_the_right():
     ids, mask = pad_left([[5, 6], [7]], pad_id=0)
     assert ids.tolist() == [[5, 6], [0, 7]] and mask.tolist() == [[1, 1], [0, 1]]
+
+
+def test_loaded_backbone_runs_gpt2_gelu_fused_with_the_same_logits(tiny_dir):
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    model, tok, _ = load_backbone(tiny_dir)
+    assert not any(isinstance(m, NewGELUActivation) for m in model.modules())
+    assert sum(isinstance(m, GELUTanh) for m in model.modules()) == model.config.n_layer
+    ids = torch.tensor([tok.encode("hello how are you today")])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, atol=1e-5, rtol=1e-5)

@@ -18,6 +18,7 @@ from typing import Callable, Mapping
 import torch
 
 from ..adapter import AdaptedModel
+from ..backbone import fuse_gelu
 
 DIALOGPT_SMALL = dict(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)
 DIALOGPT_MEDIUM = dict(n_layer=24, n_embd=1024, n_head=16, vocab_size=50257, n_positions=1024)
@@ -139,7 +140,9 @@ def random_model(shape: dict, device: str, name: str, seed: int = 0) -> AdaptedM
 
     torch.manual_seed(seed)
     config = GPT2Config(**shape, bos_token_id=0, eos_token_id=0, pad_token_id=0)
-    backbone = GPT2LMHeadModel(config).to(device).eval()
+    backbone = GPT2LMHeadModel(config)
+    fuse_gelu(backbone)  # as load_backbone does
+    backbone.to(device).eval()
     return AdaptedModel(backbone, name)
 
 
