@@ -7,6 +7,7 @@ when everything has succeeded. The cards' figures are those of ``adapterbot eval
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import tempfile
@@ -55,10 +56,15 @@ TRAINING = AdapterTraining(bottleneck=64, learning_rate=2e-3, epochs=15, batch_s
 
 
 def knowledge_file(source: str, folder: Path) -> Path:
-    """One passage per question/answer pair of the source: the question, then its answer."""
-    path = folder / "knowledge.txt"
-    lines = {f"{e.context[-1]} {e.response}".replace("\n", " ") for e in read_source(source, Path(".")).examples}
-    path.write_text("".join(sorted(line + "\n" for line in lines)), encoding="utf-8")
+    """A JSONL passage file, one passage per question/answer pair: the question, a line break, the answer.
+
+    After a line break the answer encodes to the same tokens as at the start of a reply
+    (byte-level BPE folds a leading space into the word that follows it), so the adapter can
+    copy the answer token for token.
+    """
+    path = folder / "knowledge.jsonl"
+    passages = {f"{e.context[-1]}\n{e.response}" for e in read_source(source, Path(".")).examples}
+    path.write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in sorted(passages)), encoding="utf-8")
     return path
 
 

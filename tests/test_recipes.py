@@ -1,0 +1,66 @@
+"""The recipes that build the bundled artifacts: their data, on the real corpora."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from bot.recipes.backbone import copy_nll, sample_batch
+from bot.recipes.skills import counterfactual, knowledge_file
+from skills.data import Example
+from skills.knowledge import Retriever
+
+
+def test_trivia_passages_hold_the_answer_as_the_tokens_a_reply_starts_with(tmp_path):
+    from transformers import AutoTokenizer
+
+    from bot.backbone import BUNDLED_BACKBONE
+
+    path = knowledge_file("chatterbot:trivia", tmp_path)
+    tok = AutoTokenizer.from_pretrained(BUNDLED_BACKBONE)
+    passages = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(passages) > 10
+    for passage in passages:
+        question, answer = passage.split("\n")
+        assert tok.encode(passage)[-len(tok.encode(answer)):] == tok.encode(answer), passage
+    hit = Retriever.from_file(path).search(question)[0]
+    assert hit.text == passage
+
+
+def test_counterfactual_copies_swap_the_answer_in_passage_and_reply_alike():
+    examples = [Example([f"question {i}?"], f"answer {i}", f"question {i}?\nanswer {i}") for i in range(5)]
+    out = counterfactual(examples, copies=2)
+    assert out[:5] == examples and len(out) == 15
+    for e in out[5:]:
+        assert e.knowledge == f"{e.context[0]}\n{e.response}"
+
+
+def test_copy_rows_repeat_their_first_half_and_the_rest_are_plain_windows():
+    stream = torch.arange(1000)
+    torch.manual_seed(0)
+    x = sample_batch(stream, block=16, batch=4, copy_rows=1)
+    assert torch.equal(x[3, 8:], x[3, :8])
+    for row in x[:3]:
+        assert torch.equal(row, torch.arange(row[0], row[0] + 16))
+
+
+def test_copy_nll_is_low_for_a_model_that_copies_and_high_for_one_that_cannot():
+    class Lookup(torch.nn.Module):
+        """Predicts, at each position, the token that followed the previous occurrence of the current one."""
+
+        def __init__(self, copies: bool) -> None:
+            super().__init__()
+            self.copies = copies
+
+        def forward(self, input_ids):
+            logits = torch.zeros(*input_ids.shape, 100)
+            for b, row in enumerate(input_ids.tolist()):
+                for t, token in enumerate(row):
+                    seen = [i for i in range(t) if row[i] == token]
+                    if self.copies and seen and seen[-1] + 1 < len(row):
+                        logits[b, t, row[seen[-1] + 1]] = 30.0
+            return type("Out", (), {"logits": logits})
+
+    stream = torch.randperm(100).repeat(2)
+    assert copy_nll(Lookup(copies=True), stream, block=16, rows=4) < 0.01
+    assert copy_nll(Lookup(copies=False), stream, block=16, rows=4) > 4.0
