@@ -43,3 +43,16 @@ def test_trivia_retrieves_the_passage_that_holds_the_fact(bundled):
     r = bundled.respond(["Which country was once called Abyssinia?"], skill="trivia")
     assert r.knowledge and "Ethiopia" in r.knowledge and r.text.strip()
 
+
+
+def test_trivia_answers_from_its_passage_where_the_bare_backbone_cannot(bundled):
+    from bot.evaluation.metrics import unigram_f1
+    from skills.data import read_source
+
+    examples = read_source(str(BUNDLED_DIR / "trivia" / "test.jsonl"), BUNDLED_DIR).examples[:20]
+    histories = [e.context for e in examples]
+    grounded = bundled.respond_batch(histories, ["trivia"] * len(examples))
+    bare = bundled.respond_batch(histories, [None] * len(examples), max_new_tokens=16)
+    f1 = sum(unigram_f1(text, e.response) for text, e in zip(grounded, examples)) / len(examples)
+    f1_bare = sum(unigram_f1(text, e.response) for text, e in zip(bare, examples)) / len(examples)
+    assert f1 > 0.3 and f1 > 5 * f1_bare, (f1, f1_bare)

@@ -18,7 +18,7 @@ from skills import BUNDLED_DIR
 from skills.data import Example, read_source
 from skills.spec import AdapterTraining, DecodingSpec
 
-def counterfactual(examples: list[Example], copies: int = 3, seed: int = 0) -> list[Example]:
+def counterfactual(examples: list[Example], copies: int = 8, seed: int = 0) -> list[Example]:
     """The examples plus copies whose answer is swapped, in the passage and the response, for another's.
 
     A small backbone would otherwise memorise the training answers; with the answer varying
