@@ -1,7 +1,7 @@
 """The dialogue manager's default features: the frozen backbone's own pooled hidden states.
 
 No second encoder sits in memory: the manager reads the bare backbone (no adapter) on the
-newest turns, stops after its first blocks, and pools their output, over the user's last
+newest turns, stops after its first sixth of blocks, and pools their output, over the user's last
 message and over the recent context, into one ``[2 * hidden]`` vector per history. Reading
 only the first blocks and the newest tokens is what keeps routing a small share of a turn.
 """
@@ -27,9 +27,11 @@ class BackboneFeatures:
         tokenizer: the backbone's tokenizer.
         max_tokens: at most this many context tokens are read (the newest ones).
         layers: how many of the backbone's first blocks are run; their output is pooled.
-            ``None``: half of them, rounded up. Fewer blocks cost proportionally less, and
-            which skill a turn needs is clear well before the last block (on the bundled
-            set, routing accuracy was 97.1% after 3 of 6 blocks against 96.3% after all 6).
+            ``None``: a sixth of them, at least one (1 of the bundled backbone's 6, 2 of
+            DialoGPT-small's 12). Fewer blocks cost proportionally less, and which skill a
+            turn needs is clear long before the last block: on the bundled set, held-out
+            routing accuracy was 96.3% after 1 block, 96.6% after 3 and 96.3% after all 6,
+            while routing took 1.7 ms after 1 block against 3.2 ms after 3.
     """
 
     def __init__(self, model: AdaptedModel, tokenizer, max_tokens: int = 64, layers: int | None = None) -> None:
@@ -37,7 +39,7 @@ class BackboneFeatures:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         n = model.signature.num_layers
-        self.layers = (n + 1) // 2 if layers is None else layers
+        self.layers = max(1, n // 6) if layers is None else layers
         if not 1 <= self.layers <= n:
             raise ValueError(f"layers must be between 1 and the backbone's {n} blocks, got {layers}")
         self.name = f"backbone-meanpool:{model.signature.backbone}:blocks={self.layers}:tokens={max_tokens}"

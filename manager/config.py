@@ -39,7 +39,7 @@ class ManagerConfig:
         feature_dim: recorded by ``fit``: width ``D`` of the feature vectors; every later batch
             of features must have it.
         feature_name: recorded by ``fit``: the feature function's ``name`` (for example
-            ``"backbone-meanpool:bundled:blocks=3:tokens=64"``); a manager is refused with a feature function of
+            ``"backbone-meanpool:bundled:blocks=1:tokens=64"``); a manager is refused with a feature function of
             another name, since its head would read features it was not trained on.
         classes: recorded by ``fit``/``add_class``/``remove_class``: the class names in head
             order, ``"none"`` first. A value passed to a new ``DialogueManager`` is ignored.

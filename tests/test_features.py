@@ -18,14 +18,14 @@ def deep(tmp_path):
     return AdaptedModel(model, name), tokenizer
 
 
-def test_features_pool_the_hidden_states_after_the_first_half_of_the_blocks(deep):
+def test_features_pool_the_hidden_states_after_the_first_sixth_of_the_blocks(deep):
     model, tok = deep
     features = BackboneFeatures(model, tok)
-    assert features.layers == 2 and features.name.endswith(":blocks=2:tokens=64")
+    assert features.layers == 1 and features.name.endswith(":blocks=1:tokens=64")
     history = ["hello how are you today", "i feel sad today"]
     ids = torch.tensor([build_context(tok, history, 64)])
     with torch.no_grad():
-        states = model.backbone.transformer(input_ids=ids, output_hidden_states=True).hidden_states[2][0]
+        states = model.backbone.transformer(input_ids=ids, output_hidden_states=True).hidden_states[1][0]
     last = len(build_context(tok, history[-1:], 64))
     expected = torch.cat([states[-last:].mean(0), states.mean(0)])
     torch.testing.assert_close(features([history])[0], expected)
@@ -33,16 +33,16 @@ def test_features_pool_the_hidden_states_after_the_first_half_of_the_blocks(deep
 
 def test_later_blocks_never_run_and_adapters_never_apply(deep):
     model, tok = deep
-    before = BackboneFeatures(model, tok, layers=1)(["i feel sad today"])
+    before = BackboneFeatures(model, tok, layers=2)(["i feel sad today"])
     model.add_adapter("a", model.new_config(4))
     with torch.no_grad():
         for p in model.adapter_parameters("a"):
             p.add_(1.0)
     model.set_trainable("a", False)  # drops the folded weights cached from the old values
     ran = []
-    handle = model.backbone.transformer.h[1].register_forward_hook(lambda *a: ran.append(1))
+    handle = model.backbone.transformer.h[2].register_forward_hook(lambda *a: ran.append(1))
     try:
-        after = BackboneFeatures(model, tok, layers=1)(["i feel sad today"])
+        after = BackboneFeatures(model, tok, layers=2)(["i feel sad today"])
     finally:
         handle.remove()
     assert ran == []
