@@ -27,12 +27,18 @@ def test_trivia_passages_hold_the_answer_as_the_tokens_a_reply_starts_with(tmp_p
     assert hit.text == passage
 
 
-def test_counterfactual_copies_swap_the_answer_in_passage_and_reply_alike():
-    examples = [Example([f"question {i}?"], f"answer {i}", f"question {i}?\nanswer {i}") for i in range(5)]
-    out = counterfactual(examples, copies=2)
-    assert out[:5] == examples and len(out) == 15
-    for e in out[5:]:
+def test_counterfactual_copies_swap_the_answer_for_a_span_of_open_text_in_passage_and_reply_alike():
+    examples = [Example([f"question {i}?"], f"answer number {i}", f"question {i}?\nanswer number {i}") for i in range(5)]
+    examples.append(Example(["no passage?"], "plain reply"))
+    phrases = ["the quick brown fox jumps over the lazy dog", "hello there"]
+    out = counterfactual(examples, copies=3, phrases=phrases)
+    assert out[:6] == examples and len(out) == 6 + 5 * 3
+    words = {w.lower() for p in phrases for w in p.split()}
+    for e in out[6:]:
         assert e.knowledge == f"{e.context[0]}\n{e.response}"
+        assert 1 <= len(e.response.split()) <= 3 and {w.lower() for w in e.response.split()} <= words
+        assert e.response.lower() in " ".join(phrases)
+    assert out[6:] == counterfactual(examples, copies=3, phrases=phrases)[6:]
 
 
 def test_copy_rows_repeat_their_first_half_and_the_rest_are_plain_windows():
