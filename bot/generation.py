@@ -4,8 +4,24 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from .adapter import AdaptedModel
+
+
+class ReplyNoRepeatNGram(NoRepeatNGramLogitsProcessor):
+    """Hugging Face's n-gram ban applied to the generated tokens only (from ``prompt_length`` on).
+
+    The reply never repeats one of its own n-grams, but may still copy any n-gram of the
+    context, such as a knowledge passage's answer.
+    """
+
+    def __init__(self, ngram_size: int, prompt_length: int) -> None:
+        super().__init__(ngram_size)
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return super().__call__(input_ids[:, self.prompt_length :], scores)
 
 
 def pad_left(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,10 +42,14 @@ def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int
     """New token ids for each context, row ``b`` generated with the adapter of ``skills[b]``.
 
     All rows run in one ``generate()`` call: the adapters are gathered per row inside each
-    block, so a batch that mixes skills costs one pass, not one per skill.
+    block, so a batch that mixes skills costs one pass, not one per skill. ``decoding`` holds
+    ``generate()``'s keyword arguments, plus ``reply_no_repeat_ngram_size`` (see :class:`ReplyNoRepeatNGram`).
     """
     device = next(model.backbone.parameters()).device
     ids, mask = pad_left(contexts, tokenizer.pad_token_id)
+    reply_ngram = decoding.pop("reply_no_repeat_ngram_size", 0)
+    if reply_ngram:
+        decoding["logits_processor"] = LogitsProcessorList([ReplyNoRepeatNGram(reply_ngram, ids.shape[1])])
     eos = tokenizer.eos_token_id
     with model.route(list(skills)):
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=tokenizer.pad_token_id,

@@ -210,8 +210,13 @@ class DecodingSpec:
         temperature: softening of the next-token distribution when sampling.
         top_p: nucleus sampling: keep the smallest set of tokens whose probability reaches ``top_p``.
         max_new_tokens: most tokens of one reply.
-        repetition_penalty: divides the score of tokens already in the context (1.0 = off).
-        no_repeat_ngram_size: no n-gram of this size appears twice in the output (0 = off).
+        repetition_penalty: divides the score of tokens already in the context or the reply (1.0 = off).
+        no_repeat_ngram_size: no n-gram of this size appears twice in the context and the reply taken
+            together (Hugging Face's rule: the reply cannot repeat 3 words the user wrote; 0 = off).
+        reply_no_repeat_ngram_size: no n-gram of this size appears twice within the reply itself, while
+            the context may still be copied (0 = off). For skills that copy from their knowledge
+            passage, where ``no_repeat_ngram_size`` would forbid the copy: it stops loops such as
+            "Ivy Ivy Ivy".
     """
 
     do_sample: bool = False
@@ -220,6 +225,7 @@ class DecodingSpec:
     max_new_tokens: int = 40
     repetition_penalty: float = 1.2
     no_repeat_ngram_size: int = 3
+    reply_no_repeat_ngram_size: int = 0
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -228,14 +234,18 @@ class DecodingSpec:
         _require(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)
         _require(self.repetition_penalty > 0, "repetition_penalty", "a number > 0", self.repetition_penalty)
         _require(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", "an integer >= 0", self.no_repeat_ngram_size)
+        _require(self.reply_no_repeat_ngram_size >= 0, "reply_no_repeat_ngram_size", "an integer >= 0",
+                 self.reply_no_repeat_ngram_size)
 
     def generate_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for Hugging Face ``generate()``; sampling settings only when sampling."""
+        """Keyword arguments for :func:`bot.generation.generate_ids` (Hugging Face ``generate()``'s, plus
+        ``reply_no_repeat_ngram_size``); sampling settings only when sampling."""
         kwargs: dict[str, Any] = {
             "do_sample": self.do_sample,
             "max_new_tokens": self.max_new_tokens,
             "repetition_penalty": self.repetition_penalty,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "reply_no_repeat_ngram_size": self.reply_no_repeat_ngram_size,
         }
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import NoRepeatNGramLogitsProcessor
 
 from bot.adapter import AdaptedModel, AdapterMismatchError
 from bot.backbone import load_backbone
-from bot.generation import generate_ids, pad_left
+from bot.generation import ReplyNoRepeatNGram, generate_ids, pad_left
 
 
 def randomize(model: AdaptedModel, name: str, seed: int) -> None:
@@ -84,6 +85,31 @@ def test_mixed_batch_greedy_generation_matches_rows_alone(three_skills):
     alone = [generate_ids(model, tok, [c], [s], **settings)[0] for c, s in zip(contexts, route)]
     assert mixed == alone
     assert len({tuple(x) for x in mixed}) > 1
+
+
+def test_reply_ngram_ban_covers_the_reply_but_lets_the_context_be_copied():
+    prompt, reply = [5, 6, 7, 3], [8, 9, 8]
+    scores = torch.zeros(1, 20)
+    banned = ReplyNoRepeatNGram(2, len(prompt))(torch.tensor([prompt + reply]), scores.clone())
+    assert torch.isinf(banned[0]).nonzero().flatten().tolist() == [9]  # "8 9" is in the reply already
+    copying = ReplyNoRepeatNGram(2, len(prompt))(torch.tensor([prompt + [5]]), scores.clone())
+    assert not torch.isinf(copying).any()  # "5 6" of the context may be copied
+    assert torch.isinf(NoRepeatNGramLogitsProcessor(2)(torch.tensor([prompt + [5]]), scores.clone())[0, 6])
+
+
+def test_generation_with_the_reply_ngram_ban_never_repeats_a_bigram(three_skills):
+    model, tok = three_skills
+    contexts = [tok.encode("hello how are") + [tok.eos_token_id], tok.encode("i feel sad today and") + [tok.eos_token_id]]
+    settings = dict(max_new_tokens=24, min_new_tokens=24, do_sample=False)
+
+    def repeats(row: list[int]) -> int:
+        bigrams = list(zip(row, row[1:]))
+        return len(bigrams) - len(set(bigrams))
+
+    plain = generate_ids(model, tok, contexts, ["a", "b"], **settings)
+    banned = generate_ids(model, tok, contexts, ["a", "b"], reply_no_repeat_ngram_size=2, **settings)
+    assert sum(map(repeats, plain)) > 0  # the random model loops without the ban
+    assert [repeats(row) for row in banned] == [0, 0] and all(len(row) == 24 for row in banned)
 
 
 def test_save_load_roundtrip(three_skills, tmp_path, tiny_dir):

@@ -98,6 +98,7 @@ def test_unknown_nested_key_is_dotted(tmp_path):
         ("decoding:\n  top_p: 0\n", "decoding.top_p"),
         ("decoding:\n  do_sample: maybe\n", "decoding.do_sample"),
         ("decoding:\n  max_new_tokens: 0\n", "decoding.max_new_tokens"),
+        ("decoding:\n  reply_no_repeat_ngram_size: -1\n", "decoding.reply_no_repeat_ngram_size"),
         ("adapter:\n  epochs: true\n", "adapter.epochs"),  # a bool is not an int
         ("adapter:\n  bottleneck: '64'\n", "adapter.bottleneck"),
         ("adapter:\n  bottleneck: 2.5\n", "adapter.bottleneck"),

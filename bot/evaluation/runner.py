@@ -7,8 +7,9 @@ For each evaluated skill, on the test split recorded in its folder at install ti
   (``ppl``) and with the bare backbone (``ppl_backbone``), on the same formatted contexts
   (knowledge included where the skill has some), at the skill's training ``max_length``;
 * **responses** generated greedily with the skill's decoding settings (``max_new_tokens``,
-  ``repetition_penalty``, ``no_repeat_ngram_size``; never sampling), scored against the
-  references with :func:`~bot.evaluation.metrics.text_metrics`, under three routings:
+  ``repetition_penalty``, ``no_repeat_ngram_size``, ``reply_no_repeat_ngram_size``; never
+  sampling), scored against the references with :func:`~bot.evaluation.metrics.text_metrics`,
+  under three routings:
 
   - ``backbone``: every turn answered by the bare backbone (route ``None``, no knowledge);
   - ``oracle``: every turn answered by the gold skill's adapter (and the gold skill's knowledge);
@@ -304,7 +305,8 @@ def evaluate_bot(bot, skills: Sequence[str] | None = None, limit: int | None = N
         "skills": ", ".join(names) or "none",
         "limit": limit,
         "seed": seed,
-        "decoding": f"greedy, batch {batch_size}; max_new_tokens, repetition_penalty, no_repeat_ngram_size from each skill's spec",
+        "decoding": f"greedy, batch {batch_size}; max_new_tokens, repetition_penalty, no_repeat_ngram_size, "
+                    "reply_no_repeat_ngram_size from each skill's spec",
         "manager": routing_note,
         "predictions": str(predictions) if predictions is not None else None,
         "baseline": baseline,

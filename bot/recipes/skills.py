@@ -62,8 +62,10 @@ BUNDLED = {
         "data": "chatterbot:trivia,science,history,literature,movies,sports,politics",
         "description": "Answers factual questions, grounded on the passage it retrieves from its knowledge file.",
         "knowledge": True,
-        # Copying from the passage must not be penalised: no repetition penalty, no n-gram ban.
-        "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, max_new_tokens=32),
+        # Copying from the passage must not be penalised: no repetition penalty, no n-gram ban across the
+        # context; but no bigram twice within the reply (on validation: F1 0.59 -> 0.62, and no "Ivy Ivy Ivy").
+        "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, reply_no_repeat_ngram_size=2,
+                                 max_new_tokens=32),
         "augment": counterfactual,
     },
     "tech_support": {
