@@ -5,17 +5,46 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
+from skills.spec import AdapterTraining
+
+# `skill add` flags for the adapter's training settings: dest -> (flag, type, help)
+TRAINING_FLAGS = {
+    "bottleneck": ("--bottleneck", int, "adapter bottleneck width; the adapter's size grows with it"),
+    "epochs": ("--epochs", int, "most passes over the training split"),
+    "learning_rate": ("--learning-rate", float, "AdamW learning rate of the adapter"),
+    "batch_size": ("--batch-size", int, "examples per optimisation step"),
+    "patience": ("--patience", int, "stop after this many epochs without a better validation perplexity"),
+}
+
 
 def _common(p: argparse.ArgumentParser) -> None:
+    """The options every command takes (DESIGN.md): backbone, skills folder, device."""
     p.add_argument("--backbone", default=None, metavar="ID|PATH",
                    help="hub id (e.g. microsoft/DialoGPT-small; downloaded only then) or local folder; default: the bundled offline backbone")
     p.add_argument("--skills-dir", type=Path, default=None, metavar="DIR",
                    help="folder of installed skills (default: $ADAPTERBOT_SKILLS_DIR, else the bundled skills)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="let transformers run a hub model's own code (off by default)")
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
+    return value
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _load_bot(args):
@@ -36,12 +65,16 @@ def _registry(args):
 def cmd_chat(args) -> int:
     from ui.app import launch
 
+    if not _port_is_free(args.host, args.port):
+        raise RuntimeError(f"port {args.port} on {args.host} is in use (another `adapterbot chat`?); pick a free one with --port")
     launch(_load_bot(args), host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)
     return 0
 
 
 def cmd_skill_list(args) -> int:
     registry = _registry(args)
+    if not registry.root.is_dir():
+        raise FileNotFoundError(f"{registry.root}: no such skills folder (check --skills-dir or $ADAPTERBOT_SKILLS_DIR)")
     names = registry.names()
     print(f"{len(names)} skill(s) in {registry.root}")
     for name in names:
@@ -66,11 +99,13 @@ def cmd_skill_add(args) -> int:
             raise ValueError(f"--columns: not valid JSON ({e})") from None
         if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
             raise ValueError('--columns must be a JSON object of column names, e.g. {"context": "prompt", "response": "reply"}')
+    given = {k: getattr(args, k) for k in TRAINING_FLAGS if getattr(args, k) is not None}
+    training = AdapterTraining(**given)  # checked before the model loads
     bot = _load_bot(args)
     r = add_skill(bot, args.name, args.data, description=args.description or "", knowledge=args.knowledge,
-                  replace=args.replace, columns=columns, max_examples=args.limit)
+                  replace=args.replace, columns=columns, max_examples=args.limit, training=training)
     if r.skipped:
-        print(f"skipped {r.skipped} bad row(s) of {args.data} (first at line(s) {', '.join(map(str, r.skipped_lines))})")
+        print(f"{args.data}: {r.skipped_note}")
     print(f"installed skill {r.name!r} in {r.path}")
     print(f"  examples {r.examples}: {r.splits}; adapter = {100 * r.trainable_fraction:.2f}% of the backbone; trained in {r.train_seconds:.0f}s")
     print(f"  test perplexity: {r.test_ppl:.2f} with its adapter, {r.test_ppl_backbone:.2f} bare backbone "
@@ -92,7 +127,9 @@ def cmd_manager_train(args) -> int:
 
     bot = _load_bot(args)
     report = train_manager(bot, threshold=args.threshold)
-    print(f"dialogue manager trained on {', '.join(report['labels'])}: held-out accuracy {100 * report['accuracy']:.1f}%")
+    how = "given" if args.threshold is not None else "chosen on validation turns"
+    print(f"dialogue manager trained on {', '.join(report['labels'])}: held-out accuracy {100 * report['accuracy']:.1f}%, "
+          f"threshold {bot.manager.config.threshold:g} ({how})")
     return 0
 
 
@@ -119,9 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="start the web chat (Gradio)")
     _common(chat)
     chat.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    chat.add_argument("--port", type=int, default=7860)
+    chat.add_argument("--port", type=int, default=7860, help="port to serve on (default: %(default)s)")
     chat.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")
-    chat.add_argument("--max-upload-mb", type=float, default=50, help="largest skill data file accepted from the page")
+    chat.add_argument("--max-upload-mb", type=float, default=50, help="largest skill data file accepted from the page, in MB (default: %(default)s)")
     chat.set_defaults(func=cmd_chat)
 
     skill = sub.add_parser("skill", help="list, add or remove skills").add_subparsers(dest="skill_command", required=True)
@@ -134,19 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, metavar="FILE|hf:NAME", help="JSONL/CSV of {context, response, knowledge?}, or a hub dataset")
     s.add_argument("--description", help="one line shown in the UI and in `skill list`")
     s.add_argument("--knowledge", type=Path, metavar="FILE", help="passages to retrieve from (one per line, or JSONL)")
-    s.add_argument("--columns", metavar="JSON", help='column mapping for hf: data, e.g. {"context_column": "prompt", "response_column": "utterance"}')
-    s.add_argument("--replace", action="store_true", help="retrain and replace a skill of the same name")
+    s.add_argument("--columns", metavar="JSON", help='the data\'s column names, where they are not context/response/knowledge, e.g. {"context": "prompt", "response": "utterance"}')
+    s.add_argument("--replace", action="store_true",
+                   help="retrain and replace a skill of the same name (its description and knowledge come from this command)")
     s.add_argument("--limit", type=int, help="use at most this many examples")
+    defaults = AdapterTraining()
+    for dest, (flag, kind, what) in TRAINING_FLAGS.items():
+        s.add_argument(flag, dest=dest, type=kind, default=None, help=f"{what} (default: {getattr(defaults, dest)})")
     s.set_defaults(func=cmd_skill_add)
     s = skill.add_parser("remove", help="uninstall a skill (other skills are untouched)")
     _common(s)
-    s.add_argument("name")
+    s.add_argument("name", help="the installed skill to remove (see `adapterbot skill list`)")
     s.set_defaults(func=cmd_skill_remove)
 
     mgr = sub.add_parser("manager", help="the dialogue manager").add_subparsers(dest="manager_command", required=True)
     m = mgr.add_parser("train", help="train the router on the installed skills plus open chit-chat")
     _common(m)
-    m.add_argument("--threshold", type=float, default=None, help="route to a skill only above this probability")
+    m.add_argument("--threshold", type=_probability, default=None,
+                   help="route to a skill only when its probability reaches this (default: the best of 0.5-0.9 on validation turns)")
     m.set_defaults(func=cmd_manager_train)
 
     ev = sub.add_parser("eval", help="offline evaluation: per-skill metrics, routing, baselines")
@@ -156,13 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--predictions", type=Path, help="score another system's JSONL {context, prediction, reference, skill?}")
     ev.add_argument("--limit", type=int, help="at most this many test examples per skill")
     ev.add_argument("--baseline", choices=["sequential-finetune"], help="also fine-tune the whole backbone skill after skill and report forgetting")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=0, help="torch seed of the run (default: %(default)s)")
     ev.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="speed and memory benchmarks; writes bench.json and bench.md")
     _common(b)
-    b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--out", type=Path, required=True, help="folder for bench.json and bench.md")
+    b.add_argument("--repeats", type=int, default=5, help="timed runs of each variant; medians are reported (default: %(default)s)")
     b.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a smoke test)")
     b.set_defaults(func=cmd_bench)
     return p
@@ -177,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing was installed half-way", file=sys.stderr)
         return 130
-    except (ValueError, FileExistsError, FileNotFoundError, KeyError, RuntimeError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError, LookupError, RuntimeError) as e:
         print(f"adapterbot: error: {e}", file=sys.stderr)
         return 2
 

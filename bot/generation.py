@@ -1,12 +1,27 @@
 """Batched generation where every row may use a different skill's adapter."""
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import torch
 from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from .adapter import AdaptedModel
+
+
+class _NoPaddingMaskNoise(logging.Filter):
+    """Drops transformers' "pass an attention_mask" warning, which ``generate()`` triggers itself.
+
+    :func:`generate_ids` always passes the mask; the warning comes from the forward calls of
+    ``generate()``'s own decoding steps.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "recommend passing in an `attention_mask`" not in record.getMessage()
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_NoPaddingMaskNoise())
 
 
 class ReplyNoRepeatNGram(NoRepeatNGramLogitsProcessor):

@@ -7,6 +7,7 @@ learns the new class from its compact memory (no other skill's data is read).
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from skills.spec import AdapterTraining, DecodingSpec, KnowledgeSpec, SkillSpec,
 
 from .chatbot import MANAGER_DIR, AdapterBot
 from .training import Progress, perplexity, train_adapter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +41,7 @@ class AddResult:
     trainable_fraction: float
     train_seconds: float
     manager_updated: bool
+    skipped_note: str = ""  # the skipped rows' lines and the first one's problem ("" if none)
 
 
 def with_knowledge(examples: list[Example], retriever: Retriever) -> list[Example]:
@@ -80,6 +84,8 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
     source = str(data)
     read = read_source(source, Path.cwd(), columns)
     examples = read.examples[:max_examples] if max_examples else read.examples
+    if read.skipped:
+        log.warning("%s: %s", source, read.skipped_note())
     knowledge_spec = KnowledgeSpec(mode="none")
     retriever = None
     if knowledge is not None:
@@ -97,7 +103,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
     model.add_adapter(temp_name, model.new_config(training.bottleneck))
     try:
         train = augment(splits["train"]) if augment else splits["train"]
-        result = train_adapter(model, bot.tokenizer, temp_name, train, splits["valid"], training, progress, show_bar)
+        result = train_adapter(model, bot.tokenizer, temp_name, train, splits["valid"], training, progress, show_bar, label=name)
         ppl = perplexity(model, bot.tokenizer, splits["test"], temp_name, training.max_length, training.batch_size)
         ppl_bare = perplexity(model, bot.tokenizer, splits["test"], None, training.max_length, training.batch_size)
         sizes = {k: len(v) for k, v in splits.items()}
@@ -123,7 +129,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
     bot.load_skill(name)
     manager_updated = update_manager(bot, name, splits["train"])
     return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
-                     result.trainable_fraction, result.seconds, manager_updated)
+                     result.trainable_fraction, result.seconds, manager_updated, read.skipped_note())
 
 
 def update_manager(bot: AdapterBot, name: str, train: list[Example]) -> bool:

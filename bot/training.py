@@ -100,7 +100,8 @@ def perplexity(model: AdaptedModel, tokenizer, examples: Sequence[Example], skil
 
 
 def train_adapter(model: AdaptedModel, tokenizer, name: str, train: Sequence[Example], valid: Sequence[Example],
-                  settings: AdapterTraining, progress: Progress | None = None, show_bar: bool = True) -> TrainResult:
+                  settings: AdapterTraining, progress: Progress | None = None, show_bar: bool = True,
+                  label: str | None = None) -> TrainResult:
     """Train the (already added) adapter ``name`` on ``train``; only its parameters change.
 
     Args:
@@ -109,6 +110,7 @@ def train_adapter(model: AdaptedModel, tokenizer, name: str, train: Sequence[Exa
         settings: learning rate, epochs, batch size, patience, max length, seed.
         progress: optional ``callback(fraction_done, message)`` (the web UI's progress bar).
         show_bar: show a tqdm bar on the terminal.
+        label: the skill's name on the bar (default: ``name``).
     """
     from accelerate import Accelerator
 
@@ -126,7 +128,7 @@ def train_adapter(model: AdaptedModel, tokenizer, name: str, train: Sequence[Exa
     result = TrainResult(best_valid_ppl=float("inf"), trainable_params=sum(p.numel() for p in params),
                          backbone_params=sum(p.numel() for p in model.backbone.parameters()))
     best_state, stale, start, done = None, 0, time.time(), 0
-    bar = tqdm(total=total_steps, desc=f"training {name}", unit="step", disable=not show_bar)
+    bar = tqdm(total=total_steps, desc=f"training {label or name}", unit="step", disable=not show_bar)
     try:
         for epoch in range(settings.epochs):
             model.train()

@@ -62,6 +62,7 @@ class ReadResult:
         skipped_lines: 1-based line (or row) numbers of the first few skipped rows.
         source: the source as named, e.g. ``data.jsonl`` or ``hf:empathetic_dialogues:train``.
         duplicates: how many exact duplicate (context, response) pairs were dropped.
+        first_problem: what was wrong with the first skipped row.
     """
 
     examples: list[Example]
@@ -69,6 +70,15 @@ class ReadResult:
     skipped_lines: list[int]
     source: str
     duplicates: int = 0
+    first_problem: str = ""
+
+    def skipped_note(self) -> str:
+        """``""`` if no row was skipped, else e.g. ``2 bad row(s) skipped (lines 4, 9); line 4: missing 'response'``."""
+        if not self.skipped:
+            return ""
+        more = ", ..." if self.skipped > len(self.skipped_lines) else ""
+        return (f"{self.skipped} bad row(s) skipped (lines {', '.join(map(str, self.skipped_lines))}{more}); "
+                f"line {self.skipped_lines[0]}: {self.first_problem}")
 
 
 # ---- file helpers ------------------------------------------------------------------------
@@ -174,7 +184,7 @@ def _collect(rows: Iterable[tuple[int, Any]], to_example: Callable[[Any], Exampl
             raise ValueError(f"{source}: no examples: the source is empty")
         shown = ", ".join(map(str, bad[:_SHOWN_BAD_LINES])) + (", ..." if len(bad) > _SHOWN_BAD_LINES else "")
         raise ValueError(f"{source}: no usable example: every {unit} is bad ({unit}s {shown}); {unit} {bad[0]}: {first_problem}")
-    return ReadResult(examples, len(bad), bad[:_SHOWN_BAD_LINES], source)
+    return ReadResult(examples, len(bad), bad[:_SHOWN_BAD_LINES], source, first_problem=first_problem)
 
 
 # ---- readers -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ with no retraining and no restart.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -59,10 +60,16 @@ def read_passages(path: Path, max_bytes: int = MAX_BYTES) -> list[str]:
     return passages
 
 
-def _tokenize(texts: list[str], ids: bool) -> Any:
+def _bm25s() -> Any:
+    """The ``bm25s`` module, imported on first use; its logger is quieted, as bm25s sets it to DEBUG on import."""
     import bm25s
 
-    return bm25s.tokenize(texts, lower=True, stopwords="en", return_ids=ids, show_progress=False)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+def _tokenize(texts: list[str], ids: bool) -> Any:
+    return _bm25s().tokenize(texts, lower=True, stopwords="en", return_ids=ids, show_progress=False)
 
 
 @dataclass(frozen=True)
@@ -112,12 +119,10 @@ class Retriever:
         return index.passages
 
     def _build(self, stamp: tuple[int, int]) -> _Index:
-        import bm25s
-
         passages = read_passages(self.path, self.max_bytes)
         bm25 = None
         if passages:
-            bm25 = bm25s.BM25()
+            bm25 = _bm25s().BM25()
             bm25.index(_tokenize(passages, ids=True), show_progress=False)
         return _Index(stamp, passages, bm25)
 

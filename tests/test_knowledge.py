@@ -113,3 +113,9 @@ def test_concurrent_searches_while_the_file_grows(facts_file):
         t.join()
     assert errors == []
     assert len(retriever.search("giraffes", k=20)) == 10
+
+
+def test_building_an_index_logs_nothing_below_warning(facts_file, caplog):
+    caplog.set_level("DEBUG")
+    Retriever.from_file(facts_file).search("capital of France")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("bm25s")] == []

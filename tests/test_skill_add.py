@@ -71,3 +71,51 @@ def test_remove_drops_the_skill_and_its_manager_class(tiny_dir, skills_dir, caps
     assert tree_digest(skills_dir / "beta") == beta
     bot = AdapterBot.from_pretrained(tiny_dir, skills_dir)
     assert bot.skills == ["beta"] and bot.manager.classes == ["none", "beta"]
+
+
+def test_training_flags_reach_the_skill_spec_and_bad_ones_fail_before_loading(tiny_dir, skills_dir, tmp_path, capsys):
+    data = write_toy_data(tmp_path / "g.jsonl", "alpha")
+    assert cli(tiny_dir, skills_dir, "skill", "add", "gamma", "--data", str(data), "--limit", "20",
+               "--epochs", "1", "--bottleneck", "8", "--learning-rate", "0.01") == 0
+    adapter = AdapterBot.from_pretrained(tiny_dir, skills_dir).specs["gamma"].adapter
+    assert (adapter.epochs, adapter.bottleneck, adapter.learning_rate) == (1, 8, 0.01)
+    before = tree_digest(skills_dir)
+    assert cli(tiny_dir, skills_dir, "skill", "add", "delta", "--data", str(data), "--epochs", "0") == 2
+    assert "'epochs' must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert tree_digest(skills_dir) == before
+
+
+def test_skipped_rows_are_reported_with_their_line_and_problem(tiny_dir, skills_dir, tmp_path, capsys):
+    data = write_toy_data(tmp_path / "g.jsonl", "alpha")
+    lines = data.read_text(encoding="utf-8").splitlines()
+    lines.insert(2, '{"context": ["hi"], "response": ')
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert cli(tiny_dir, skills_dir, "skill", "add", "gamma", "--data", str(data), "--limit", "20", "--epochs", "1") == 0
+    assert "1 bad row(s) skipped (lines 3); line 3: invalid JSON" in capsys.readouterr().out
+
+
+def test_unknown_skill_and_missing_folder_get_one_line_errors(tiny_dir, skills_dir, tmp_path, capsys):
+    assert cli(tiny_dir, skills_dir, "skill", "remove", "nosuch") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adapterbot: error: no skill 'nosuch' installed") and "alpha, beta" in err
+    assert cli(tiny_dir, tmp_path / "missing", "skill", "list") == 2
+    assert "missing: no such skills folder" in capsys.readouterr().err
+
+
+def test_chat_on_a_busy_port_says_which_flag_to_change(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["chat", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use" in err and "pick a free one with --port" in err
+
+
+def test_manager_threshold_must_be_a_probability(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["manager", "train", "--threshold", "1.5"])
+    assert exit_info.value.code == 2
+    assert "--threshold: must be a probability in [0, 1], got 1.5" in capsys.readouterr().err

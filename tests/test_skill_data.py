@@ -55,6 +55,7 @@ def test_skipped_lines_shows_the_first_five(tmp_path):
     path.write_text(jsonl(*(["[1]"] * 7), {"context": "x", "response": "y"}), encoding="utf-8")
     result = read_jsonl(path)
     assert result.skipped == 7 and result.skipped_lines == [1, 2, 3, 4, 5]
+    assert result.skipped_note() == "7 bad row(s) skipped (lines 1, 2, 3, 4, 5, ...); line 1: expected a JSON object, got list"
 
 
 def test_all_rows_bad_raises_naming_file_lines_and_problem(tmp_path):

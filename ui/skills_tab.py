@@ -111,7 +111,7 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
             log.exception("adding skill %r failed", name)
             raise gr.Error("Adding the skill failed unexpectedly; the server log has the details.",
                            title="Skill not added", print_exception=False) from None
-        skipped = f" ({result.skipped} bad line(s) skipped, first at {', '.join(map(str, result.skipped_lines))})" if result.skipped else ""
+        skipped = f" ({result.skipped_note})" if result.skipped else ""
         manager = ("The dialogue manager learned the new skill, so Auto can route to it."
                    if result.manager_updated else "No dialogue manager is installed: pick the skill by hand in the Chat tab.")
         status = (f"Installed **{result.name}** from {result.examples} example(s){skipped}: "

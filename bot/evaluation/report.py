@@ -234,7 +234,8 @@ def _esc(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: Any, digits: int | None = 3) -> str:
+    """A table cell: floats to ``digits`` decimals (``None``: as short as exact, e.g. ``3.3``)."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -244,7 +245,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "–"
-        return f"{value:.{digits}f}"
+        return f"{value:g}" if digits is None else f"{value:.{digits}f}"
     return _esc(value)
 
 
@@ -285,7 +286,7 @@ def _markdown(report: dict, forgetting_parsed, plots: dict[str, Path]) -> str:
     settings = report.get("settings")
     if isinstance(settings, dict) and settings:
         out += ["## Settings", ""]
-        out += [f"- **{_esc(k)}**: {_fmt(v, 4)}" for k, v in settings.items()]
+        out += [f"- **{_esc(k)}**: {_fmt(v, None)}" for k, v in settings.items()]
         out.append("")
 
     out += [
