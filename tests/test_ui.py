@@ -199,6 +199,19 @@ def test_bad_uploads_give_readable_errors(server, tmp_path):
     assert names == ["alpha", "beta"]
 
 
+def test_training_settings_from_the_page_reach_the_skill(server, ui_bot, tmp_path):
+    c = client(server)
+    data = gradio_client.handle_file(str(write_toy_data(tmp_path / "printers.jsonl", "alpha")))
+    with pytest.raises(Exception, match="greater than maximum value 1.0"):  # the page's bounds hold for API calls too
+        c.predict("delta", "", data, None, False, 2, 100.0, api_name="/add_skill")
+    assert "delta" not in ui_bot.registry.names()
+    status, *_ = c.predict("delta", "", data, None, False, 1, 0.01, api_name="/add_skill")
+    assert "Installed **delta**" in status
+    adapter = ui_bot.specs["delta"].adapter
+    assert (adapter.epochs, adapter.learning_rate) == (1, 0.01)
+    c.predict("delta", api_name="/remove_skill")
+
+
 def test_add_use_and_remove_a_skill(server, ui_bot, tmp_path):
     c = client(server)
     data = write_toy_data(tmp_path / "printers.jsonl", "alpha")

@@ -28,6 +28,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from bot.chatbot import AdapterBot  # noqa: E402
+from skills.spec import AdapterTraining  # noqa: E402
 
 from .chat import (  # noqa: E402
     AUTO_MODE, DECODING_KEYS, MAX_MESSAGE_CHARS, MAX_NEW_TOKENS, NO_KNOWLEDGE, decoding_defaults, make_chat_handler,
@@ -42,6 +43,7 @@ INTRO = ("One frozen conversational backbone, a small adapter per skill. In **Au
          "picks the skill for every message; pick a skill (or the bare backbone) in *Routing* to choose it yourself.")
 DECODING_RULE = ("Each control follows the answering skill's own setting until you move it; a moved control "
                  "applies to every reply until you change the routing mode or press *Reset*.")
+TRAINING = AdapterTraining()  # the Skills tab's training defaults
 MODEL_EVENTS = "model"  # chat, add and remove share the model (see build_app)
 MODEL_CONCURRENCY = 1  # how many of those run at once
 
@@ -133,7 +135,8 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
             with gr.Tab("Skills", id="skills") as skills_tab:
                 summary = gr.Markdown(skills_summary(bot))
                 table = gr.Dataframe(value=skills_table(bot), interactive=False, wrap=True, label="Installed skills",
-                                     elem_id="ab-skills-table")
+                                     elem_id="ab-skills-table",  # descriptions wrap, so every figure column stays in view
+                                     column_widths=["11%", "35%", "9%", "7%", "7%", "7%", "12%", "12%"])
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
                         gr.Markdown("### Add a skill\nUpload dialogues as JSONL, one example a line: "
@@ -151,6 +154,13 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                                                      file_types=[".txt", ".jsonl"], type="filepath", height=120,
                                                      elem_id="ab-knowledge-file")
                         replace = gr.Checkbox(False, label="Replace a skill of the same name")
+                        with gr.Accordion("Training settings", open=False):
+                            with gr.Row():
+                                epochs = gr.Slider(1, 50, TRAINING.epochs, step=1, label="Most epochs",
+                                                   info="stops early once validation perplexity stops improving; "
+                                                        "small datasets often need more")
+                                learning_rate = gr.Number(TRAINING.learning_rate, label="Learning rate", minimum=1e-6,
+                                                          maximum=1.0, info="AdamW learning rate of the adapter")
                         add = gr.Button("Train and install", variant="primary")
                         add_status = gr.Markdown(min_height=40)
                     with gr.Column(scale=2):
@@ -198,7 +208,8 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
 
         refresh_outputs = [mode, table, summary, remove_name, header]
         skill_outputs = [table, summary, remove_name]
-        add.click(make_add_handler(bot, max_upload_mb), [new_name, new_description, data_file, knowledge_file, replace],
+        add.click(make_add_handler(bot, max_upload_mb),
+                  [new_name, new_description, data_file, knowledge_file, replace, epochs, learning_rate],
                   [add_status, *skill_outputs], api_name="add_skill", concurrency_id=MODEL_EVENTS,
                   concurrency_limit=MODEL_CONCURRENCY, show_progress_on=add_status,
                   ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")

@@ -15,7 +15,7 @@ import gradio as gr
 from bot.chatbot import AdapterBot
 from bot.skill_builder import add_skill, remove_skill
 from skills.registry import UnknownSkillError
-from skills.spec import validate_skill_name
+from skills.spec import AdapterTraining, validate_skill_name
 
 from .chat import one_line
 
@@ -84,13 +84,17 @@ def _check_upload(path: str | None, what: str, suffixes: tuple[str, ...], max_mb
 
 
 def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
-    """``/add_skill``: ``(name, description, data_file, knowledge_file, replace)`` -> ``(status, table, summary, remove menu)``."""
+    """``/add_skill``: ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate)`` ->
+    ``(status, table, summary, remove menu)``; ``epochs`` and ``learning_rate`` may be left out (defaults)."""
 
     def add(name: str | None, description: str | None, data_file: str | None, knowledge_file: str | None = None,
-            replace: bool = False, progress=gr.Progress()):
+            replace: bool = False, epochs: float | None = None, learning_rate: float | None = None, progress=gr.Progress()):
         uploads: dict[str, str] = {}
         try:
             name = validate_skill_name((name or "").strip())
+            if isinstance(epochs, float) and epochs.is_integer():  # sliders send 8.0
+                epochs = int(epochs)
+            training = AdapterTraining(**{k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate)) if v is not None})
             description = " ".join((description or "").split())
             if len(description) > MAX_DESCRIPTION_CHARS:
                 raise ValueError(f"Keep the description under {MAX_DESCRIPTION_CHARS} characters (it has {len(description)}).")
@@ -100,7 +104,7 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
             if name in bot.registry.names() and not replace:
                 raise FileExistsError(f"A skill named {name!r} is already installed; tick 'Replace' to retrain it, or pick another name.")
             progress(0.0, desc=f"Reading {data.name}")
-            result = add_skill(bot, name, data, description=description, knowledge=knowledge, replace=bool(replace),
+            result = add_skill(bot, name, data, description=description, knowledge=knowledge, replace=bool(replace), training=training,
                                progress=lambda fraction, message: progress(fraction, desc=message), show_bar=False,
                                data_label=data.name)
         except EXPECTED_ERRORS as e:
