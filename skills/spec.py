@@ -183,7 +183,7 @@ class AdapterTraining:
 
     bottleneck: int = 64
     learning_rate: float = 1e-3
-    epochs: int = 8
+    epochs: int = 20
     batch_size: int = 16
     patience: int = 2
     max_length: int = 128

@@ -41,7 +41,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_defaults_from_minimal_yaml(tmp_path):
     spec = SkillSpec.load(write_yaml(tmp_path, "name: demo\n"))
-    assert spec.knowledge.mode == "none" and spec.adapter.epochs == 8 and spec.decoding.max_new_tokens == 40
+    assert spec.knowledge.mode == "none" and spec.adapter.epochs == 20 and spec.decoding.max_new_tokens == 40
     assert spec.data == [] and spec.splits == {} and spec.card == {}
 
 
