@@ -31,5 +31,6 @@ def __getattr__(name: str):
         _check_sibling_packages()
         from . import chatbot
 
-        return getattr(chatbot, name)
+        globals().update({n: getattr(chatbot, n) for n in __all__})  # checked once: later lookups skip this hook
+        return globals()[name]
     raise AttributeError(f"module 'bot' has no attribute {name!r}")

@@ -40,9 +40,6 @@ def _decoding(base: DecodingSpec, overrides: dict) -> dict:
     unknown = sorted(k for k in given if k not in DECODING_KEYS)
     if unknown:
         raise DialogueError(f"unknown decoding setting(s) {', '.join(unknown)}; use {', '.join(DECODING_KEYS)}")
-    for k in ("max_new_tokens", "no_repeat_ngram_size", "reply_no_repeat_ngram_size"):  # sliders may send 40.0
-        if isinstance(given.get(k), float) and given[k].is_integer():
-            given[k] = int(given[k])
     try:
         return dataclasses.replace(base, **given).generate_kwargs()
     except SpecError as e:

@@ -7,6 +7,7 @@ with no retraining and no restart.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -60,6 +61,7 @@ def read_passages(path: Path, max_bytes: int = MAX_BYTES) -> list[str]:
     return passages
 
 
+@functools.cache
 def _bm25s() -> Any:
     """The ``bm25s`` module, imported on first use; its logger is quieted, as bm25s sets it to DEBUG on import."""
     import bm25s

@@ -90,6 +90,8 @@ def _typed(value: Any, hint: Any, name: str) -> Any:
         return None if value is None else _typed(value, next(a for a in args if a is not type(None)), name)
     if hint is float and isinstance(value, str) and _FLOAT_RE.match(value.strip()):
         value = float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():  # UI sliders and YAML may write 8.0
+        value = int(value)
     if is_dataclass(hint):
         if isinstance(value, hint):
             return value

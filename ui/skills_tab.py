@@ -92,8 +92,6 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
         uploads: dict[str, str] = {}
         try:
             name = validate_skill_name((name or "").strip())
-            if isinstance(epochs, float) and epochs.is_integer():  # sliders send 8.0
-                epochs = int(epochs)
             training = AdapterTraining(**{k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate)) if v is not None})
             description = " ".join((description or "").split())
             if len(description) > MAX_DESCRIPTION_CHARS:
