@@ -194,7 +194,8 @@ class AdapterBot:
         return turn.reply
 
     def stream(self, history: Sequence[str], skill: str | None = AUTO, **decoding) -> Iterator[Reply]:
-        """Like :meth:`respond`, yielding the reply as it grows, token by token; the last one is complete."""
+        """Like :meth:`respond`, yielding the reply as it grows, token by token: each yield is its own
+        snapshot (a new :class:`Reply`), and the last one is complete."""
         from transformers import TextIteratorStreamer
 
         turn = self._prepare(history, skill, decoding)
@@ -214,8 +215,7 @@ class AdapterBot:
         text = ""
         for piece in streamer:
             text += piece
-            turn.reply.text = text.strip()
-            yield turn.reply
+            yield dataclasses.replace(turn.reply, text=text.strip())
         thread.join()
         if errors:
             raise errors[0]
