@@ -56,7 +56,10 @@ class Reply:
         confidence: the manager's probability for its choice; ``None`` when the skill was
             forced or no manager is installed.
         scores: every class's probability for this turn (``"none"`` included) when the manager routed.
-        knowledge: the passage the skill used as knowledge, if any.
+        knowledge: the passage retrieved (or the static text) for the skill, if any.
+        knowledge_used: whether ``knowledge`` went into the context. A retrieved passage that
+            does not cover the message (see ``KnowledgeSpec.min_overlap``) is shown but not used,
+            and the skill answers without it (a knowledge skill then says it doesn't know).
     """
 
     text: str
@@ -64,6 +67,7 @@ class Reply:
     confidence: float | None = None
     scores: dict[str, float] = field(default_factory=dict)
     knowledge: str | None = None
+    knowledge_used: bool = False
 
 
 @dataclass
@@ -147,6 +151,17 @@ class AdapterBot:
         return self.model.skills
 
     # ---- one turn -----------------------------------------------------------------
+    def knowledge(self, skill: str, message: str) -> tuple[str | None, bool]:
+        """The knowledge ``skill`` has for ``message``: ``(text, used)``, as in :attr:`Reply.knowledge`
+        and :attr:`Reply.knowledge_used` (``(None, False)`` for a skill without knowledge)."""
+        spec = self.specs[skill]
+        if spec.knowledge.mode == "static":
+            return spec.knowledge.text, True
+        if spec.knowledge.mode == "retrieval":
+            found = self.retrievers[skill].lookup(message, spec.knowledge.min_overlap)
+            return found.text, found.used
+        return None, False
+
     def _choose(self, history: list[str], skill: str | None) -> Reply:
         if skill == AUTO:
             if self.manager is None:
@@ -166,16 +181,13 @@ class AdapterBot:
         if reply.skill is not None:
             spec = self.specs[reply.skill]
             base = spec.decoding
-            if spec.knowledge.mode == "static":
-                reply.knowledge = spec.knowledge.text
-            elif spec.knowledge.mode == "retrieval":
-                hits = self.retrievers[reply.skill].search(history[-1], k=1)
-                reply.knowledge = hits[0].text if hits else None
+            reply.knowledge, reply.knowledge_used = self.knowledge(reply.skill, history[-1])
         decoding = _decoding(base, overrides)
         window = self.model.backbone.config.n_positions
         decoding["max_new_tokens"] = min(int(decoding["max_new_tokens"]), window // 2)
         budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])
-        return _Turn(reply, build_context(self.tokenizer, history, budget, reply.knowledge), decoding)
+        knowledge = reply.knowledge if reply.knowledge_used else None
+        return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding)
 
     def respond(self, history: Sequence[str], skill: str | None = AUTO, **decoding) -> Reply:
         """Answer the last message of ``history`` (oldest turn first).

@@ -10,8 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
+import re
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +78,64 @@ def _tokenize(texts: list[str], ids: bool) -> Any:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """A turn's knowledge: the best passage for the message, and whether it is used.
+
+    Attributes:
+        passage: the best BM25 passage, or ``None`` when no passage shares a word with the message.
+        coverage: how much of the message the passage covers (see :func:`coverage`), in ``[0, 1]``.
+        used: whether the passage goes into the context (``coverage >= min_overlap``). An unused
+            passage is still shown to the user, marked as not used, and the skill answers without it.
+    """
+
+    passage: Passage | None
+    coverage: float
+    used: bool
+
+    @property
+    def text(self) -> str | None:
+        return self.passage.text if self.passage else None
+
+
+# Words that carry no topic in a question as people type it: BM25's English stop list plus chat filler.
+_FILLER = {"whats", "what's", "who's", "whos", "where's", "know", "tell", "hey", "hi", "please", "pls", "wondering",
+           "anyone", "remind", "name", "called", "actually", "guess", "think", "u", "ya", "im", "i'm", "wanna",
+           "quick", "question", "ok", "okay", "so", "um", "uh", "hmm", "curious", "like", "really"}
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of ``text`` without stop words and chat filler, a plural ``s`` folded."""
+    stop = _bm25s().stopwords.STOPWORDS_EN_PLUS
+    words = set()
+    for w in _WORD.findall(text.lower()):
+        if w in stop or w in _FILLER:
+            continue
+        words.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return words
+
+
+def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: float) -> float:
+    """Share of the query's content words found in the passage, each weighted by its IDF in the file.
+
+    A rare word of the question missing from the passage (``Sistine`` against a Guernica passage)
+    weighs more than a common one; a word in no passage at all weighs ``unseen_idf``, the most.
+    """
+    words = content_words(query)
+    if not words:
+        return 0.0
+    found = content_words(passage)
+    weight = {w: idf.get(w, unseen_idf) for w in words}
+    return sum(v for w, v in weight.items() if w in found) / sum(weight.values())
+
+
+@dataclass(frozen=True)
 class _Index:
     stamp: tuple[int, int]  # (mtime_ns, size) of the file it was built from
     passages: list[str]
     bm25: Any  # bm25s.BM25, or None when there are no passages
+    idf: dict[str, float]  # content word -> log((N + 1) / (df + 0.5)) over the passages
+    unseen_idf: float
 
 
 class Retriever:
@@ -126,7 +183,10 @@ class Retriever:
         if passages:
             bm25 = _bm25s().BM25()
             bm25.index(_tokenize(passages, ids=True), show_progress=False)
-        return _Index(stamp, passages, bm25)
+        df = Counter(w for p in passages for w in content_words(p))
+        n = len(passages)
+        idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in df.items()}
+        return _Index(stamp, passages, bm25, idf, math.log((n + 1) / 0.5))
 
     def search(self, query: str, k: int = 1) -> list[Passage]:
         """The ``k`` best passages for ``query``, best first; only passages sharing a word with it."""
@@ -140,3 +200,16 @@ class Retriever:
         scores = index.bm25.get_scores(terms)
         best = np.argsort(-scores, kind="stable")[:k]
         return [Passage(index.passages[i], float(scores[i])) for i in best if scores[i] > 0]
+
+    def lookup(self, query: str, min_overlap: float = 0.0) -> Lookup:
+        """The one place a turn's knowledge is looked up: the best passage and whether it covers the query.
+
+        The passage is used when its :func:`coverage` of ``query`` is at least ``min_overlap``; a
+        skill's threshold is chosen on validation questions (in its file and not in it).
+        """
+        hits = self.search(query, k=1)
+        if not hits:
+            return Lookup(None, 0.0, False)
+        index = self._index
+        share = coverage(query, hits[0].text, index.idf, index.unseen_idf)
+        return Lookup(hits[0], share, share >= min_overlap)

@@ -147,11 +147,16 @@ class KnowledgeSpec:
         file: the knowledge file for ``retrieval``, relative to the skill's folder: one passage a
             line (``.txt``) or JSONL with a ``text`` field. Passages appended to it are used at once.
         text: the fixed knowledge for ``static``.
+        min_overlap: for ``retrieval``: the best passage is used only when it covers at least
+            this share of the message's content words, weighted by how rare each word is in the
+            file (see ``skills.knowledge.coverage``); otherwise the skill gets no passage and says
+            it doesn't know. 0 always uses the best passage.
     """
 
     mode: str = "none"
     file: str | None = None
     text: str | None = None
+    min_overlap: float = 0.0
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -166,6 +171,7 @@ class KnowledgeSpec:
             _require(bool(self.text and self.text.strip()), "text", "a non-empty string when mode is 'static'", self.text)
         elif self.text is not None:
             raise SpecError("text", f"is only used when mode is 'static' (mode is {self.mode!r})")
+        _require(0.0 <= self.min_overlap <= 1.0, "min_overlap", "a number in [0, 1]", self.min_overlap)
 
 
 @dataclass

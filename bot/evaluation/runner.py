@@ -71,21 +71,15 @@ def knowledge_for(bot, route: str | None, example: Example, gold: str | None) ->
     """The passage that skill ``route`` puts first in the context of ``example`` (``None``: none).
 
     The gold skill uses the passage recorded with the example when there is one; otherwise a
-    skill's passage comes from its spec: its retriever's best hit for the last turn
-    (``retrieval``) or its fixed text (``static``). The bare backbone (``route=None``) has none.
+    skill's passage is what :meth:`AdapterBot.knowledge` gives the running bot for the last turn
+    (none when it is not used). The bare backbone (``route=None``) has none.
     """
     if route is None:
         return None
     if route == gold and example.knowledge:
         return example.knowledge
-    spec = bot.specs[route]
-    if spec.knowledge.mode == "static":
-        return spec.knowledge.text
-    if spec.knowledge.mode == "retrieval":
-        retriever = bot.retrievers.get(route)
-        hits = retriever.search(example.context[-1], k=1) if retriever is not None else []
-        return hits[0].text if hits else None
-    return None
+    text, used = bot.knowledge(route, example.context[-1])
+    return text if used else None
 
 
 def skill_examples(bot, name: str, limit: int | None = None, split: str = "test") -> list[Example]:
