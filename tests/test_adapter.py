@@ -159,3 +159,48 @@ def test_loaded_backbone_runs_gpt2_gelu_fused_with_the_same_logits(tiny_dir):
     ids = torch.tensor([tok.encode("hello how are you today")])
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, reference(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def module_attribute_names() -> list[str]:
+    """Every attribute name of an ``nn.Module`` (class and instance) that is a valid skill name."""
+    from skills.spec import validate_skill_name
+
+    names = []
+    for name in sorted(set(dir(torch.nn.Module)) | set(dir(torch.nn.Module()))):
+        try:
+            names.append(validate_skill_name(name))
+        except ValueError:
+            pass
+    return names
+
+
+def test_any_module_attribute_name_is_a_working_adapter_name(tiny, tmp_path, tiny_dir):
+    names = module_attribute_names()
+    assert {"half", "eval", "forward", "training", "to", "state_dict"} <= set(names)
+    model, _ = tiny
+    ids = torch.randint(0, 200, (2, 7))
+    bare = logits(model, ids, None)
+    for i, name in enumerate(names):
+        model.add_adapter(name, model.new_config(4))
+        randomize(model, name, i)
+    assert model.skills == names
+    fresh_backbone, _, backbone_name = load_backbone(tiny_dir)
+    other = AdaptedModel(fresh_backbone, backbone_name)
+    for name in names:
+        model.save_adapter(name, tmp_path / name)
+        saved = load_file(str(tmp_path / name / "adapter_model.safetensors"))
+        assert sorted(saved) == sorted(f"layers.{i}.{k}" for i in range(2) for k in
+                                       ("ln.weight", "ln.bias", "down.weight", "down.bias", "up.weight", "up.bias"))
+        other.load_adapter(name, tmp_path / name)
+    assert other.skills == names
+    for name in ("half", "eval", "forward", names[-1]):
+        torch.testing.assert_close(logits(other, ids, name), logits(model, ids, name), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(logits(model, ids, name), bare)
+    mixed = logits(other, ids, ["half", "forward"])
+    torch.testing.assert_close(mixed[1:], logits(other, ids[1:], "forward"), atol=1e-5, rtol=1e-5)
+    for name in names:
+        other.remove_adapter(name)
+        assert name not in other.skills
+    assert other.skills == [] and all(len(layer.adapters) == 0 for layer in other.layers)
+    torch.testing.assert_close(logits(other, ids, None), bare)
+    assert other.eval() is other and callable(other.half)  # the module's own methods are untouched

@@ -53,7 +53,9 @@ class AdapterLayer(nn.Module):
         super().__init__()
         self.hidden_size = hidden_size
         self.eps = eps
-        self.adapters = nn.ModuleDict()
+        # Slot ``i`` is the ``i``-th loaded skill (AdaptedModel keeps the names): modules are keyed by
+        # position, never by a skill's name, so no name can clash with an ``nn.Module`` attribute.
+        self.adapters = nn.ModuleList()
         self._stack: tuple[torch.Tensor, ...] | None = None
         self._route: int | torch.Tensor | None = None
         self._trainable: ResidualAdapter | None = None  # the routed skill's own module while it trains
@@ -69,14 +71,14 @@ class AdapterLayer(nn.Module):
         self._weights = {}
         self._trainable = None
         if isinstance(route, int):
-            adapter = list(self.adapters.values())[route]
+            adapter = self.adapters[route]
             if adapter.up.weight.requires_grad:  # training: autograd through this skill's parameters only
                 self._trainable = adapter
 
     def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Folded weights of every skill, ``[K+1, ...]``, the last slot all zeros (bare backbone)."""
         if self._stack is None:
-            parts = [a.folded() for a in self.adapters.values()]
+            parts = [a.folded() for a in self.adapters]
             r = max((p[0].shape[1] for p in parts), default=1)
             ref = next(self.parameters(), torch.empty(0))
             d, k = self.hidden_size, len(parts) + 1

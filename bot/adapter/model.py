@@ -55,19 +55,21 @@ class AdaptedModel(nn.Module):
     def add_adapter(self, name: str, config: AdapterConfig) -> None:
         """Add a fresh (identity) adapter for ``name``; it starts frozen."""
         config.check_compatible(self.signature, where=f"adapter {name!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"an adapter name must be a non-empty string, got {name!r}")
         if name in self.configs:
             raise ValueError(f"an adapter named {name!r} is already loaded")
         ref = next(self.backbone.parameters())
-        for layer in self.layers:
-            layer.adapters[name] = ResidualAdapter(config.hidden_size, config.bottleneck, config.layer_norm_eps).to(ref.device)
+        for layer in self.layers:  # slot len(configs) in every layer: the name is only a key of ``configs``
+            layer.adapters.append(ResidualAdapter(config.hidden_size, config.bottleneck, config.layer_norm_eps).to(ref.device))
             layer.invalidate()
         self.configs[name] = config
         self.set_trainable(name, False)
 
     def remove_adapter(self, name: str) -> None:
-        self._check(name)
+        slot = self.skill_index(name)
         for layer in self.layers:
-            del layer.adapters[name]
+            del layer.adapters[slot]
             layer.invalidate()
         del self.configs[name]
 
@@ -78,23 +80,24 @@ class AdaptedModel(nn.Module):
             layer.invalidate()
 
     def adapter_parameters(self, name: str) -> list[nn.Parameter]:
-        self._check(name)
-        return [p for layer in self.layers for p in layer.adapters[name].parameters()]
+        slot = self.skill_index(name)
+        return [p for layer in self.layers for p in layer.adapters[slot].parameters()]
 
     def adapter_state_dict(self, name: str) -> dict[str, torch.Tensor]:
-        self._check(name)
-        return {
+        slot = self.skill_index(name)
+        return {  # the file's tensor names: ``layers.{block}.{ln,down,up}.{weight,bias}``, with no slot or name
             f"layers.{i}.{key}": t.detach().cpu().contiguous()
             for i, layer in enumerate(self.layers)
-            for key, t in layer.adapters[name].state_dict().items()
+            for key, t in layer.adapters[slot].state_dict().items()
         }
 
     def save_adapter(self, name: str, folder: Path) -> None:
         """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for one skill."""
+        state = self.adapter_state_dict(name)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.configs[name].save(folder)
-        save_file(self.adapter_state_dict(name), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
 
     def load_adapter(self, name: str, folder: Path) -> None:
         """Load one skill's adapter; a file for another backbone, or a damaged one, is refused whole."""
@@ -120,9 +123,10 @@ class AdaptedModel(nn.Module):
             if not torch.isfinite(state[key]).all():
                 raise ValueError(f"{path}: tensor {key!r} holds NaN or infinite values")
         self.add_adapter(name, config)
+        slot = self.skill_index(name)
         for i, layer in enumerate(self.layers):
             prefix = f"layers.{i}."
-            layer.adapters[name].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            layer.adapters[slot].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
             layer.invalidate()
 
     def _check(self, name: str) -> None:
@@ -131,6 +135,7 @@ class AdaptedModel(nn.Module):
 
     # ---- routing ----------------------------------------------------------------
     def skill_index(self, name: str | None) -> int:
+        """Slot of skill ``name`` in every :class:`AdapterLayer` (``-1``: the bare backbone)."""
         if name is None:
             return -1
         self._check(name)
