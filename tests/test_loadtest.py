@@ -1,4 +1,4 @@
-"""`python -m ui.loadtest` runs end to end on the tiny fixtures (2 sessions x 2 turns), so the load run
+"""`python -m bot.bench.loadtest` runs end to end on the tiny fixtures (2 sessions x 2 turns), so the load run
 cannot rot; and its mixing check flags a conversation that holds another session's messages.
 
 Speed is never asserted here.
@@ -17,7 +17,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 pytest.importorskip("psutil")
 
-from ui.loadtest import check_turn, message_for, mode_for  # noqa: E402
+from bot.bench.loadtest import check_turn, message_for, mode_for  # noqa: E402
 
 
 def turn_messages(user: str, reply: str = "a reply", title: str = "alpha · 0.91") -> list[dict]:
@@ -51,7 +51,7 @@ def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path):
     shutil.copytree(tiny_skills_dir, skills)
     out = tmp_path / "load.json"
     # A child process: the run starts a server, a client process and threads, and owns its stdio.
-    proc = subprocess.run([sys.executable, "-m", "ui.loadtest", "--backbone", str(tiny_dir), "--skills-dir", str(skills),
+    proc = subprocess.run([sys.executable, "-m", "bot.bench.loadtest", "--backbone", str(tiny_dir), "--skills-dir", str(skills),
                            "--sessions", "2", "--turns", "2", "--max-new-tokens", "4", "--timeout", "300", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
     rc = proc.returncode

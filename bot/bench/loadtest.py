@@ -1,6 +1,6 @@
 """Load run of the web chat: many ``gradio_client`` sessions talking to one server at once.
 
-    python -m ui.loadtest [--backbone ID|PATH] [--skills-dir DIR] [--sessions 16] [--turns 10]
+    python -m bot.bench.loadtest [--backbone ID|PATH] [--skills-dir DIR] [--sessions 16] [--turns 10]
                           [--max-new-tokens 24] [--timeout 900] [--client-timeout 60] [--threads N]
                           [--out FILE.json]
 
@@ -385,7 +385,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
     import multiprocessing
     import queue as queue_module
 
-    from .app import launch
+    from ui.app import launch  # the web app under load (bot -> ui, as for ``adapterbot chat``)
 
     if sessions < 1 or turns < 1:
         raise ValueError("sessions and turns must be at least 1")
@@ -534,7 +534,7 @@ def summary_markdown(report: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ui.loadtest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bot.bench.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default=None, help="hub id or local folder (default: the bundled backbone)")
     parser.add_argument("--skills-dir", default=None, help="installed skills (default: bundled, or $ADAPTERBOT_SKILLS_DIR)")
     parser.add_argument("--sessions", type=int, default=16, help="concurrent client sessions (default 16)")
@@ -566,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bot = AdapterBot.from_pretrained(args.backbone, args.skills_dir, device=args.device)
     report = run_load(bot, sessions=args.sessions, turns=args.turns, max_new_tokens=args.max_new_tokens,
                       timeout_s=args.timeout, client_timeout_s=args.client_timeout)
-    report["command"] = "python -m ui.loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
+    report["command"] = "python -m bot.bench.loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
     print(summary_markdown(report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
