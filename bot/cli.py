@@ -111,6 +111,8 @@ def cmd_skill_add(args) -> int:
     print(f"  test perplexity: {r.test_ppl:.2f} with its adapter, {r.test_ppl_backbone:.2f} bare backbone "
           f"({r.test_ppl / r.test_ppl_backbone:.2f}x)")
     print("  dialogue manager updated" if r.manager_updated else "  no dialogue manager yet: run `adapterbot manager train`")
+    for warning in r.warnings:
+        print(f"warning: {warning}")
     return 0
 
 

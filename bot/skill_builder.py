@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,9 +26,17 @@ from .training import Progress, perplexity, train_adapter
 log = logging.getLogger(__name__)
 
 
+MIN_TEST_EXAMPLES = 10  # fewer test examples than this cannot tell whether a skill learned
+
+
 @dataclass
 class AddResult:
-    """Figures of a freshly added skill (also written into its ``skill.yaml`` card)."""
+    """Figures of a freshly added skill (also written into its ``skill.yaml`` card).
+
+    ``warnings`` holds one sentence per reason to doubt the skill (its adapter did not beat the bare
+    backbone, or its test split is too small to tell), each with the figures and what to do; the
+    CLI prints them and the web UI can show them.
+    """
 
     name: str
     path: Path
@@ -42,6 +50,7 @@ class AddResult:
     train_seconds: float
     manager_updated: bool
     skipped_note: str = ""  # the skipped rows' lines and the first one's problem ("" if none)
+    warnings: list[str] = field(default_factory=list)
 
 
 def with_knowledge(examples: list[Example], retriever: Retriever) -> list[Example]:
@@ -55,12 +64,33 @@ def with_knowledge(examples: list[Example], retriever: Retriever) -> list[Exampl
     return out
 
 
+def learning_warnings(test_size: int, test_ppl: float, test_ppl_backbone: float, epochs_run: int,
+                      training: AdapterTraining) -> list[str]:
+    """Why the figures of a freshly trained skill may not show that it learned, with what to do about it."""
+    warnings = []
+    if not test_ppl < test_ppl_backbone:  # NaN included: a diverged adapter learned nothing either
+        warnings.append(
+            f"the skill did not learn: its test perplexity with the adapter, {test_ppl:.2f}, is not below the bare "
+            f"backbone's, {test_ppl_backbone:.2f}. Add more examples, or train longer (it ran {epochs_run} of at most "
+            f"{training.epochs} epochs: raise --epochs, or --patience if it stopped early)")
+    if test_size < MIN_TEST_EXAMPLES:
+        warnings.append(
+            f"the test split has only {test_size} example(s), fewer than {MIN_TEST_EXAMPLES}, so its test perplexity "
+            f"says little about the skill. Add more data: a tenth of the examples is kept for testing, so about "
+            f"{MIN_TEST_EXAMPLES * 10} examples give {MIN_TEST_EXAMPLES} test examples")
+    return warnings
+
+
 def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str = "", knowledge: str | Path | None = None,
               replace: bool = False, training: AdapterTraining | None = None, decoding: DecodingSpec | None = None,
               columns: dict | None = None, progress: Progress | None = None, show_bar: bool = True,
               max_examples: int | None = None, data_label: str | None = None,
               augment: Callable[[list[Example]], list[Example]] | None = None) -> AddResult:
     """Train and install skill ``name`` from ``data`` (a JSONL/CSV path or ``hf:NAME``), and load it into ``bot``.
+
+    Every check that can refuse the skill (its name and folder, the data, the knowledge file, the
+    spec) runs before training starts. If loading the installed skill or updating the manager then
+    fails, a new skill is uninstalled again, so a failed add leaves nothing behind.
 
     Args:
         bot: the running bot; its backbone is used, and the new skill is usable at once.
@@ -77,8 +107,9 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
     """
     name = validate_skill_name(name)
     registry = bot.registry
-    if name in registry.names() and not replace:
-        raise FileExistsError(f"skill {name!r} is already installed in {registry.root}; use --replace to retrain it")
+    registry.check_installable(name, replace)
+    if max_examples is not None and max_examples < 1:
+        raise ValueError(f"max_examples (--limit) must be at least 1, got {max_examples}")
     training = training or AdapterTraining()
     decoding = decoding or DecodingSpec()
     source = str(data)
@@ -97,8 +128,13 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         splits = split_examples(examples)
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from None
+    sizes = {k: len(v) for k, v in splits.items()}
+    spec = SkillSpec(  # checked now; the card's figures are filled in after training
+        name=name, description=description or f"Skill trained on {Path(data_label or source).name}", data=[data_label or source],
+        knowledge=knowledge_spec, adapter=training, decoding=decoding, splits=sizes,
+    )
 
-    temp_name = f"_new_{name}"  # not a valid skill name: trains beside the loaded skills, touching none
+    temp_name = f"_new_{name}"  # not a valid skill name: trains beside the loaded skills, touching none; never shown
     model = bot.model
     model.add_adapter(temp_name, model.new_config(training.bottleneck))
     try:
@@ -106,15 +142,10 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         result = train_adapter(model, bot.tokenizer, temp_name, train, splits["valid"], training, progress, show_bar, label=name)
         ppl = perplexity(model, bot.tokenizer, splits["test"], temp_name, training.max_length, training.batch_size)
         ppl_bare = perplexity(model, bot.tokenizer, splits["test"], None, training.max_length, training.batch_size)
-        sizes = {k: len(v) for k, v in splits.items()}
-        spec = SkillSpec(
-            name=name, description=description or f"Skill trained on {Path(data_label or source).name}", data=[data_label or source],
-            knowledge=knowledge_spec, adapter=training, decoding=decoding, splits=sizes,
-            card={"test_ppl": round(ppl, 3), "test_ppl_backbone": round(ppl_bare, 3),
-                  "trainable_params": result.trainable_params, "trainable_fraction": round(result.trainable_fraction, 5),
-                  "train_seconds": round(result.seconds, 1), "epochs": result.epochs,
-                  "skipped_rows": read.skipped, "trained_examples": len(train), "added": time.strftime("%Y-%m-%d %H:%M:%S")},
-        )
+        spec.card = {"test_ppl": round(ppl, 3), "test_ppl_backbone": round(ppl_bare, 3),
+                     "trainable_params": result.trainable_params, "trainable_fraction": round(result.trainable_fraction, 5),
+                     "train_seconds": round(result.seconds, 1), "epochs": result.epochs,
+                     "skipped_rows": read.skipped, "trained_examples": len(train), "added": time.strftime("%Y-%m-%d %H:%M:%S")}
         with registry.install(name, replace=replace) as folder:
             model.save_adapter(temp_name, folder)
             spec.save(folder)
@@ -124,12 +155,19 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
                 shutil.copyfile(knowledge, folder / knowledge_spec.file)
     finally:
         model.remove_adapter(temp_name)
-    if name in bot.skills:
-        bot.unload_skill(name)
-    bot.load_skill(name)
-    manager_updated = update_manager(bot, name, splits["train"])
+    try:
+        bot.load_skill(name)
+        manager_updated = update_manager(bot, name, splits["train"])
+    except BaseException:
+        if not replace:  # uninstall the new skill again; a replaced skill's old files are gone by now
+            if name in bot.skills:
+                bot.unload_skill(name)
+            registry.remove(name)
+            bot.load_manager()  # the manager as saved, without a half-added class
+        raise
+    warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training)
     return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
-                     result.trainable_fraction, result.seconds, manager_updated, read.skipped_note())
+                     result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings)
 
 
 def update_manager(bot: AdapterBot, name: str, train: list[Example]) -> bool:

@@ -109,8 +109,9 @@ def train_adapter(model: AdaptedModel, tokenizer, name: str, train: Sequence[Exa
         train, valid: examples; ``valid`` picks the best epoch and drives early stopping.
         settings: learning rate, epochs, batch size, patience, max length, seed.
         progress: optional ``callback(fraction_done, message)`` (the web UI's progress bar).
-        show_bar: show a tqdm bar on the terminal.
-        label: the skill's name on the bar (default: ``name``).
+        show_bar: show a tqdm bar on the terminal; it counts epochs.
+        label: the skill's name in every message, bar and progress report (default: ``name``, which
+            may be a temporary adapter name that a user should never see).
     """
     from accelerate import Accelerator
 
@@ -127,8 +128,9 @@ def train_adapter(model: AdaptedModel, tokenizer, name: str, train: Sequence[Exa
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, total_steps // 10)))
     result = TrainResult(best_valid_ppl=float("inf"), trainable_params=sum(p.numel() for p in params),
                          backbone_params=sum(p.numel() for p in model.backbone.parameters()))
+    shown = label or name
     best_state, stale, start, done = None, 0, time.time(), 0
-    bar = tqdm(total=total_steps, desc=f"training {label or name}", unit="step", disable=not show_bar)
+    bar = tqdm(total=settings.epochs, desc=f"training {shown}", unit="epoch", disable=not show_bar)
     try:
         for epoch in range(settings.epochs):
             model.train()
@@ -145,17 +147,17 @@ def train_adapter(model: AdaptedModel, tokenizer, name: str, train: Sequence[Exa
                     opt.zero_grad(set_to_none=True)
                     losses.append(loss.item())
                     done += 1
-                    bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.3f}")
                     if progress:
-                        progress(done / total_steps, f"{name}: epoch {epoch + 1}/{settings.epochs}")
+                        progress(done / total_steps, f"{shown}: epoch {epoch + 1}/{settings.epochs}")
             model.eval()
             model.set_trainable(name, False)
             valid_ppl = perplexity(model, tokenizer, valid, name, settings.max_length, settings.batch_size)
             model.set_trainable(name, True)
             result.epochs.append({"epoch": epoch + 1, "train_loss": round(sum(losses) / len(losses), 4), "valid_ppl": round(valid_ppl, 3)})
+            bar.update(1)
             if show_bar:
-                bar.write(f"{name} epoch {epoch + 1}: train loss {result.epochs[-1]['train_loss']:.3f}, valid ppl {valid_ppl:.2f}")
+                bar.write(f"{shown} epoch {epoch + 1}: train loss {result.epochs[-1]['train_loss']:.3f}, valid ppl {valid_ppl:.2f}")
             if valid_ppl < result.best_valid_ppl:
                 result.best_valid_ppl = valid_ppl
                 best_state = [p.detach().clone() for p in params]

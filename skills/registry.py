@@ -6,6 +6,7 @@ is never listed, and never a half-installed skill. No operation touches another 
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -125,6 +126,20 @@ class SkillRegistry:
         folder.rename(trash)
         return trash
 
+    def check_installable(self, name: str, replace: bool = False) -> Path:
+        """Raise now whatever :meth:`install` would refuse, so a caller can check before costly work.
+
+        Refused: an invalid name, a folder that would resolve outside ``root``, an existing folder
+        of that name without ``replace``, and a ``root`` that is not (or cannot become) a writable
+        folder. Returns the skill's future folder.
+        """
+        target = self.path(name)
+        self._refuse_existing(name, replace)
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot install skill {name!r} in {self.root}: {existing} is not a writable folder")
+        return target
+
     @contextmanager
     def install(self, name: str, replace: bool = False) -> Iterator[Path]:
         """Yield an empty temporary folder to write skill ``name`` into; install it on a clean exit.
@@ -136,8 +151,7 @@ class SkillRegistry:
         it, an existing one raises FileExistsError (checked before and after the body runs, so no
         training is wasted).
         """
-        target = self.path(name)
-        self._refuse_existing(name, replace)
+        target = self.check_installable(name, replace)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.root))
         tmp.chmod(0o755)  # mkdtemp makes it private; an installed skill is readable like any folder

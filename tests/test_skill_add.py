@@ -5,6 +5,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from bot import AdapterBot
 from bot.cli import main
@@ -119,3 +120,118 @@ def test_manager_threshold_must_be_a_probability(capsys):
         main(["manager", "train", "--threshold", "1.5"])
     assert exit_info.value.code == 2
     assert "--threshold: must be a probability in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def quick_training(**overrides):
+    from skills.spec import AdapterTraining
+
+    return AdapterTraining(**{"bottleneck": 8, "epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "max_length": 48, **overrides})
+
+
+def test_a_module_attribute_name_installs_whole(tiny_dir, skills_dir, tmp_path):
+    from bot.skill_builder import add_skill
+
+    bot = AdapterBot.from_pretrained(tiny_dir, skills_dir)
+    data = write_toy_data(tmp_path / "half.jsonl", "alpha")
+    result = add_skill(bot, "half", data, show_bar=False, training=quick_training())
+    assert result.manager_updated and bot.skills == ["alpha", "beta", "half"]
+    assert bot.respond(["my printer will not print"], skill="half", max_new_tokens=3).skill == "half"
+    reloaded = AdapterBot.from_pretrained(tiny_dir, skills_dir)
+    assert reloaded.skipped == {} and reloaded.skills == ["alpha", "beta", "half"]
+    assert "half" in reloaded.manager.skills
+    ids = torch.tensor([bot.tokenizer.encode("my printer will not print")])
+    with torch.no_grad(), bot.model.route("half"):
+        trained = bot.model(input_ids=ids).logits
+    with torch.no_grad(), reloaded.model.route("half"):
+        torch.testing.assert_close(reloaded.model(input_ids=ids).logits, trained, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("problem", ["stray folder", "bad description"])
+def test_refusals_come_before_training_and_leave_nothing(tiny_dir, skills_dir, tmp_path, problem):
+    from bot.skill_builder import add_skill
+    from skills.spec import SpecError
+
+    bot = AdapterBot.from_pretrained(tiny_dir, skills_dir)
+    data = write_toy_data(tmp_path / "g.jsonl", "alpha")
+    kwargs, error = {}, FileExistsError
+    if problem == "stray folder":  # not an installed skill, but install() would refuse to overwrite it
+        (skills_dir / "gamma").mkdir()
+        (skills_dir / "gamma" / "notes.txt").write_text("mine", encoding="utf-8")
+    else:
+        kwargs, error = {"description": 42}, SpecError
+    before = tree_digest(skills_dir)
+    reports = []
+    with pytest.raises(error):
+        add_skill(bot, "gamma", data, show_bar=False, training=quick_training(), progress=lambda f, m: reports.append(m), **kwargs)
+    assert reports == [], "training started before every check had run"
+    assert tree_digest(skills_dir) == before and bot.skills == ["alpha", "beta"]
+    assert bot.model.skills == ["alpha", "beta"]  # no temporary adapter left loaded
+
+
+def test_a_failure_after_install_uninstalls_the_new_skill(tiny_dir, skills_dir, tmp_path):
+    from bot.skill_builder import add_skill
+
+    foreign = skills_dir / "_manager" / "notes.txt"  # the manager's save refuses a folder holding other files
+    foreign.write_text("mine", encoding="utf-8")
+    bot = AdapterBot.from_pretrained(tiny_dir, skills_dir)
+    classes = list(bot.manager.classes)
+    before = tree_digest(skills_dir)
+    data = write_toy_data(tmp_path / "g.jsonl", "alpha")
+    with pytest.raises(ValueError, match="holds files other than a manager's"):
+        add_skill(bot, "gamma", data, show_bar=False, training=quick_training(epochs=1))
+    assert tree_digest(skills_dir) == before
+    assert not (skills_dir / "gamma").exists() and bot.registry.names() == ["alpha", "beta"]
+    assert bot.skills == ["alpha", "beta"] and bot.manager.classes == classes
+
+
+def test_progress_logs_and_bar_name_the_skill_and_count_epochs(tiny_dir, skills_dir, tmp_path, capsys, caplog):
+    from bot.skill_builder import add_skill
+
+    bot = AdapterBot.from_pretrained(tiny_dir, skills_dir)
+    data = write_toy_data(tmp_path / "g.jsonl", "alpha")
+    reports = []
+    with caplog.at_level("DEBUG"):
+        add_skill(bot, "money", data, show_bar=True, training=quick_training(epochs=2, patience=5),
+                  progress=lambda fraction, message: reports.append(message))
+    captured = capsys.readouterr()
+    terminal = captured.out + captured.err
+    assert "_new_" not in "\n".join(reports) + terminal + caplog.text
+    assert reports[-1] == "money: epoch 2/2" and "money epoch 1: train loss" in terminal
+    assert "training money" in captured.err and "2/2" in captured.err
+    assert "epoch/s" in captured.err or "s/epoch" in captured.err
+    assert "step/s" not in captured.err and "s/step" not in captured.err
+
+
+def test_a_skill_that_cannot_be_judged_or_did_not_learn_is_warned_about(tiny_dir, skills_dir, tmp_path, capsys):
+    data = tmp_path / "five.jsonl"
+    data.write_text("".join(line + "\n" for line in write_toy_data(tmp_path / "all.jsonl", "alpha")
+                            .read_text(encoding="utf-8").splitlines()[:5]), encoding="utf-8")
+    assert cli(tiny_dir, skills_dir, "skill", "add", "five", "--data", str(data), "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    assert "warning: the test split has only 1 example(s), fewer than 10" in out and "about 100 examples" in out
+    assert (skills_dir / "five").is_dir()  # a warning, not a refusal
+
+
+def test_learning_warnings_give_the_figures_and_what_to_do():
+    from bot.skill_builder import learning_warnings
+    from skills.spec import AdapterTraining
+
+    assert learning_warnings(12, 20.0, 50.0, 3, AdapterTraining()) == []
+    [worse] = learning_warnings(12, 30.8, 27.7, 4, AdapterTraining(epochs=20))
+    assert "30.80" in worse and "27.70" in worse and "more examples" in worse and "--epochs" in worse and "4 of at most 20" in worse
+    assert len(learning_warnings(12, float("nan"), 27.7, 1, AdapterTraining())) == 1
+    assert len(learning_warnings(3, 30.0, 27.7, 1, AdapterTraining())) == 2
+
+
+def test_add_skill_result_carries_the_warnings(tiny_dir, skills_dir, tmp_path):
+    from bot.skill_builder import add_skill
+
+    bot = AdapterBot.from_pretrained(tiny_dir, skills_dir)
+    data = tmp_path / "five.jsonl"
+    data.write_text("".join(line + "\n" for line in write_toy_data(tmp_path / "all.jsonl", "beta")
+                            .read_text(encoding="utf-8").splitlines()[:5]), encoding="utf-8")
+    result = add_skill(bot, "five", data, show_bar=False, training=quick_training(epochs=1))
+    assert result.splits["test"] == 1
+    assert any("only 1 example(s)" in w for w in result.warnings)
+    learned = result.test_ppl < result.test_ppl_backbone
+    assert any("did not learn" in w for w in result.warnings) == (not learned)
