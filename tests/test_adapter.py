@@ -88,6 +88,32 @@ def test_mixed_batch_greedy_generation_matches_rows_alone(three_skills):
     assert len({tuple(x) for x in mixed}) > 1
 
 
+def block_forward_batches(model: AdaptedModel, run) -> list[int]:
+    """The batch size of every transformer block forward that ``run()`` makes."""
+    sizes: list[int] = []
+
+    def hook(module, args, output) -> None:
+        sizes.append((output[0] if isinstance(output, tuple) else output).shape[0])
+
+    handles = [block.register_forward_hook(hook) for block in model.backbone.transformer.h]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sizes
+
+
+def test_a_mixed_skill_batch_costs_one_pass_like_a_single_skill_batch(three_skills):
+    model, tok = three_skills
+    contexts = [tok.encode(t) + [tok.eos_token_id] for t in ("hello how are", "my computer", "who wrote", "i feel sad today and")]
+    settings = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    mixed = block_forward_batches(model, lambda: generate_ids(model, tok, contexts, ["a", "b", None, "c"], **settings))
+    single = block_forward_batches(model, lambda: generate_ids(model, tok, contexts, ["a"] * 4, **settings))
+    assert len(mixed) == len(single) == model.backbone.config.n_layer * 6  # each block runs once per new token
+    assert set(mixed) == set(single) == {4}  # on the whole batch, never on one skill's rows
+
+
 def test_reply_ngram_ban_covers_the_reply_but_lets_the_context_be_copied():
     prompt, reply = [5, 6, 7, 3], [8, 9, 8]
     scores = torch.zeros(1, 20)

@@ -1,23 +1,67 @@
-"""One turn end to end on the tiny backbone: routing, forcing, history limits."""
+"""One turn end to end on the tiny backbone: routing, forcing, history limits, streaming."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import pytest
+import torch
 
 from bot.dialogue import DialogueError
 
 
-def test_auto_routes_and_reports_scores(tiny_bot):
-    r = tiny_bot.respond(["my printer will not print"], skill="auto")
-    assert isinstance(r.text, str)
+@contextmanager
+def forwards(bot) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Record ``(input_ids, last position's logits)`` of every backbone forward; the first is generate()'s prefill."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def hook(module, args, kwargs, output) -> None:
+        calls.append((kwargs["input_ids"].detach().clone(), output.logits[:, -1].detach().clone()))
+
+    handle = bot.model.backbone.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def last_logits(bot, ids: torch.Tensor, skill: str | None) -> torch.Tensor:
+    with torch.no_grad(), bot.model.route(skill):
+        return bot.model(input_ids=ids).logits[:, -1]
+
+
+def turns_of(bot, ids: list[int]) -> list[str]:
+    """The context's turns as text (it is ``turn EOS turn EOS ...``)."""
+    eos, turns, current = bot.tokenizer.eos_token_id, [], []
+    for t in ids:
+        if t == eos:
+            turns.append(bot.tokenizer.decode(current))
+            current = []
+        else:
+            current.append(t)
+    assert not current, "the context does not end with EOS"
+    return turns
+
+
+@pytest.mark.parametrize("message, skill", [("my printer will not print", "alpha"), ("i feel lonely tonight", "beta")])
+def test_auto_routes_to_the_messages_skill_and_answers_with_it(tiny_bot, message, skill):
+    r = tiny_bot.respond([message], skill="auto")
+    assert r.skill == skill
     assert set(r.scores) == {"none", "alpha", "beta"}
     assert abs(sum(r.scores.values()) - 1) < 1e-4
-    assert r.confidence == pytest.approx(r.scores[r.skill or "none"])
+    assert r.confidence == pytest.approx(r.scores[skill]) and r.confidence == max(r.scores.values())
+    assert r.text == tiny_bot.respond([message], skill=skill).text  # the routed skill's own reply
 
 
-def test_forced_skill_and_forced_bare(tiny_bot):
-    assert tiny_bot.respond(["hello"], skill="beta").skill == "beta"
-    r = tiny_bot.respond(["my printer will not print"], skill=None)
-    assert r.skill is None and r.confidence is None
+@pytest.mark.parametrize("skill", ["alpha", "beta", None])
+def test_a_forced_route_generates_through_that_adapter_and_scores_nothing(tiny_bot, skill):
+    with forwards(tiny_bot) as calls:
+        r = tiny_bot.respond(["hello"], skill=skill, max_new_tokens=3)
+    assert r.skill == skill and r.confidence is None and r.scores == {}
+    ids, seen = calls[0]
+    torch.testing.assert_close(seen, last_logits(tiny_bot, ids, skill), atol=1e-5, rtol=1e-5)
+    for other in {"alpha", "beta", None} - {skill}:  # the adapters really differ from each other and from bare
+        assert (seen - last_logits(tiny_bot, ids, other)).abs().max() > 1e-3, f"{skill} answered like {other}"
 
 
 def test_unknown_skill_names_installed_ones(tiny_bot):
@@ -31,15 +75,39 @@ def test_empty_message_is_a_clear_error(tiny_bot, history):
         tiny_bot.respond(history)
 
 
-def test_history_longer_than_the_window_still_gets_a_reply(tiny_bot):
-    history = [f"turn {i} about computers and feelings " * 5 for i in range(200)] + ["x" * 20000]
-    r = tiny_bot.respond(history, skill="alpha", max_new_tokens=8)
-    assert isinstance(r.text, str)
+def test_the_oldest_turns_are_cut_to_fit_the_window(tiny_bot):
+    history = [f"turn {i} hello how are you today" for i in range(30)]
+    max_new = 8
+    with forwards(tiny_bot) as calls:
+        tiny_bot.respond(history, skill="alpha", max_new_tokens=max_new)
+    ids = calls[0][0][0].tolist()
+    kept = turns_of(tiny_bot, ids)
+    assert 2 <= len(kept) < len(history)
+    assert kept[1:] == history[-len(kept) + 1:]  # the newest turns whole, in order
+    oldest = history[-len(kept)]
+    assert oldest.endswith(kept[0]) and kept[0] != oldest  # the oldest kept turn keeps only its end
+    assert len(ids) == tiny_bot.model.backbone.config.n_positions - max_new  # the context fills its budget exactly
 
 
-def test_stream_yields_growing_text_ending_in_the_full_reply(tiny_bot):
-    parts = list(tiny_bot.stream(["i feel sad today"], skill="beta", max_new_tokens=12))
-    assert parts and parts[-1].skill == "beta"
-    texts = [p.text for p in parts]
+def test_a_message_longer_than_the_window_keeps_its_end_and_drops_older_turns(tiny_bot):
+    history = [f"turn {i} about computers and feelings " * 5 for i in range(200)] + ["hello " + "x" * 20000]
+    max_new = 8
+    with forwards(tiny_bot) as calls:
+        r = tiny_bot.respond(history, skill="alpha", max_new_tokens=max_new)
+    assert r.skill == "alpha"
+    ids = calls[0][0][0].tolist()
+    [message] = turns_of(tiny_bot, ids)
+    assert len(ids) == tiny_bot.model.backbone.config.n_positions - max_new  # the whole budget, used by the newest message
+    assert set(message) == {"x"}  # its last characters; its start ("hello") and the older turns are cut
+
+
+def test_stream_yields_snapshots_growing_to_the_greedy_reply(tiny_bot):
+    history = ["my printer will not print"]
+    seen = [(part, part.text) for part in tiny_bot.stream(history, skill="alpha", max_new_tokens=12, do_sample=False)]
+    parts, texts = [p for p, _ in seen], [t for _, t in seen]
+    assert len({id(p) for p in parts}) == len(parts), "stream() yielded the same object twice"
+    assert [p.text for p in parts] == texts, "a yielded reply changed after it was yielded"
+    assert all(p.skill == "alpha" for p in parts)
     assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
-    assert parts[-1].text == tiny_bot.respond(["i feel sad today"], skill="beta", max_new_tokens=12).text
+    assert len(set(texts)) >= 3 and len(texts[0]) < len(texts[-1])  # the text grows, word by word
+    assert texts[-1] == tiny_bot.respond(history, skill="alpha", max_new_tokens=12, do_sample=False).text

@@ -161,10 +161,10 @@ def test_chat_command_hands_the_defaults_to_the_server(monkeypatch):
 
 
 def test_ui_launch_defaults_are_local():
-    path = ROOT / "ui" / "app.py"
-    if not path.exists():
-        pytest.skip("ui/app.py is not written yet")
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    """Both ways in, ``launch()`` and ``adapterbot chat``, serve this machine only and open no share link."""
+    chat = build_parser().parse_args(["chat"])
+    assert (chat.host, chat.share) == ("127.0.0.1", False)
+    tree = ast.parse((ROOT / "ui" / "app.py").read_text(encoding="utf-8"))  # read, not imported: gradio is slow to import
     launch = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "launch"), None)
     assert launch is not None, "ui/app.py has no launch()"
     positional = launch.args.args[len(launch.args.args) - len(launch.args.defaults):]
