@@ -1,9 +1,11 @@
 """The dialogue manager's default features: the frozen backbone's own pooled hidden states.
 
 No second encoder sits in memory: the manager reads the bare backbone (no adapter) on the
-newest turns, stops after its first sixth of blocks, and pools their output, over the user's last
-message and over the recent context, into one ``[2 * hidden]`` vector per history. Reading
-only the first blocks and the newest tokens is what keeps routing a small share of a turn.
+newest turns, stops after its first blocks, and pools their output twice: over the user's
+newest message, and over the turns before it. Two separate halves, rather than one pool over
+the whole context, let the head weigh the newest message on its own (a long chit-chat history
+must not decide the class) while the turns before still show which exchange a short follow-up
+continues. Reading only the first blocks and the newest tokens keeps routing a small share of a turn.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ class _Stop(Exception):
 
 
 class BackboneFeatures:
-    """Callable ``histories -> [B, 2 * hidden]`` (the ``manager.FeatureFn`` protocol).
+    """Callable ``histories -> [B, 2 * hidden]`` (the ``manager.FeatureFn`` protocol): the mean
+    hidden state over the newest message, then over the turns before it (zeros on a first turn).
 
     Args:
         model: the adapted backbone; features always use the bare backbone.
@@ -28,10 +31,9 @@ class BackboneFeatures:
         max_tokens: at most this many context tokens are read (the newest ones).
         layers: how many of the backbone's first blocks are run; their output is pooled.
             ``None``: a sixth of them, at least one (1 of the bundled backbone's 6, 2 of
-            DialoGPT-small's 12). Fewer blocks cost proportionally less, and which skill a
-            turn needs is clear long before the last block: on the bundled set, held-out
-            routing accuracy was 96.3% after 1 block, 95.6% after 2 and 96.6% after 3,
-            while routing took 1.7 ms after 1 block against 3.2 ms after 3.
+            DialoGPT-small's 12); fewer blocks cost proportionally less. How many blocks to read
+            is chosen on validation routing (``python -m bot.recipes.skills`` records the sweep
+            in its report).
     """
 
     def __init__(self, model: AdaptedModel, tokenizer, max_tokens: int = 64, layers: int | None = None) -> None:
@@ -42,7 +44,7 @@ class BackboneFeatures:
         self.layers = max(1, n // 6) if layers is None else layers
         if not 1 <= self.layers <= n:
             raise ValueError(f"layers must be between 1 and the backbone's {n} blocks, got {layers}")
-        self.name = f"backbone-meanpool:{model.signature.backbone}:blocks={self.layers}:tokens={max_tokens}"
+        self.name = f"backbone-lastprev:{model.signature.backbone}:blocks={self.layers}:tokens={max_tokens}"
         self.dim = 2 * model.signature.hidden_size
 
     @torch.no_grad()
@@ -66,7 +68,7 @@ class BackboneFeatures:
         def pool(m: torch.Tensor) -> torch.Tensor:
             return (hidden * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
 
-        return torch.cat([pool(last_mask), pool(mask)], dim=-1)
+        return torch.cat([pool(last_mask), pool(mask - last_mask)], dim=-1)
 
     def _hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The bare backbone's hidden states after block ``self.layers``; later blocks never run."""

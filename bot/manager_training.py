@@ -1,86 +1,84 @@
 """Training the dialogue manager on the installed skills plus open chit-chat (``none``).
 
-Each skill's contexts come from the splits recorded in its folder at install time;
-``none`` contexts come from the Chit-Chat dataset's held-out conversations (the backbone
-never trained on them). Routing is measured on the skills' test splits and Chit-Chat's
-test conversations.
+Each skill's contexts come from the splits recorded in its folder at install time, shaped
+into conversations by :mod:`bot.conversations` (after chit-chat openings; chit-chat after the
+skill's exchanges goes to ``none``); ``none`` histories of every length come from Chit-Chat.
+The skills' ``train`` splits and Chit-Chat's ``train`` conversations fill the training memory,
+their ``valid`` counterparts the calibration memory and the threshold; nothing of ``test``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from manager import NONE, DialogueManager, ManagerConfig
-from skills.corpora import chitchat_conversations
-from skills.data import read_source
+from skills.corpora import Split
+from skills.data import Example, read_source
 
+from . import conversations
 from .chatbot import MANAGER_DIR, AdapterBot
 
-NONE_TRAIN, NONE_TEST = 800, 300
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+NONE_HISTORIES = {"train": 1200, "valid": 400}
+THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def chitchat_histories(split: str, limit: int, turns: int = 3, offset: int = 0) -> list[list[str]]:
-    """Up to ``limit`` evenly spaced histories (the last ``turns`` turns before each reply) from Chit-Chat's ``split``.
-
-    ``offset`` shifts the spacing, so ``offset=1`` gives histories disjoint from ``offset=0``'s.
-    """
-    out = []
-    for conv in chitchat_conversations(split):
-        for i in range(len(conv.turns)):
-            out.append(conv.turns[max(0, i - turns + 1) : i + 1])
-    step = max(2, len(out) // limit)
-    return out[offset % step :: step][:limit]
+def split_examples(bot: AdapterBot, split: str) -> dict[str, list[Example]]:
+    """Each loaded skill's examples from its recorded ``split`` file."""
+    return {name: read_source(str(bot.registry.path(name) / f"{split}.jsonl"), Path(".")).examples for name in bot.skills}
 
 
-def skill_histories(bot: AdapterBot, split: str) -> dict[str, list[list[str]]]:
-    """Each loaded skill's contexts from its recorded ``split`` file."""
-    out = {}
-    for name in bot.skills:
-        path = bot.registry.path(name) / f"{split}.jsonl"
-        out[name] = [e.context for e in read_source(str(path), Path(".")).examples]
-    return out
+def class_histories(examples: list[Example], split: Split, seed: int = 0) -> list[list[str]]:
+    """One skill's routing histories from its examples of ``split`` (see :func:`bot.conversations.skill_histories`)."""
+    return conversations.skill_histories([e.context for e in examples], split, seed)
 
 
-def routing_data(bot: AdapterBot, held_out: bool) -> dict[str, list[list[str]]]:
-    """Histories per class, ``none`` included: training data, or the held-out test contexts."""
-    data = {NONE: chitchat_histories("test" if held_out else "valid", NONE_TEST if held_out else NONE_TRAIN)}
-    data.update(skill_histories(bot, "test" if held_out else "train"))
+def routing_data(bot: AdapterBot, split: Split) -> dict[str, list[list[str]]]:
+    """Histories per class, ``none`` first, from the skills' ``split`` and Chit-Chat's ``split``."""
+    examples = split_examples(bot, split)
+    n = NONE_HISTORIES.get(split, NONE_HISTORIES["valid"])
+    after = [h for name in bot.skills for h in conversations.chitchat_after_skill(examples[name], split)]
+    data = {NONE: conversations.chitchat_histories(split, n) + after}
+    data.update({name: class_histories(examples[name], split) for name in bot.skills})
     return data
 
 
-def validation_data(bot: AdapterBot) -> dict[str, list[list[str]]]:
-    """Histories per class for choosing the threshold: the skills' valid splits, unseen Chit-Chat turns."""
-    data = {NONE: chitchat_histories("valid", NONE_TEST, offset=1)}
-    data.update(skill_histories(bot, "valid"))
+def first_turn_data(bot: AdapterBot, split: Split, n_none: int = 300) -> dict[str, list[list[str]]]:
+    """Histories per class as they stand, no chit-chat around them: each skill's contexts of ``split``,
+    and ``n_none`` Chit-Chat histories of ``split`` (the single-turn routing figure)."""
+    data = {NONE: conversations.chitchat_histories(split, n_none)}
+    data.update({name: [e.context for e in rows] for name, rows in split_examples(bot, split).items()})
     return data
 
 
 def calibrate_threshold(manager: DialogueManager, data: dict[str, list[list[str]]]) -> float:
-    """The threshold in THRESHOLDS with the best routing accuracy on ``data`` (ties: the lowest)."""
-    best, best_accuracy = manager.config.threshold, -1.0
+    """The threshold in THRESHOLDS with the best class-balanced routing accuracy on ``data`` (ties: the lowest)."""
+    best, best_score = manager.config.threshold, -1.0
     for threshold in THRESHOLDS:
         manager.config.threshold = threshold
-        accuracy = manager.evaluate(data)["accuracy"]
-        if accuracy > best_accuracy:
-            best, best_accuracy = threshold, accuracy
+        report = manager.evaluate(data)
+        score = sum(r["recall"] for r in report["per_skill"].values()) / len(report["per_skill"])
+        if score > best_score:
+            best, best_score = threshold, score
     manager.config.threshold = best
     return best
 
 
-def train_manager(bot: AdapterBot, threshold: float | None = None) -> dict:
+def train_manager(bot: AdapterBot, threshold: float | None = None, config: ManagerConfig | None = None) -> dict:
     """Fit a new manager on every loaded skill, save it beside the skills, load it into ``bot``.
 
     Without an explicit ``threshold`` it is chosen on validation histories (never the test ones).
 
-    Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out contexts.
+    Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out histories.
     """
     if not bot.skills:
         raise ValueError(f"no skills are installed in {bot.registry.root}; add one with `adapterbot skill add`")
-    config = ManagerConfig() if threshold is None else ManagerConfig(threshold=threshold)
+    config = config or ManagerConfig()
+    if threshold is not None:
+        config.threshold = threshold
     manager = DialogueManager(config, feature_fn=bot.features)
-    manager.fit(routing_data(bot, held_out=False))
+    validation = routing_data(bot, "valid")
+    manager.fit(routing_data(bot, "train"), calibration=validation)
     if threshold is None:
-        calibrate_threshold(manager, validation_data(bot))
+        calibrate_threshold(manager, validation)
     manager.save(bot.registry.root / MANAGER_DIR)
     bot.manager = manager
-    return manager.evaluate(routing_data(bot, held_out=True))
+    return manager.evaluate(routing_data(bot, "test"))

@@ -157,7 +157,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         model.remove_adapter(temp_name)
     try:
         bot.load_skill(name)
-        manager_updated = update_manager(bot, name, splits["train"])
+        manager_updated = update_manager(bot, name, splits)
     except BaseException:
         if not replace:  # uninstall the new skill again; a replaced skill's old files are gone by now
             if name in bot.skills:
@@ -170,11 +170,18 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
                      result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings)
 
 
-def update_manager(bot: AdapterBot, name: str, train: list[Example]) -> bool:
-    """Teach an existing manager the new class from the skill's training contexts; False if none exists."""
+def update_manager(bot: AdapterBot, name: str, splits: dict[str, list[Example]]) -> bool:
+    """Teach an existing manager the new class from the skill's splits; False if none exists.
+
+    Its train contexts, shaped into conversations (after chit-chat openings), join the training
+    memory; its valid ones the calibration memory. No other skill's data is read.
+    """
     if bot.manager is None:
         return False
-    bot.manager.add_class(name, [e.context for e in train], bot.features, replace=True)
+    from .manager_training import class_histories
+
+    bot.manager.add_class(name, class_histories(splits["train"], "train"), bot.features, replace=True,
+                          calibration=class_histories(splits["valid"], "valid"))
     bot.manager.save(bot.registry.root / MANAGER_DIR)
     return True
 

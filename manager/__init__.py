@@ -11,10 +11,10 @@ exemplar memory per class, and routes to a skill or to ``"none"`` (the bare back
 """
 from .config import CONFIG_NAME, NONE, WEIGHTS_NAME, ManagerConfig, ManagerFileError
 from .features import FeatureFn, FeatureMismatchError
-from .metrics import routing_report
+from .metrics import calibration_report, routing_report
 from .router import Decision, DialogueManager
 
 __all__ = [
     "CONFIG_NAME", "NONE", "WEIGHTS_NAME", "Decision", "DialogueManager", "FeatureFn", "FeatureMismatchError",
-    "ManagerConfig", "ManagerFileError", "routing_report",
+    "ManagerConfig", "ManagerFileError", "calibration_report", "routing_report",
 ]

@@ -39,10 +39,13 @@ class ManagerConfig:
         feature_dim: recorded by ``fit``: width ``D`` of the feature vectors; every later batch
             of features must have it.
         feature_name: recorded by ``fit``: the feature function's ``name`` (for example
-            ``"backbone-meanpool:bundled:blocks=1:tokens=64"``); a manager is refused with a feature function of
+            ``"backbone-lastprev:bundled:blocks=1:tokens=64"``); a manager is refused with a feature function of
             another name, since its head would read features it was not trained on.
         classes: recorded by ``fit``/``add_class``/``remove_class``: the class names in head
             order, ``"none"`` first. A value passed to a new ``DialogueManager`` is ignored.
+        temperature: recorded at every (re)fit: the head's logits are divided by it before the
+            softmax (temperature scaling), fitted on the held-out calibration memory so that a
+            probability of 0.8 is right about 80% of the time. 1.0 when there is no calibration memory.
     """
 
     threshold: float = 0.5
@@ -57,6 +60,7 @@ class ManagerConfig:
     feature_dim: int = 0
     feature_name: str = ""
     classes: list[str] = field(default_factory=list)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -77,6 +81,8 @@ class ManagerConfig:
                 raise ValueError(f"manager config field {f.name!r} must be {expected.__name__}, got {value!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"manager config field 'threshold' must be in [0, 1], got {self.threshold}")
+        if self.temperature <= 0:
+            raise ValueError(f"manager config field 'temperature' must be > 0, got {self.temperature}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ValueError("manager config fields 'learning_rate' must be > 0 and 'weight_decay' >= 0, "
                              f"got {self.learning_rate} and {self.weight_decay}")

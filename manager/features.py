@@ -26,7 +26,7 @@ class FeatureFn(Protocol):
 
     Attributes:
         name: identifies the features (encoder and its weights, e.g.
-            ``"backbone-meanpool:bundled:blocks=1:tokens=64"``). Two functions with the same name must give the same
+            ``"backbone-lastprev:bundled:blocks=1:tokens=64"``). Two functions with the same name must give the same
             features: a trained manager only accepts a function of the name it was trained on.
 
     Calling it with ``histories`` (a batch; each history is a list of turns, oldest first, the

@@ -56,16 +56,20 @@ class ExemplarMemory:
     def remove(self, name: str) -> None:
         del self._store[name]
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All exemplars ``[N, D]`` and their class indices ``[N]`` (int64)."""
+    def tensors(self, classes: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """All exemplars ``[N, D]`` and their class indices ``[N]`` (int64) into ``classes``
+        (default: this memory's own classes, in order)."""
+        classes = self.classes if classes is None else classes
         features = torch.cat(list(self._store.values()))
-        labels = torch.cat([torch.full((t.shape[0],), i, dtype=torch.long) for i, t in enumerate(self._store.values())])
+        labels = torch.cat([torch.full((t.shape[0],), classes.index(name), dtype=torch.long)
+                            for name, t in self._store.items()])
         return features, labels
 
     @classmethod
     def from_tensors(cls, classes: list[str], features: torch.Tensor, labels: torch.Tensor) -> "ExemplarMemory":
-        """The inverse of :meth:`tensors`: row ``j`` belongs to ``classes[labels[j]]``."""
+        """The inverse of :meth:`tensors`: row ``j`` belongs to ``classes[labels[j]]`` (classes without rows are left out)."""
         memory = cls()
         for i, name in enumerate(classes):
-            memory._store[name] = features[labels == i].clone()
+            if (labels == i).any():
+                memory._store[name] = features[labels == i].clone()
         return memory

@@ -38,3 +38,25 @@ def routing_report(gold: list[str], predicted: list[str], labels: list[str]) -> 
         "confusion": confusion,
         "per_skill": per_skill,
     }
+
+
+def calibration_report(confidences: list[float], correct: list[bool], bins: int = 10) -> dict:
+    """Expected calibration error over ``bins`` equal-width confidence bins, and the bins themselves.
+
+    ``confidences`` are the probabilities of the classes chosen, ``correct`` whether each choice was
+    right. Returns ``{"ece": float, "n": int, "bins": [{"lo", "hi", "count", "confidence",
+    "accuracy"}]}``; ECE is the count-weighted mean of ``|accuracy - confidence|`` over the bins
+    (an empty bin counts nothing and reports 0.0 for both).
+    """
+    if len(confidences) != len(correct):
+        raise ValueError(f"confidences and correct differ in length ({len(confidences)} != {len(correct)})")
+    table = []
+    ece = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        rows = [(c, ok) for c, ok in zip(confidences, correct) if lo < c <= hi or (b == 0 and c == 0.0)]
+        confidence = sum(c for c, _ in rows) / len(rows) if rows else 0.0
+        accuracy = sum(ok for _, ok in rows) / len(rows) if rows else 0.0
+        ece += len(rows) * abs(accuracy - confidence)
+        table.append({"lo": lo, "hi": hi, "count": len(rows), "confidence": confidence, "accuracy": accuracy})
+    return {"ece": ece / len(confidences) if confidences else 0.0, "n": len(confidences), "bins": table}

@@ -14,7 +14,7 @@ from .config import NONE, ManagerConfig
 from .features import FeatureFn, FeatureMismatchError, check_features, check_histories, feature_name
 from .memory import ExemplarMemory
 from .metrics import routing_report
-from .training import fit_head
+from .training import fit_head, fit_temperature
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,15 @@ class DialogueManager:
     ``config.exemplars_per_class`` feature vectors per class), so :meth:`add_class` and
     :meth:`remove_class` refit in seconds without the other classes' dialogues, and
     ``fit({"none": a, "x": b})`` followed by ``add_class("y", c)`` gives exactly the head of
-    ``fit({"none": a, "x": b, "y": c})``.
+    ``fit({"none": a, "x": b, "y": c})``. A second, held-out memory of the same size (the
+    ``calibration`` histories) fits the temperature after every refit, so the scores stay
+    calibrated after a class is added or removed.
     """
 
     def __init__(self, config: ManagerConfig | None = None, feature_fn: FeatureFn | None = None) -> None:
         self.config = dataclasses.replace(config or ManagerConfig(), classes=[])
         self.memory = ExemplarMemory()
+        self.calibration = ExemplarMemory()
         self.head: RoutingHead | None = None
         self._feature_fn: FeatureFn | None = None
         if feature_fn is not None:
@@ -89,41 +92,61 @@ class DialogueManager:
                        self.config.feature_batch_size, "routing")
 
     # ---- training ---------------------------------------------------------------
-    def fit(self, examples: dict[str, list[list[str]]], feature_fn: FeatureFn | None = None) -> dict:
+    def fit(self, examples: dict[str, list[list[str]]], feature_fn: FeatureFn | None = None,
+            calibration: dict[str, list[list[str]]] | None = None) -> dict:
         """Train from scratch on histories per class (``"none"`` required); returns training stats.
 
-        Classes are ``"none"`` then the other keys of ``examples`` in order. Stats: ``classes``,
-        ``examples`` and ``exemplars`` (counts per class), and the loop's ``epochs``, ``steps``,
-        ``loss``, ``train_accuracy``, ``seconds``. The manager is unchanged if this raises.
+        Classes are ``"none"`` then the other keys of ``examples`` in order. ``calibration`` holds
+        held-out histories of the same classes (never trained on) for the temperature. Stats:
+        ``classes``, ``examples`` and ``exemplars`` (counts per class), ``temperature``, and the
+        loop's ``epochs``, ``steps``, ``loss``, ``train_accuracy``, ``seconds``. The manager is
+        unchanged if this raises.
         """
         if not isinstance(examples, dict) or NONE not in examples:
             raise ValueError(f"examples must be a dict of histories per class that includes {NONE!r}")
-        for name, histories in examples.items():
+        calibration = calibration or {}
+        for name, histories in [*examples.items(), *calibration.items()]:
             _check_class(name, histories)
+        stray = sorted(set(calibration) - set(examples))
+        if stray:
+            raise ValueError(f"calibration histories for class(es) {stray} that have no training examples")
         fn = feature_fn if feature_fn is not None else self._feature_fn
         if fn is None:
             raise RuntimeError("fit() needs a feature function: pass feature_fn=")
-        memory, dim = ExemplarMemory(), 0
+        memory, held_out, dim = ExemplarMemory(), ExemplarMemory(), 0
         for name in [NONE, *(c for c in examples if c != NONE)]:
             f = _encode(fn, examples[name], dim, self.config.feature_batch_size, f"features {name}")
             dim = f.shape[1]
             memory.set(name, f, self.config.exemplars_per_class)
-        self.memory, self._feature_fn = memory, fn
+            if name in calibration:
+                held_out.set(name, _encode(fn, calibration[name], dim, self.config.feature_batch_size,
+                                           f"calibration {name}"), self.config.exemplars_per_class)
+        self.memory, self.calibration, self._feature_fn = memory, held_out, fn
         self.config.feature_dim, self.config.feature_name = dim, feature_name(fn)
         return {"examples": {c: len(h) for c, h in examples.items()}, **self._refit()}
 
     def add_class(self, name: str, histories: list[list[str]], feature_fn: FeatureFn | None = None,
-                  replace: bool = False) -> dict:
-        """Add (or with ``replace=True`` replace) one class from its histories, then refit from memory."""
+                  replace: bool = False, calibration: list[list[str]] | None = None) -> dict:
+        """Add (or with ``replace=True`` replace) one class from its histories, then refit from memory.
+
+        ``calibration``: held-out histories of the class, kept in the calibration memory.
+        """
         self._check_trained()
         _check_class(name, histories)
+        if calibration:
+            _check_class(name, calibration)
         if name in self.classes and not replace:
             raise ValueError(f"class {name!r} already exists; pass replace=True to replace its exemplars")
         if feature_fn is not None:
             self.feature_fn = feature_fn
-        features = _encode(self._require_feature_fn(), histories, self.config.feature_dim,
-                           self.config.feature_batch_size, f"features {name}")
+        fn, dim, batch = self._require_feature_fn(), self.config.feature_dim, self.config.feature_batch_size
+        features = _encode(fn, histories, dim, batch, f"features {name}")
+        held_out = _encode(fn, calibration, dim, batch, f"calibration {name}") if calibration else None
         self.memory.set(name, features, self.config.exemplars_per_class)
+        if held_out is not None:
+            self.calibration.set(name, held_out, self.config.exemplars_per_class)
+        elif name in self.calibration.classes:
+            self.calibration.remove(name)
         return {"examples": {name: len(histories)}, **self._refit()}
 
     def remove_class(self, name: str) -> dict:
@@ -134,13 +157,19 @@ class DialogueManager:
         if name not in self.classes:
             raise KeyError(f"no class named {name!r}; classes: {', '.join(self.classes)}")
         self.memory.remove(name)
+        if name in self.calibration.classes:
+            self.calibration.remove(name)
         return self._refit()
 
     def _refit(self) -> dict:
         features, labels = self.memory.tensors()
         self.head, stats = fit_head(features, labels, len(self.classes), self.config)
         self.config.classes = self.classes
-        return {"classes": self.classes, "exemplars": self.memory.counts(), **stats}
+        self.config.temperature = 1.0
+        if len(self.calibration):
+            held_out, held_labels = self.calibration.tensors(self.classes)
+            self.config.temperature = fit_temperature(self.head, held_out, held_labels)
+        return {"classes": self.classes, "exemplars": self.memory.counts(), "temperature": self.config.temperature, **stats}
 
     # ---- routing ----------------------------------------------------------------
     def probabilities(self, features: torch.Tensor) -> torch.Tensor:
@@ -148,7 +177,7 @@ class DialogueManager:
         self._check_trained()
         features = check_features(features, None, self.config.feature_dim, "route_features")
         with torch.no_grad():
-            return torch.softmax(self.head(features), dim=-1)
+            return torch.softmax(self.head(features) / self.config.temperature, dim=-1)
 
     def scores(self, histories: list[list[str]]) -> list[dict[str, float]]:
         """Probability of every class (``"none"`` included) for each history."""
@@ -191,15 +220,15 @@ class DialogueManager:
     def save(self, folder: str | Path) -> None:
         """Write ``manager_config.json`` and ``manager_model.safetensors`` atomically into ``folder``."""
         self._check_trained()
-        storage.save_state(Path(folder), self.config, self.head, self.memory)
+        storage.save_state(Path(folder), self.config, self.head, self.memory, self.calibration)
 
     @classmethod
     def load(cls, folder: str | Path, feature_fn: FeatureFn | None = None) -> "DialogueManager":
         """Read a saved manager; a damaged folder is a ``ManagerFileError`` naming the file, and a
         feature function of another name than the recorded one a ``FeatureMismatchError``."""
-        config, head, memory = storage.load_state(Path(folder))
+        config, head, memory, calibration = storage.load_state(Path(folder))
         manager = cls()
-        manager.config, manager.head, manager.memory = config, head, memory
+        manager.config, manager.head, manager.memory, manager.calibration = config, head, memory, calibration
         try:
             manager.feature_fn = feature_fn
         except FeatureMismatchError as e:

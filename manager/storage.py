@@ -1,8 +1,10 @@
 """A trained manager on disk: ``manager_config.json`` + ``manager_model.safetensors``.
 
-The safetensors file holds the head (``head.*``, standardisation buffers included) and the
+The safetensors file holds the head (``head.*``, standardisation buffers included), the
 exemplar memory (``memory.features`` ``[N, D]`` float32, ``memory.labels`` ``[N]`` int64 indices
-into the config's ``classes``). Nothing is pickled; reading never runs code from the file.
+into the config's ``classes``) and, when there is one, the held-out calibration memory in the same
+form (``calibration.features``, ``calibration.labels``). Nothing is pickled; reading never runs
+code from the file.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from .config import CONFIG_NAME, WEIGHTS_NAME, ManagerConfig, ManagerFileError
 from .memory import ExemplarMemory
 
 
-def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: ExemplarMemory) -> None:
+def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: ExemplarMemory,
+               calibration: ExemplarMemory) -> None:
     """Write both files into a temporary sibling folder, then move it into place with ``os.replace``.
 
     A reader never sees a half-written manager. ``folder`` must be new or hold only a manager's
@@ -38,6 +41,9 @@ def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: E
     features, labels = memory.tensors()
     tensors = {f"head.{k}": v.detach().contiguous() for k, v in head.state_dict().items()}
     tensors |= {"memory.features": features.contiguous(), "memory.labels": labels.contiguous()}
+    if len(calibration):
+        held_out, held_labels = calibration.tensors(config.classes)
+        tensors |= {"calibration.features": held_out.contiguous(), "calibration.labels": held_labels.contiguous()}
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
@@ -66,7 +72,7 @@ def recover(folder: Path) -> None:
             return
 
 
-def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory]:
+def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory, ExemplarMemory]:
     """Read and cross-check a saved manager; any problem is a :class:`ManagerFileError` naming the file."""
     folder = Path(folder)
     recover(folder)
@@ -84,8 +90,11 @@ def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory
     shapes |= ({"net.0.weight": (hidden, dim), "net.0.bias": (hidden,), "net.2.weight": (num_classes, hidden),
                 "net.2.bias": (num_classes,)} if hidden else {"net.0.weight": (num_classes, dim), "net.0.bias": (num_classes,)})
     expected = {f"head.{k}": (s, torch.float32) for k, s in shapes.items()}
-    n = state["memory.labels"].shape[0] if "memory.labels" in state and state["memory.labels"].dim() == 1 else -1
-    expected |= {"memory.features": ((n, dim), torch.float32), "memory.labels": ((n,), torch.int64)}
+    memories = ("memory", "calibration") if "calibration.labels" in state or "calibration.features" in state else ("memory",)
+    for memory in memories:
+        labels = state.get(f"{memory}.labels")
+        n = labels.shape[0] if labels is not None and labels.dim() == 1 else -1
+        expected |= {f"{memory}.features": ((n, dim), torch.float32), f"{memory}.labels": ((n,), torch.int64)}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ManagerFileError(f"{path}: tensors do not match {CONFIG_NAME} (hidden={config.hidden}, "
@@ -97,15 +106,18 @@ def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory
                                    f"({num_classes} classes and feature_dim {dim} in {CONFIG_NAME})")
         if dtype.is_floating_point and not torch.isfinite(t).all():
             raise ManagerFileError(f"{path}: tensor {key!r} holds NaN or infinite values")
-    labels = state["memory.labels"]
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ManagerFileError(f"{path}: 'memory.labels' has indices outside the {num_classes} classes "
-                               f"of {CONFIG_NAME}")
-    counts = torch.bincount(labels, minlength=num_classes)
-    if (counts == 0).any() or (counts > config.exemplars_per_class).any():
-        raise ManagerFileError(f"{path}: every class must have 1 to exemplars_per_class={config.exemplars_per_class} "
-                               f"exemplars, got {dict(zip(config.classes, counts.tolist()))}")
+    for memory in memories:
+        labels = state[f"{memory}.labels"]
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ManagerFileError(f"{path}: '{memory}.labels' has indices outside the {num_classes} classes "
+                                   f"of {CONFIG_NAME}")
+        counts = torch.bincount(labels, minlength=num_classes)
+        if (counts > config.exemplars_per_class).any() or (memory == "memory" and (counts == 0).any()):
+            raise ManagerFileError(f"{path}: every class must have {'1' if memory == 'memory' else '0'} to "
+                                   f"exemplars_per_class={config.exemplars_per_class} {memory} exemplars, "
+                                   f"got {dict(zip(config.classes, counts.tolist()))}")
     head = RoutingHead(dim, num_classes, hidden)
     head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     head.eval()
-    return config, head, ExemplarMemory.from_tensors(config.classes, state["memory.features"], labels)
+    loaded = [ExemplarMemory.from_tensors(config.classes, state[f"{m}.features"], state[f"{m}.labels"]) for m in memories]
+    return config, head, loaded[0], loaded[1] if len(loaded) > 1 else ExemplarMemory()

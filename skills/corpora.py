@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -89,4 +90,36 @@ def chatterbot_conversations(categories: list[str]) -> list[Conversation]:
             if len(turns) >= 2 and key not in seen:
                 seen.add(key)
                 out.append(Conversation(f"{category}:{i}", turns))
+    return out
+
+
+# Someone sharing something bad in their own voice, and someone meeting it with sympathy: the
+# filter that mines the empathetic skill's exchanges from Chit-Chat (see the skill's card).
+BAD_NEWS = re.compile(
+    r"\b(i (just )?(failed|flunked|bombed)|failed my|lost my (job|dog|cat|mom|dad|mother|father|grand\w+|friend|wallet)"
+    r"|passed away|(dog|cat|grandpa|grandma|grandfather|grandmother|mom|dad|friend|uncle|aunt) died|funeral"
+    r"|i'?m (so |really |very |feeling )?(sad|depressed|stressed|upset|worried|anxious|lonely|heartbroken|devastated|miserable)"
+    r"|i am (so |really |very |feeling )?(sad|depressed|stressed|upset|worried|anxious|lonely|heartbroken|miserable)"
+    r"|i feel (so |really |very )?(sad|awful|terrible|lonely|down|horrible|depressed|hopeless)"
+    r"|broke up|dumped me|got fired|laid off|in the hospital|diagnosed|cancer"
+    r"|(bad|rough|terrible|awful|horrible) (day|week)|miss (him|her|them) so)\b", re.IGNORECASE)
+SYMPATHY = re.compile(
+    r"^\W*(oh no|oh,? i'?m (so )?sorry|i'?m (so |really |very )?sorry|so sorry|sorry to hear|that'?s (terrible|awful|horrible|"
+    r"rough|tough|so sad|sad|too bad|hard)|that sucks|oh (wow|man|gosh)|aw+|my condolences|that must)", re.IGNORECASE)
+
+
+def shares_bad_news(turn: str) -> bool:
+    """Whether a turn shares something bad in the speaker's own voice (the :data:`BAD_NEWS` filter)."""
+    return BAD_NEWS.search(turn) is not None
+
+
+def bad_news_exchanges(max_reply_words: int = 30) -> list[tuple[Conversation, int]]:
+    """``(conversation, i)`` for every Chit-Chat turn ``i`` that shares bad news and whose next turn
+    opens with sympathy (:data:`SYMPATHY`) in at most ``max_reply_words`` words."""
+    out = []
+    for conv in chitchat_conversations():
+        for i in range(len(conv.turns) - 1):
+            reply = conv.turns[i + 1]
+            if shares_bad_news(conv.turns[i][-300:]) and SYMPATHY.search(reply) and len(reply.split()) <= max_reply_words:
+                out.append((conv, i))
     return out

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from .corpora import Conversation, chatterbot_conversations, chitchat_conversations
 
 MAX_BYTES = 200 * 1024 * 1024
-DEFAULT_COLUMNS = {"context": "context", "response": "response", "knowledge": "knowledge"}
+DEFAULT_COLUMNS = {"context": "context", "response": "response", "knowledge": "knowledge", "group": "group"}
 CSV_TURN_SEPARATOR = " || "
 CHITCHAT_CONTEXT_TURNS = 4
 SPLITS = ("train", "valid", "test")
@@ -35,16 +35,21 @@ class Example:
         context: the conversation's turns before the reply, oldest first (at least one).
         response: the reply to the last turn of ``context``.
         knowledge: a passage the reply is grounded on (a fact, a persona), if any.
+        group: examples that share a group (one problem, one conversation, one question asked
+            several ways) always land in the same split, so a test split holds unseen groups.
     """
 
     context: list[str]
     response: str
     knowledge: str | None = None
+    group: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {"context": self.context, "response": self.response}
         if self.knowledge is not None:
             row["knowledge"] = self.knowledge
+        if self.group is not None:
+            row["group"] = self.group
         return row
 
     def key(self) -> str:
@@ -166,7 +171,11 @@ def example_from_row(row: Mapping[str, Any], columns: Mapping[str, str] | None =
         raise ValueError(f"{cols['response']!r} is empty")
     if knowledge is not None and not isinstance(knowledge, str):
         raise ValueError(f"{cols['knowledge']!r} must be a string, got {type(knowledge).__name__}")
-    return Example(_turns(context, cols["context"]), response.strip(), (knowledge or "").strip() or None)
+    group = row.get(cols["group"])
+    if group is not None and not isinstance(group, str):
+        raise ValueError(f"{cols['group']!r} must be a string, got {type(group).__name__}")
+    return Example(_turns(context, cols["context"]), response.strip(), (knowledge or "").strip() or None,
+                   (group or "").strip() or None)
 
 
 def _collect(rows: Iterable[tuple[int, Any]], to_example: Callable[[Any], Example], source: str, unit: str = "line") -> ReadResult:
@@ -336,13 +345,15 @@ def read_source(source: str, base_dir: Path, columns: Mapping[str, str] | None =
 
 
 def _unit_interval(example: Example) -> float:
-    return int(hashlib.sha1(example.key().encode("utf-8")).hexdigest(), 16) / 2**160
+    key = f"group\x1d{example.group}" if example.group is not None else example.key()
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16) / 2**160
 
 
 def split_examples(examples: Sequence[Example], valid_frac: float = 0.1, test_frac: float = 0.1) -> dict[str, list[Example]]:
-    """Deterministic train / valid / test split, by the SHA-1 of each example's text.
+    """Deterministic train / valid / test split, by the SHA-1 of each example's text (or its group).
 
-    An example's split is decided by the hash of its own text, not by its position or a random
+    An example's split is decided by the hash of its own text, or of its ``group`` when it has
+    one (so a group never straddles splits once every split fills on its own), not by its position or a random
     draw, so the same data gives the same split on every run and machine, and (once every split
     fills on its own) adding examples moves no old one between splits. With few examples each
     split still gets at least one (hence ``n >= 3``), taken from the examples whose hash is

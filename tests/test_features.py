@@ -27,8 +27,16 @@ def test_features_pool_the_hidden_states_after_the_first_sixth_of_the_blocks(dee
     with torch.no_grad():
         states = model.backbone.transformer(input_ids=ids, output_hidden_states=True).hidden_states[1][0]
     last = len(build_context(tok, history[-1:], 64))
-    expected = torch.cat([states[-last:].mean(0), states.mean(0)])
+    expected = torch.cat([states[-last:].mean(0), states[:-last].mean(0)])
     torch.testing.assert_close(features([history])[0], expected)
+
+
+def test_a_first_turn_has_zeros_for_the_turns_before_it(deep):
+    model, tok = deep
+    features = BackboneFeatures(model, tok)([["i feel sad today"]])[0]
+    assert torch.count_nonzero(features[features.shape[0] // 2 :]) == 0
+    assert torch.count_nonzero(features[: features.shape[0] // 2]) > 0
+
 
 
 def test_later_blocks_never_run_and_adapters_never_apply(deep):

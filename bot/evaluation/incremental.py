@@ -40,10 +40,10 @@ def measure(backbone: str | None, skills_dir: Path | None, data: Path, name: str
         bot = AdapterBot.from_pretrained(backbone, work)
         if bot.manager is None:
             raise ValueError(f"no dialogue manager in {source}; run `adapterbot manager train` first")
-        held_out = routing_data(bot, held_out=True)
+        held_out = routing_data(bot, "test")
         before = earlier_accuracy(bot, held_out)
         result = add_skill(bot, name, data, description=f"incremental routing check: {name}", max_examples=limit)
-        after_all = routing_data(bot, held_out=True)
+        after_all = routing_data(bot, "test")
         after = earlier_accuracy(bot, {k: v for k, v in after_all.items() if k != name})
         new = after_all[name]
         routed = sum(d.skill == name for d in bot.manager.route_batch(new))

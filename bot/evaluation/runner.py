@@ -25,8 +25,8 @@ For each evaluated skill, on the test split recorded in its folder at install ti
   own adapter), and a row whose route and context equal another's is generated once.
 
 Routing (accuracy, per-class precision/recall/F1, confusion) is measured on the held-out
-contexts of :func:`bot.manager_training.routing_data` (the skills' test contexts, and Chit-Chat's
-test contexts as ``none``). ``report["skills"][NAME]`` holds the DESIGN.md keys, the text metrics
+histories of :func:`bot.manager_training.first_turn_data` (the skills' test contexts as they stand,
+and Chit-Chat's test histories as ``none``); routing inside conversations is in ``report["conversations"]``. ``report["skills"][NAME]`` holds the DESIGN.md keys, the text metrics
 being the oracle routing's; ``report["routings"]`` holds all three routings side by side.
 """
 from __future__ import annotations
@@ -169,14 +169,14 @@ def _routing(bot, skills: list[str], limit: int | None) -> tuple[dict, str]:
     """The routing block on held-out contexts of ``skills`` and ``none``, and a note for the settings."""
     from manager import NONE
 
-    from bot.manager_training import routing_data
+    from bot.manager_training import first_turn_data
 
     if bot.manager is None:
         return _empty_routing(), NO_MANAGER
     if not skills:
         return _empty_routing(), "no skill evaluated: routing not measured"
     classes = set(bot.manager.classes)
-    held_out = routing_data(bot, held_out=True)
+    held_out = first_turn_data(bot, "test")
     keep = [NONE] + [s for s in skills if s in classes]
     data = {k: held_out[k][:limit] for k in keep if held_out.get(k)}
     note = f"classes {', '.join(bot.manager.classes)}"

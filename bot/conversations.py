@@ -1,0 +1,73 @@
+"""Routing histories shaped like real conversations, for training and measuring the dialogue manager.
+
+A user rarely opens with the skill's question: it comes after a greeting or some small talk,
+and small talk comes back after a skill's exchange. So every class sees histories of every
+length, and the history's length cannot predict its class:
+
+- ``none``: Chit-Chat histories ending at any turn, the first included (greetings), 1 to
+  ``MAX_TURNS`` turns long;
+- a skill: each of its contexts as it is, and after a Chit-Chat opening of 1 to ``MAX_TURNS - 1`` turns;
+- ``none`` again: a Chit-Chat turn after a skill's whole exchange (context, reply).
+
+Which Chit-Chat split feeds which use: ``train`` for the manager's training memory, ``valid``
+for its calibration memory and threshold, ``test`` for ``adapterbot eval``. Everything is drawn
+from a seeded ``random.Random``, so the same inputs give the same histories on every machine.
+"""
+from __future__ import annotations
+
+import functools
+import random
+from typing import Sequence
+
+from skills.corpora import Conversation, Split, chitchat_conversations, shares_bad_news
+from skills.data import Example
+
+MAX_TURNS = 6
+
+
+@functools.cache
+def _chitchat(split: Split) -> tuple[Conversation, ...]:
+    return tuple(chitchat_conversations(split))
+
+
+def chitchat_histories(split: Split, n: int, seed: int = 0) -> list[list[str]]:
+    """``n`` ``none`` histories from Chit-Chat's ``split``: a random turn with 0 to ``MAX_TURNS - 1`` turns before it.
+
+    A quarter end at a conversation's first turn (openings and greetings). Turns where someone
+    shares bad news (:func:`~skills.corpora.shares_bad_news`) are left out: they are the
+    empathetic skill's, not open chit-chat's.
+    """
+    rng = random.Random(f"chitchat-histories:{split}:{seed}")
+    conversations = _chitchat(split)
+    out: list[list[str]] = []
+    while len(out) < n:
+        turns = rng.choice(conversations).turns
+        end = 0 if rng.random() < 0.25 else rng.randrange(len(turns))
+        if shares_bad_news(turns[end]):
+            continue
+        out.append(turns[max(0, end - rng.randrange(MAX_TURNS)) : end + 1])
+    return out
+
+
+def opening(split: Split, rng: random.Random) -> list[str]:
+    """The first 1 to ``MAX_TURNS - 1`` turns of a random Chit-Chat conversation of ``split``."""
+    turns = rng.choice(_chitchat(split)).turns
+    return turns[: rng.randint(1, min(MAX_TURNS - 1, len(turns)))]
+
+
+def after_chitchat(contexts: Sequence[list[str]], split: Split, seed: int = 0) -> list[list[str]]:
+    """Each context after a Chit-Chat opening of ``split`` (its newest turns stay the skill's)."""
+    rng = random.Random(f"after-chitchat:{split}:{seed}")
+    return [opening(split, rng) + list(c) for c in contexts]
+
+
+def skill_histories(contexts: Sequence[list[str]], split: Split, seed: int = 0) -> list[list[str]]:
+    """A skill's routing histories: each context as it is, then each after a Chit-Chat opening."""
+    return [list(c) for c in contexts] + after_chitchat(contexts, split, seed)
+
+
+def chitchat_after_skill(examples: Sequence[Example], split: Split, seed: int = 0) -> list[list[str]]:
+    """``none`` histories: a skill's exchange (context and reply), then a Chit-Chat turn of ``split``."""
+    rng = random.Random(f"chitchat-after-skill:{split}:{seed}")
+    tails = chitchat_histories(split, len(examples), seed)
+    return [[*e.context, e.response, tail[rng.randrange(len(tail))]] for e, tail in zip(examples, tails)]

@@ -1,0 +1,67 @@
+"""Routing as a user meets it: by position in a conversation, on out-of-set chit-chat, and its calibration.
+
+The held-out sets are built from splits that no training saw (the skills' ``test`` splits,
+Chit-Chat's ``test`` conversations) by :mod:`bot.conversations`, with a fixed seed:
+
+- ``first_turn``: each skill's test contexts as they are, and Chit-Chat histories (``none``);
+- ``skill_after_chitchat``: each skill's test contexts after a Chit-Chat opening of 1-5 turns;
+- ``chitchat_after_skill``: a Chit-Chat turn after a skill's test exchange (gold ``none``);
+- ``out_of_set``: conversations of chatterbot-corpus categories that no skill and no manager
+  ever trained or validated on (greetings, jokes, questions about the bot, ...), gold ``none``.
+
+Calibration is measured on the union of the four: the probability of the class chosen against
+whether it was right, in 10 bins (expected calibration error, and the bins for the diagram).
+"""
+from __future__ import annotations
+
+from manager import NONE, calibration_report
+from skills.corpora import chatterbot_conversations
+
+from .. import conversations
+from ..manager_training import first_turn_data, split_examples
+
+OUTSIDE_CATEGORIES = ("greetings", "conversations", "gossip", "humor", "food", "health", "money", "computers", "ai", "botprofile")
+SETS = ("first_turn", "skill_after_chitchat", "chitchat_after_skill", "out_of_set")
+
+
+def out_of_set_histories() -> list[list[str]]:
+    """Every user turn (even position) of the outside categories' conversations, with the turns before it."""
+    out = []
+    for conv in chatterbot_conversations(list(OUTSIDE_CATEGORIES)):
+        out.extend(conv.turns[: i + 1] for i in range(0, len(conv.turns), 2))
+    return out
+
+
+def routing_sets(bot, seed: int = 0) -> dict[str, list[tuple[str, list[str]]]]:
+    """``{set name: [(gold class, history), ...]}`` for the installed skills the manager knows."""
+    examples = {k: v for k, v in split_examples(bot, "test").items() if k in bot.manager.classes}
+    first = [(name, h) for name, histories in first_turn_data(bot, "test").items()
+             if name in bot.manager.classes for h in histories]
+    after_chat = [(name, h) for name, rows in examples.items()
+                  for h in conversations.after_chitchat([e.context for e in rows], "test", seed)]
+    after_skill = [(NONE, h) for rows in examples.values() for h in conversations.chitchat_after_skill(rows, "test", seed)]
+    return {"first_turn": first, "skill_after_chitchat": after_chat, "chitchat_after_skill": after_skill,
+            "out_of_set": [(NONE, h) for h in out_of_set_histories()]}
+
+
+def conversation_routing(bot, seed: int = 0) -> dict:
+    """Accuracy of each set (and its misroutes' destinations), and calibration over their union.
+
+    Returns ``{"sets": {name: {"n", "accuracy", "routed": {class: count}}}, "calibration":
+    calibration_report(...), "threshold": float, "temperature": float}``.
+    """
+    sets = routing_sets(bot, seed)
+    out, confidences, correct = {}, [], []
+    for name, rows in sets.items():
+        decisions = bot.manager.route_batch([h for _, h in rows]) if rows else []
+        routed: dict[str, int] = {}
+        hits = 0
+        for (gold, _), d in zip(rows, decisions):
+            chosen = d.skill or NONE
+            routed[chosen] = routed.get(chosen, 0) + 1
+            hits += chosen == gold
+            confidences.append(d.probability)
+            correct.append(chosen == gold)
+        out[name] = {"n": len(rows), "accuracy": hits / len(rows) if rows else 0.0, "routed": routed}
+    return {"sets": out, "calibration": calibration_report(confidences, correct),
+            "threshold": bot.manager.config.threshold, "temperature": bot.manager.config.temperature}
