@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -70,14 +71,14 @@ def user_texts(messages: list[dict]) -> list[str]:
 
 
 def test_helpers(ui_bot):
-    from bot.chatbot import AUTO, Reply
-    from ui.chat import CHITCHAT, clean_overrides, decoding_defaults, mode_choices, parse_mode, skill_label
+    from bot.chatbot import AUTO
+    from ui.chat import MAX_MESSAGE_CHARS, check_history, check_message, clean_overrides, decoding_defaults, mode_choices, parse_mode
 
     assert [v for _, v in mode_choices(ui_bot)] == ["auto", "alpha", "beta", "bare"]
     assert parse_mode("auto", ui_bot) == AUTO and parse_mode("Auto (dialogue manager)", ui_bot) == AUTO
     assert parse_mode("bare", ui_bot) is None and parse_mode("Bare backbone (chit-chat)", ui_bot) is None
     assert parse_mode("alpha", ui_bot) == "alpha"
-    with pytest.raises(ValueError, match="not installed"):
+    with pytest.raises(ValueError, match="Unknown routing mode 'gamma'.*'auto', 'bare' or an installed skill \\(alpha, beta\\)"):
         parse_mode("gamma", ui_bot)
     assert clean_overrides({}) == {} and clean_overrides(None) == {}
     assert clean_overrides({"temperature": 1, "do_sample": True, "other": 3, "top_p": None}) == {"temperature": 1.0, "do_sample": True}
@@ -86,9 +87,52 @@ def test_helpers(ui_bot):
             clean_overrides(bad)
     assert decoding_defaults(ui_bot, "alpha")["max_new_tokens"] == ui_bot.specs["alpha"].decoding.max_new_tokens
     assert decoding_defaults(ui_bot, None)["repetition_penalty"] == 1.2
-    assert skill_label(Reply("x", "alpha", 0.934), forced=False, has_manager=True) == "alpha · 0.93"
-    assert skill_label(Reply("x", None, 0.5), forced=False, has_manager=True) == f"{CHITCHAT} · 0.50"
-    assert skill_label(Reply("x", "beta"), forced=True, has_manager=True) == "beta · picked by hand"
+    assert check_message("  hi  ") == "hi" and check_message("x" * MAX_MESSAGE_CHARS) == "x" * MAX_MESSAGE_CHARS
+    with pytest.raises(ValueError, match="The message has 4,001 characters, over the limit of 4,000"):
+        check_message("x" * 4001)
+    with pytest.raises(ValueError, match="empty"):
+        check_message(" \n ")
+    assert check_history(None) == [] and check_history(["a", "b"]) == ["a", "b"]
+    with pytest.raises(ValueError, match=r"history\[1\] must be a string, got int"):
+        check_history(["a", 3])
+    with pytest.raises(ValueError, match=r"history\[0\] has 4,001 characters, over the limit of 4,000"):
+        check_history(["x" * 4001])
+    with pytest.raises(ValueError, match="history has 201 turns, over the limit of 200"):
+        check_history(["a"] * 201)
+
+
+def test_labels_say_why_the_bare_backbone_answered():
+    from bot.chatbot import Reply
+    from ui.chat import CHITCHAT, details_markdown, skill_label
+
+    settings = {"do_sample": False, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "repetition_penalty": 1.0}
+    assert skill_label(Reply("x", "alpha", 0.934, {"none": 0.05, "alpha": 0.934}), forced=False, threshold=0.8) == "alpha · 0.93"
+    assert skill_label(Reply("x", "beta"), forced=True, threshold=0.8) == "beta · picked by hand"
+    assert skill_label(Reply("x", None), forced=False, threshold=None) == f"{CHITCHAT} · no manager installed"
+    # chit-chat itself won: its own probability
+    assert skill_label(Reply("x", None, 0.6, {"none": 0.6, "alpha": 0.4}), forced=False, threshold=0.8) == f"{CHITCHAT} · 0.60"
+    # a skill won but under the threshold: the label says so instead of "chit-chat · 0.10"
+    missed = Reply("x", None, 0.10, {"none": 0.10, "alpha": 0.74, "beta": 0.16})
+    assert skill_label(missed, forced=False, threshold=0.8) == \
+        f"{CHITCHAT} · top skill alpha 0.74 is under the threshold 0.80"
+    details = details_markdown(missed, False, settings, 0.8)
+    assert "threshold of 0.80" in details and "**alpha**, scored 0.74" in details and "chit-chat's own score: 0.10" in details
+    # never "0.80 is under the threshold 0.80", nor a threshold of 0.995 shown as 1.00
+    assert skill_label(Reply("x", None, 0.2, {"none": 0.2, "alpha": 0.7996}), forced=False, threshold=0.8).endswith(
+        "alpha 0.7996 is under the threshold 0.8000")
+    assert skill_label(Reply("x", None, 0.01, {"none": 0.01, "alpha": 0.99}), forced=False, threshold=0.995).endswith(
+        "alpha 0.990 is under the threshold 0.995")
+
+
+def test_passage_retrieved_but_not_used_is_labelled_so():
+    from bot.chatbot import Reply
+    from ui.chat import NO_KNOWLEDGE, knowledge_markdown
+
+    assert knowledge_markdown(Reply("x", "alpha")) == NO_KNOWLEDGE
+    used = knowledge_markdown(Reply("x", "alpha", knowledge="Paris is the capital.", knowledge_used=True))
+    assert used.startswith("**alpha** grounded its reply on") and "> Paris is the capital." in used
+    unused = knowledge_markdown(Reply("x", "alpha", knowledge="Paris is the capital.", knowledge_used=False))
+    assert "did not use it" in unused and "grounded" not in unused
 
 
 def test_build_app(ui_bot):
@@ -97,7 +141,48 @@ def test_build_app(ui_bot):
     demo = build_app(ui_bot)
     assert isinstance(demo, gr.Blocks) and demo.title == "Adapter-Bot"
     names = {d.api_name for d in demo.fns.values() if d.api_name and d.api_visibility == "public"}
-    assert {"chat", "clear", "add_skill", "remove_skill", "skills"} <= names
+    assert names == {"respond", "add_skill", "remove_skill", "skills"}
+    undocumented = {d.api_name for d in demo.fns.values() if d.api_visibility == "undocumented"}
+    assert {"chat", "clear"} <= undocumented  # the page's own events: callable, not offered as the API
+    [box] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "ab-message"]
+    assert box.max_length is None  # the browser must not cut a long paste silently; the server refuses it by name
+    assert "4,000 characters" in box.placeholder
+
+
+def test_add_warnings_are_shown(ui_bot, tmp_path, monkeypatch):
+    from bot.skill_builder import AddResult
+    from ui import skills_tab
+
+    shown: list[tuple[str, str | None]] = []
+    result = AddResult("delta", tmp_path, 30, 0, [], {"train": 24, "valid": 3, "test": 3}, 40.0, 45.0, 0.02, 1.0, True,
+                       warnings=["the skill did not learn: its test perplexity is not below the bare backbone's",
+                                 "the test split has only 3 example(s)"])
+    monkeypatch.setattr(skills_tab, "add_skill", lambda *a, **k: result)
+    monkeypatch.setattr(gr, "Warning", lambda message, title=None, **k: shown.append((message, title)))
+    data = write_toy_data(tmp_path / "d.jsonl", "alpha")
+    status, *_ = skills_tab.make_add_handler(ui_bot, max_upload_mb=1)("delta", "", str(data), progress=lambda *a, **k: None)
+    assert status.startswith("Installed **delta**")
+    assert status.endswith("> ⚠️ **2 warnings**\n>\n"
+                           "> - The skill did not learn: its test perplexity is not below the bare backbone's.\n"
+                           "> - The test split has only 3 example(s).\n")
+    assert shown == [("The skill did not learn: its test perplexity is not below the bare backbone's.",
+                      "Skill 'delta' installed with a warning"),
+                     ("The test split has only 3 example(s).", "Skill 'delta' installed with a warning")]
+    result.warnings = []
+    status, *_ = skills_tab.make_add_handler(ui_bot, max_upload_mb=1)("delta", "", str(data), progress=lambda *a, **k: None)
+    assert "⚠️" not in status and len(shown) == 2
+
+
+def test_training_progress_names_the_skill(tiny_bot, tmp_path):
+    from ui.skills_tab import make_add_handler
+
+    shown: list[str] = []
+    data = write_toy_data(tmp_path / "printers.jsonl", "alpha")
+    status, *_ = make_add_handler(tiny_bot, max_upload_mb=1)("money", "", str(data), None, False, 2,
+                                                             progress=lambda fraction, desc="": shown.append(desc))
+    assert "Installed **money**" in status
+    assert "money: epoch 2/2" in shown, shown  # the page's progress bar names the skill ...
+    assert not [d for d in shown if "_new_" in d], shown  # ... never the temporary name it trains under
 
 
 def test_upload_over_the_cap_is_refused(ui_bot, tmp_path):
@@ -160,16 +245,80 @@ def test_sessions_stay_apart(server):
     assert user_texts(results["bob"]) == ["bob first message", "bob second message"]
 
 
-def test_empty_message_and_bad_settings_add_no_turn(server):
+def test_refusals_name_the_limit_or_value_and_add_no_turn(server):
     c = client(server)
-    _, messages, _, _ = chat(c, "   ")
-    assert messages == []
     _, messages, _, _ = chat(c, "hello there")
     assert len(messages) == 3
-    for message, mode, overrides in [("", "auto", {}), ("hi", "no_such_skill", {}), ("hi", "alpha", {"top_p": 7})]:
-        box, after, _, _ = chat(c, message, mode, overrides)
-        assert after == messages
-        assert box == message  # the user's text stays in the box to fix and resend
+    cases = [  # the validator names the parameter and the limit or value; the page shows it on that input
+        ("x" * 50_000, "auto", {}, "- message: The message has 50,000 characters, over the limit of 4,000"),
+        ("   ", "auto", {}, "- message: The message is empty"),
+        ("hi", "nonexistent", {}, "- mode: Unknown routing mode 'nonexistent'"),
+        ("hi", "alpha", {"top_p": 7}, "- overrides: top_p must be in (0, 1], got 7"),
+        ("hi", "alpha", {"max_new_tokens": 999}, "- overrides: max_new_tokens must be between 1 and 256, got 999"),
+    ]
+    for message, mode, overrides, expected in cases:
+        with pytest.raises(gradio_client.exceptions.ValidationError) as info:
+            chat(c, message, mode, overrides)
+        assert expected in str(info.value), str(info.value)
+    _, after, _, _ = chat(c, "and again")
+    assert user_texts(after) == ["hello there", "and again"]  # nothing was added by the refused turns
+    assert after[:3] == messages
+
+
+def test_respond_endpoint_has_named_documented_fields(server, ui_bot):
+    c = client(server)
+    info = c.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert "/chat" not in info and "/clear" not in info  # the page's events are not the documented API
+    params = [p["parameter_name"] for p in info["/respond"]["parameters"]]
+    assert params == ["message", "history", "mode", "overrides"]
+    [returns] = info["/respond"]["returns"]
+    assert set(returns["type"]["properties"]) == {"reply", "skill", "confidence", "label", "scores", "passage"}
+    assert "value_" not in str(info["/respond"])
+
+    out = c.predict("i feel sad today", api_name="/respond")
+    assert set(out) == {"reply", "skill", "confidence", "label", "scores", "passage"}
+    assert isinstance(out["reply"], str) and out["passage"] is None
+    assert set(out["scores"]) == {"none", "alpha", "beta"} and abs(sum(out["scores"].values()) - 1) < 1e-4
+    assert out["confidence"] == pytest.approx(out["scores"][out["skill"] or "none"])
+    expected = ui_bot.respond(["i feel sad today"], skill="auto")  # greedy: the same reply
+    assert (out["reply"], out["skill"]) == (expected.text, expected.skill)
+
+    forced = c.predict(message="my printer will not print", history=["hi", "hello"], mode="alpha",
+                       overrides={"max_new_tokens": 3}, api_name="/respond")
+    assert forced["skill"] == "alpha" and forced["confidence"] is None and forced["scores"] == {}
+    assert forced["label"] == "alpha · picked by hand"
+    assert forced["reply"] == ui_bot.respond(["hi", "hello", "my printer will not print"], skill="alpha", max_new_tokens=3).text
+    bare = c.predict("hello", mode="bare", api_name="/respond")
+    assert bare["skill"] is None and bare["label"] == "chit-chat (bare backbone) · picked by hand"
+
+    for kwargs, expected in [
+        ({"message": "x" * 4001}, "The message has 4,001 characters, over the limit of 4,000"),
+        ({"message": "hi", "mode": "nonexistent"}, "Unknown routing mode 'nonexistent'"),
+        ({"message": "hi", "overrides": {"temperature": -1}}, "temperature must be above 0, got -1"),
+        ({"message": "hi", "history": ["ok", 5]}, "history[1] must be a string, got int"),
+    ]:
+        with pytest.raises(gradio_client.exceptions.AppError) as info:
+            c.predict(**kwargs, api_name="/respond")
+        assert expected in str(info.value), str(info.value)
+
+
+def test_a_fallback_turn_is_labelled_with_the_threshold(server, ui_bot):
+    message = next(m for m in ("i feel sad today", "my printer will not print", "i feel lonely lately", "my router will not connect")
+                   if max(ui_bot.manager.route([m]).scores.items(), key=lambda kv: kv[1])[0] != "none")
+    top, score = max(ui_bot.manager.route([message]).scores.items(), key=lambda kv: kv[1])
+    assert score < 1.0
+    threshold, ui_bot.manager.config.threshold = ui_bot.manager.config.threshold, 1.0  # no skill can clear it
+    try:
+        out = client(server).predict(message, api_name="/respond")
+        _, messages, _, _ = chat(client(server), message)
+    finally:
+        ui_bot.manager.config.threshold = threshold
+    assert out["skill"] is None and out["confidence"] == pytest.approx(out["scores"]["none"])
+    # e.g. "... top skill beta 0.97 is under the threshold 1.00" (more digits where 2 would print them equal)
+    shown = re.fullmatch(rf"chit-chat \(bare backbone\) · top skill {top} (0\.\d+) is under the threshold (1\.0+)", out["label"])
+    assert shown and float(shown[1]) == pytest.approx(score, abs=0.01), out["label"]
+    assert labels(messages) == [out["label"]]
+    assert f"No skill cleared the dialogue manager's threshold of {shown[2]}" in text(messages[1])
 
 
 def test_bad_uploads_give_readable_errors(server, tmp_path):
@@ -218,6 +367,8 @@ def test_add_use_and_remove_a_skill(server, ui_bot, tmp_path):
     status, table, _, _ = c.predict("gamma", "fixes printers", gradio_client.handle_file(str(data)), None, False,
                                     api_name="/add_skill")
     assert "Installed **gamma**" in status
+    test_size = ui_bot.specs["gamma"].splits["test"]  # 30 toy examples: a test split too small to judge, and it says so
+    assert "> ⚠️ **Warning**" in status and f"The test split has only {test_size} example(s)" in status, status
     assert "gamma" in [row[0] for row in table["data"]]
     assert [s["name"] for s in c.predict(api_name="/skills")] == ["alpha", "beta", "gamma"]
     _, messages, _, _ = chat(c, "my router will not connect", mode="gamma")
@@ -226,7 +377,9 @@ def test_add_use_and_remove_a_skill(server, ui_bot, tmp_path):
     status, table, _, _ = c.predict("gamma", api_name="/remove_skill")
     assert "Removed **gamma**" in status and "gamma" not in [row[0] for row in table["data"]]
     assert "gamma" not in ui_bot.skills and "gamma" not in ui_bot.registry
-    _, after, _, _ = chat(c, "my router will not connect", mode="gamma")
-    assert after == messages  # no longer offered: refused without a turn
+    with pytest.raises(gradio_client.exceptions.ValidationError, match="Unknown routing mode 'gamma'"):  # refused, named
+        chat(c, "my router will not connect", mode="gamma")
+    _, after, _, _ = chat(c, "hello", mode="beta")
+    assert user_texts(after) == ["my router will not connect", "hello"]  # the refused turn left no trace
     with pytest.raises(Exception, match="No skill 'gamma' is installed"):
         c.predict("gamma", api_name="/remove_skill")

@@ -52,10 +52,10 @@ def words(text: str) -> list[str]:
 
 def test_chat_in_the_browser(browser, tiny_bot, tmp_path):
     from ui.app import launch
-    from ui.chat import skill_label
+    from ui.chat import manager_threshold, skill_label
 
     expected = tiny_bot.respond([MESSAGE], skill="auto")  # greedy and deterministic: what the page must show
-    label = skill_label(expected, forced=False, has_manager=tiny_bot.manager is not None)
+    label = skill_label(expected, forced=False, threshold=manager_threshold(tiny_bot))
     demo = launch(tiny_bot, port=free_port(), prevent_thread_lock=True, quiet=True)
     outside: list[str] = []
     try:
@@ -89,5 +89,30 @@ def test_chat_in_the_browser(browser, tiny_bot, tmp_path):
         assert box.input_value() == ""
         assert (tmp_path / "ui.png").stat().st_size > 10_000
         assert not outside, f"the page fetched from outside: {outside}"
+    finally:
+        demo.close()
+
+
+def test_a_long_paste_is_kept_and_refused_by_name(browser, tiny_bot):
+    from ui.app import launch
+
+    long = "my printer will not print " * 200  # 5,200 characters: over the 4,000 limit
+    demo = launch(tiny_bot, port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.goto(demo.local_url, wait_until="domcontentloaded")
+        box = page.locator("#ab-message textarea")
+        box.wait_for(timeout=30_000)
+        box.fill(long)
+        assert len(box.input_value()) == len(long)  # the browser cut nothing
+        box.press("Enter")
+        # shown on the message box itself, by the chat event's validator
+        page.locator("#ab-message").get_by_text(f"The message has {len(long.strip()):,} characters, over the limit of 4,000"
+                                                ).wait_for(timeout=30_000)
+        assert box.input_value() == long  # still there to shorten and resend
+        assert page.locator("#ab-chatbot [data-testid=user]").count() == 0  # no turn was added
+        box.fill(MESSAGE)
+        box.press("Enter")
+        page.locator("#ab-chatbot").get_by_text(MESSAGE, exact=True).wait_for(timeout=30_000)  # the fixed message goes
     finally:
         demo.close()

@@ -5,18 +5,22 @@ Public API:
 - :func:`build_app` ``(bot, max_upload_mb=50) -> gr.Blocks``
 - :func:`launch` ``(bot, host="127.0.0.1", port=7860, share=False, max_upload_mb=50, **kwargs)``
 
-Endpoints (for ``gradio_client.Client``; ``conversation`` is per-session state, kept by the
-client's session and never sent):
+Endpoints (for ``gradio_client.Client``; the app's "Use via API" page documents the public ones,
+and docs/http_api.md shows them in use):
 
-- ``/chat`` ``(message, mode, overrides) -> (textbox, chatbot, scores, knowledge, knowledge
-  accordion, do_sample, temperature, top_p, max_new_tokens, repetition_penalty)``: streams; the
-  final value holds the whole conversation. ``mode`` is ``"auto"``, a skill name or ``"bare"``;
-  ``overrides`` a dict of decoding settings (``{}``: the answering skill's own).
-- ``/clear`` ``() -> (chatbot, scores, knowledge)``: forgets this session's conversation.
-- ``/add_skill`` ``(name, description, data_file, knowledge_file, replace) -> (status, table,
-  summary, remove menu)``: trains and installs a skill (progress is reported while it trains).
+- ``/respond`` ``(message, history=[], mode="auto", overrides={}) -> dict`` with ``reply``,
+  ``skill``, ``confidence``, ``label``, ``scores`` and ``passage`` (:data:`ui.chat.RESPOND_DOC`):
+  one turn, no page state. A refusal raises an error naming the limit or the bad value.
+- ``/add_skill`` ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate) ->
+  (status, table, summary, remove menu)``: trains and installs a skill (progress is reported while
+  it trains); the status lists the add's warnings, if any.
 - ``/remove_skill`` ``(name) -> (status, table, summary, remove menu)``.
 - ``/skills`` ``() -> list of dicts``: the loaded skills with their descriptions, splits and test figures.
+
+Undocumented (the page's own events; ``conversation`` is per-session state, kept by the client's
+session and never sent): ``/chat`` ``(message, mode, overrides) -> (textbox, chatbot, scores,
+knowledge, knowledge accordion, do_sample, temperature, top_p, max_new_tokens,
+repetition_penalty)``, streamed, and ``/clear`` ``() -> (chatbot, scores, knowledge)``.
 """
 from __future__ import annotations
 
@@ -31,8 +35,8 @@ from bot.chatbot import AdapterBot  # noqa: E402
 from skills.spec import AdapterTraining  # noqa: E402
 
 from .chat import (  # noqa: E402
-    AUTO_MODE, DECODING_KEYS, MAX_MESSAGE_CHARS, MAX_NEW_TOKENS, NO_KNOWLEDGE, decoding_defaults, make_chat_handler,
-    mode_choices, mode_info, new_conversation, parse_mode,
+    AUTO_MODE, DECODING_KEYS, MAX_MESSAGE_CHARS, MAX_NEW_TOKENS, NO_KNOWLEDGE, RESPOND_DOC, decoding_defaults,
+    make_chat_handler, make_chat_validator, make_respond_handler, mode_choices, mode_info, new_conversation, parse_mode,
 )
 from .skills_tab import CANCELLED, make_add_handler, make_remove_handler, skills_summary, skills_table  # noqa: E402
 
@@ -101,9 +105,12 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                             feedback_options=None, group_consecutive_messages=True, buttons=["copy"],
                             placeholder="**Say hello.** Ask a question, describe a problem, or tell me how you feel.",
                         )
+                        # No max_length: the browser would cut a long paste silently. The server refuses a
+                        # message over the limit with an error that names it, and the text stays in the box.
                         message = gr.Textbox(
-                            placeholder="Type a message and press Enter", label="Message", show_label=False, lines=1, max_lines=6,
-                            max_length=MAX_MESSAGE_CHARS, submit_btn="Send", autofocus=True, elem_id="ab-message",
+                            placeholder=f"Type a message (up to {MAX_MESSAGE_CHARS:,} characters) and press Enter",
+                            label="Message", show_label=False, lines=1, max_lines=6, submit_btn="Send", autofocus=True,
+                            elem_id="ab-message",
                         )
                         with gr.Row():
                             gr.Examples(["I failed my exam today.", "Who wrote Hamlet?", "My laptop will not turn on.",
@@ -175,13 +182,17 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
         chat_inputs = [message, mode, overrides, conversation]
         chat_outputs = [message, chatbot, conversation, scores, knowledge, knowledge_box, *controls]
         chat = make_chat_handler(bot)
-        message.submit(chat, chat_inputs, chat_outputs, api_name="chat", concurrency_id=MODEL_EVENTS,
-                       concurrency_limit=MODEL_CONCURRENCY, show_progress="minimal", show_progress_on=chatbot)
+        message.submit(chat, chat_inputs, chat_outputs, api_name="chat", api_visibility="undocumented",
+                       validator=make_chat_validator(bot), concurrency_id=MODEL_EVENTS, concurrency_limit=MODEL_CONCURRENCY,
+                       show_progress="minimal", show_progress_on=chatbot)
+        gr.api(make_respond_handler(bot), api_name="respond", api_description=RESPOND_DOC, concurrency_id=MODEL_EVENTS,
+               concurrency_limit=MODEL_CONCURRENCY)
 
         def clear_chat():
             return new_conversation(), [], gr.Label(value=None, label="Skill scores · last turn"), NO_KNOWLEDGE
 
-        clear.click(clear_chat, None, [conversation, chatbot, scores, knowledge], api_name="clear", queue=False)
+        clear.click(clear_chat, None, [conversation, chatbot, scores, knowledge], api_name="clear", queue=False,
+                    api_visibility="undocumented")
         # The Chatbot's own trash button empties the display; forget the conversation with it.
         chatbot.clear(clear_chat, None, [conversation, chatbot, scores, knowledge], queue=False, api_visibility="private")
 

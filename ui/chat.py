@@ -6,10 +6,19 @@ whose generator is the Gradio event behind the ``/chat`` endpoint.
 One bot turn is shown as two assistant messages, grouped in one bubble:
 
 1. a collapsible "thought" whose title is the label (``"empathetic · 0.93"``,
-   ``"chit-chat (bare backbone) · picked by hand"``) and whose body holds how the turn was
-   routed, the decoding settings used and, for a skill that retrieves or carries knowledge,
-   the passage it used;
+   ``"chit-chat (bare backbone) · picked by hand"``, or, when no skill cleared the manager's
+   threshold, ``"chit-chat (bare backbone) · top skill empathetic 0.74 is under the threshold
+   0.80"``) and whose body holds how the turn was routed, the decoding settings used and, for a
+   skill that retrieves or carries knowledge, the passage (and whether it went into the context);
 2. the reply itself, streamed token by token.
+
+Refusals (an empty message, one over :data:`MAX_MESSAGE_CHARS`, an unknown routing mode, a bad
+decoding setting) get a line that names the limit or the bad value, and change nothing. On the
+page, the chat event's validator (:func:`make_chat_validator`) shows it on the input at fault and
+the message stays in the box to fix; a ``gradio_client`` caller of ``/chat`` gets it raised as
+``ValidationError``. :func:`make_respond_handler` is the documented API endpoint ``/respond``:
+one turn, no page state, named result fields (:class:`TurnResult`); it refuses with ``gr.Error``,
+which the client raises as ``AppError``.
 
 Decoding rule: a control the user moves overrides the skill's setting (in every mode) until
 the routing mode changes or "Reset" is pressed; every control left alone follows the answering
@@ -19,10 +28,11 @@ keeps the moved controls in a hidden JSON value, which is also how an API client
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypedDict
 
 import gradio as gr
 
@@ -37,7 +47,8 @@ AUTO_LABEL = "Auto (dialogue manager)"
 BARE_LABEL = "Bare backbone (chit-chat)"
 CHITCHAT = "chit-chat (bare backbone)"
 DECODING_KEYS = ("do_sample", "temperature", "top_p", "max_new_tokens", "repetition_penalty")
-MAX_MESSAGE_CHARS = 4000
+MAX_MESSAGE_CHARS = 4000  # a message, and each earlier turn sent to /respond
+MAX_HISTORY_TURNS = 200  # earlier turns /respond accepts (only the newest fit the backbone's window anyway)
 MAX_NEW_TOKENS = 256
 NO_KNOWLEDGE = "_The last reply used no knowledge passage (only skills that retrieve or carry knowledge use one)._"
 
@@ -64,7 +75,8 @@ def parse_mode(mode: str | None, bot: AdapterBot) -> str | None:
     if value in bot.skills:
         return value
     installed = ", ".join(bot.skills) or "none"
-    raise ValueError(f"Skill {value!r} is not installed (any more); pick another routing mode (installed: {installed}).")
+    raise ValueError(f"Unknown routing mode {value!r}: no skill of that name is installed. "
+                     f"Use 'auto', 'bare' or an installed skill ({installed}).")
 
 
 def mode_info(bot: AdapterBot, mode: str | None) -> str:
@@ -134,6 +146,41 @@ def clean_overrides(raw: Any) -> dict[str, Any]:
     return out
 
 
+# ---- input checks -----------------------------------------------------------------------------
+
+
+def check_message(message: str | None) -> str:
+    """The message to send, stripped; ValueError naming the limit for an empty or too long one."""
+    text = (message or "").strip()
+    if not text:
+        raise ValueError(f"The message is empty: type a message of up to {MAX_MESSAGE_CHARS:,} characters.")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ValueError(f"The message has {len(text):,} characters, over the limit of {MAX_MESSAGE_CHARS:,}; "
+                         "shorten it and send it again.")
+    return text
+
+
+def check_history(history: Any) -> list[str]:
+    """The earlier turns sent to ``/respond`` (oldest first); ValueError naming the limit or the bad turn."""
+    if history in (None, ""):
+        return []
+    if not isinstance(history, list):
+        raise ValueError(f"history must be a list of turns (strings, oldest first), got {type(history).__name__}.")
+    if len(history) > MAX_HISTORY_TURNS:
+        raise ValueError(f"history has {len(history):,} turns, over the limit of {MAX_HISTORY_TURNS}; send the newest only.")
+    for i, turn in enumerate(history):
+        if not isinstance(turn, str):
+            raise ValueError(f"history[{i}] must be a string, got {type(turn).__name__}.")
+        if len(turn) > MAX_MESSAGE_CHARS:
+            raise ValueError(f"history[{i}] has {len(turn):,} characters, over the limit of {MAX_MESSAGE_CHARS:,}.")
+    return list(history)
+
+
+def refusal(e: ValueError) -> gr.Error:
+    """The ``gr.Error`` that refuses a turn: shown on the page, raised by an API client."""
+    return gr.Error(one_line(e), title="Message not sent", print_exception=False)
+
+
 def describe_decoding(settings: dict[str, Any]) -> str:
     sampling = (f"sampling (temperature {settings['temperature']:.2f}, top-p {settings['top_p']:.2f})"
                 if settings["do_sample"] else "greedy")
@@ -143,13 +190,44 @@ def describe_decoding(settings: dict[str, Any]) -> str:
 # ---- labels -----------------------------------------------------------------------------------
 
 
-def skill_label(reply: Reply, forced: bool, has_manager: bool) -> str:
-    """``"empathetic · 0.93"``, ``"chit-chat (bare backbone) · picked by hand"``, ..."""
+def manager_threshold(bot: AdapterBot) -> float | None:
+    """The probability a skill must reach for the manager to choose it (``None`` without a manager)."""
+    return bot.manager.config.threshold if bot.manager is not None else None
+
+
+def under_threshold(reply: Reply, threshold: float | None) -> tuple[str, float] | None:
+    """``(skill, score)`` of the manager's top class when it was a skill under ``threshold``, so the
+    bare backbone answered instead; ``None`` otherwise (a skill answered, or chit-chat itself won)."""
+    if reply.skill is not None or threshold is None or not reply.scores:
+        return None
+    top, score = max(reply.scores.items(), key=lambda kv: kv[1])
+    return None if top == "none" else (top, score)
+
+
+def _apart(score: float, threshold: float) -> tuple[str, str]:
+    """Both figures with 2 decimals, or more where 2 would round the threshold (0.995 is not 1.00)
+    or print a score under it as equal to it."""
+    digits = 2
+    while digits < 6 and (round(threshold, digits) != threshold or f"{score:.{digits}f}" == f"{threshold:.{digits}f}"):
+        digits += 1
+    return f"{score:.{digits}f}", f"{threshold:.{digits}f}"
+
+
+def skill_label(reply: Reply, forced: bool, threshold: float | None) -> str:
+    """``"empathetic · 0.93"``, ``"chit-chat (bare backbone) · picked by hand"``,
+    ``"chit-chat (bare backbone) · top skill empathetic 0.74 is under the threshold 0.80"``, ...
+
+    ``threshold``: the manager's (:func:`manager_threshold`), ``None`` when no manager is installed.
+    """
     who = reply.skill or CHITCHAT
     if forced:
         return f"{who} · picked by hand"
     if reply.confidence is None:
-        return f"{who} · no manager installed" if not has_manager else who
+        return f"{who} · no manager installed" if threshold is None else who
+    missed = under_threshold(reply, threshold)
+    if missed is not None:
+        score, bar = _apart(missed[1], threshold)
+        return f"{CHITCHAT} · top skill {missed[0]} {score} is under the threshold {bar}"
     return f"{who} · {reply.confidence:.2f}"
 
 
@@ -158,25 +236,44 @@ def display_scores(scores: dict[str, float]) -> dict[str, float]:
     return {(CHITCHAT if k == "none" else k): float(v) for k, v in scores.items()}
 
 
-def details_markdown(reply: Reply, forced: bool, settings: dict[str, Any]) -> str:
+def _quote(text: str) -> str:
+    return "> " + text.replace("\n", "\n> ")
+
+
+def passage_markdown(reply: Reply) -> str:
+    """The passage of a knowledge skill's turn, saying whether it went into the context ("" if none)."""
+    if not reply.knowledge:
+        return ""
+    if reply.knowledge_used:
+        return f"**{reply.skill}** grounded its reply on:\n\n" + _quote(reply.knowledge)
+    return (f"**{reply.skill}** retrieved this passage but did not use it (it does not cover the message), "
+            "so it answered without knowledge:\n\n" + _quote(reply.knowledge))
+
+
+def details_markdown(reply: Reply, forced: bool, settings: dict[str, Any], threshold: float | None) -> str:
+    """The body of a turn's label thought: how it was routed, the decoding used, the passage."""
+    missed = under_threshold(reply, threshold) if not forced else None
     if forced:
         how = "Picked by hand in the routing menu."
     elif reply.confidence is None:
         how = "No dialogue manager is installed: the bare backbone answered."
     else:
         top = sorted(display_scores(reply.scores).items(), key=lambda kv: -kv[1])[:3]
-        how = f"Routed by the dialogue manager (confidence {reply.confidence:.2f}). Top scores: " + \
-              ", ".join(f"{k} {v:.2f}" for k, v in top) + "."
+        scores = "Top scores: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + "."
+        if missed is not None:
+            score, bar = _apart(missed[1], threshold)
+            how = (f"No skill cleared the dialogue manager's threshold of {bar}: the top skill, **{missed[0]}**, "
+                   f"scored {score}, so the bare backbone answered (chit-chat's own score: {reply.confidence:.2f}). {scores}")
+        else:
+            how = f"Routed by the dialogue manager (confidence {reply.confidence:.2f}, threshold {threshold:.2f}). {scores}"
     parts = [how, f"Decoding: {describe_decoding(settings)}."]
     if reply.knowledge:
-        parts.append("**Knowledge passage used:**\n\n> " + reply.knowledge.replace("\n", "\n> "))
+        parts.append(passage_markdown(reply))
     return "\n\n".join(parts)
 
 
 def knowledge_markdown(reply: Reply) -> str:
-    if not reply.knowledge:
-        return NO_KNOWLEDGE
-    return f"**{reply.skill}** grounded its reply on:\n\n> " + reply.knowledge.replace("\n", "\n> ")
+    return passage_markdown(reply) or NO_KNOWLEDGE
 
 
 # ---- conversation state -----------------------------------------------------------------------
@@ -218,10 +315,35 @@ def one_line(e: BaseException) -> str:
 # ---- the chat event ---------------------------------------------------------------------------
 
 
-def make_chat_handler(bot: AdapterBot):
-    """The generator behind ``/chat``: ``(message, mode, overrides, conversation)`` ->
-    ``(textbox, chatbot, conversation, scores, knowledge, knowledge accordion, do_sample,
-    temperature, top_p, max_new_tokens, repetition_penalty)``, yielded as the reply grows.
+def make_chat_validator(bot: AdapterBot) -> Callable[..., tuple]:
+    """The chat event's validator: Gradio runs it before the turn is queued and, on a refusal, shows
+    each message on its input (the message box, the routing menu) on the page, while an API client
+    raises ``ValidationError`` naming the parameter and the message."""
+
+    def verdict(check: Callable[[Any], Any], value: Any) -> dict:
+        try:
+            check(value)
+        except ValueError as e:
+            return gr.validate(False, one_line(e))
+        return gr.validate(True, "")
+
+    def validate(message: str | None, mode: str | None, overrides: Any, conversation: Any) -> tuple:
+        return (verdict(check_message, message), verdict(lambda m: parse_mode(m, bot), mode),
+                verdict(clean_overrides, overrides), gr.validate(True, ""))
+
+    return validate
+
+
+def make_chat_handler(bot: AdapterBot) -> Callable[..., Iterator[tuple]]:
+    """The page's chat event (``/chat``, undocumented: the page's own outputs; API users call
+    ``/respond``): ``(message, mode, overrides, conversation)`` -> ``(textbox, chatbot,
+    conversation, scores, knowledge, knowledge accordion, do_sample, temperature, top_p,
+    max_new_tokens, repetition_penalty)``, yielded as the reply grows.
+
+    Its validator (:func:`make_chat_validator`) refuses bad input before the turn is queued; the
+    same checks here give the turn its values and refuse with ``gr.Error`` should the input have
+    changed meaning since (a skill removed meanwhile). A turn that fails once generation has
+    begun first restores the conversation shown.
     """
     n_controls = len(DECODING_KEYS)
 
@@ -230,24 +352,15 @@ def make_chat_handler(bot: AdapterBot):
 
     def chat(message: str | None, mode: str | None, overrides: Any, conversation: dict | None) -> Iterator[tuple]:
         conversation = conversation if isinstance(conversation, dict) and "turns" in conversation else new_conversation()
-        text = (message or "").strip()
-        if not text:
-            gr.Warning("Type a message first: an empty message gets no reply.")
-            yield unchanged("", conversation)
-            return
-        if len(text) > MAX_MESSAGE_CHARS:
-            gr.Warning(f"That message is too long ({len(text)} characters); keep it under {MAX_MESSAGE_CHARS}.")
-            yield unchanged(message or "", conversation)
-            return
         try:
+            text = check_message(message)
             skill = parse_mode(mode, bot)
             moved = clean_overrides(overrides)
         except ValueError as e:
-            gr.Warning(one_line(e))
-            yield unchanged(message or "", conversation)
-            return
+            raise refusal(e) from None
 
         forced = skill != AUTO
+        threshold = manager_threshold(bot)
         history = [*conversation["turns"], text]
         before = [*conversation["messages"], {"role": "user", "content": text}]
         start = time.perf_counter()
@@ -264,24 +377,22 @@ def make_chat_handler(bot: AdapterBot):
             for reply in bot.stream(history, skill=skill, **moved):
                 if not label:  # routing is decided before the first token
                     settings = {**decoding_defaults(bot, reply.skill), **moved}
-                    label = skill_label(reply, forced, bot.manager is not None)
-                    details = details_markdown(reply, forced, settings)
+                    label = skill_label(reply, forced, threshold)
+                    details = details_markdown(reply, forced, settings, threshold)
                 yield ("", before + bot_messages(reply, label, details, done=False), gr.skip(), gr.skip(), gr.skip(),
                        gr.skip(), *([gr.skip()] * n_controls))
         except ValueError as e:  # e.g. a skill removed from another tab while this page still offered it
             log.warning("chat turn refused: %s", e)
-            gr.Warning(one_line(e))
             yield unchanged(message or "", conversation)
-            return
+            raise refusal(e) from None
         except Exception:
             log.exception("chat turn failed")
-            gr.Warning("Sorry, generating the reply failed; the server log has the details. Please try again.")
             yield unchanged(message or "", conversation)
-            return
+            raise gr.Error("Generating the reply failed; the server log has the details. Please try again.",
+                           title="No reply", print_exception=False) from None
         if reply is None:  # cannot happen with AdapterBot.stream, which always yields the final reply
-            gr.Warning("The bot returned no reply; please try again.")
             yield unchanged(message or "", conversation)
-            return
+            raise gr.Error("The bot returned no reply; please try again.", title="No reply", print_exception=False)
 
         messages = before + bot_messages(reply, label, details, done=True, seconds=time.perf_counter() - start)
         conversation = {"turns": [*history, reply.text], "messages": messages}
@@ -291,9 +402,72 @@ def make_chat_handler(bot: AdapterBot):
             scores = gr.Label(value=display_scores(opinion), label="Manager's scores · skill picked by hand")
         else:
             scores = gr.Label(value=None, label="Skill scores · no manager installed")
-        knowledge_title = f"Knowledge used · {reply.skill}" if reply.knowledge else "Knowledge used"
+        knowledge_title = f"Knowledge used · {reply.skill}" if reply.knowledge_used else \
+            f"Knowledge retrieved, not used · {reply.skill}" if reply.knowledge else "Knowledge used"
         controls = [gr.skip() if k in moved else settings[k] for k in DECODING_KEYS]
         yield ("", messages, conversation, scores, knowledge_markdown(reply),
                gr.Accordion(label=knowledge_title, open=bool(reply.knowledge)), *controls)
 
     return chat
+
+
+# ---- the API endpoint -------------------------------------------------------------------------
+
+
+class TurnResult(TypedDict):
+    """What ``/respond`` returns (documented in docs/http_api.md and the app's API page)."""
+
+    reply: str
+    skill: str | None
+    confidence: float | None
+    label: str
+    scores: dict[str, float]
+    passage: str | None
+
+
+# Shown as plain text on the app's API page (and passed to gr.api as the endpoint's description).
+RESPOND_DOC = f"""One turn of the chat, without page state: send the new message and, optionally, the earlier turns.
+
+Arguments: message (the user's new message, at most {MAX_MESSAGE_CHARS:,} characters); history (earlier turns,
+oldest first, user and bot alternating, at most {MAX_HISTORY_TURNS} turns of at most {MAX_MESSAGE_CHARS:,} characters
+each; default none); mode ("auto": the dialogue manager picks; an installed skill's name; or "bare": the
+backbone alone); overrides (decoding settings such as {{"temperature": 0.9, "do_sample": true}}; default the
+answering skill's own).
+
+Returns a dict: reply (the bot's text); skill (the skill that answered, null for the bare backbone);
+confidence (the manager's probability of the class that answered: the skill's, or chit-chat's scores["none"]
+when the bare backbone answered, also when it did because the top skill was under the threshold; null when the
+mode was picked by hand or no manager is installed); label (how the page labels the turn, e.g. "chit-chat (bare
+backbone) · top skill empathetic 0.74 is under the threshold 0.80"); scores (every class's probability,
+"none" = chit-chat; empty when the mode was picked by hand or no manager is installed); passage (the knowledge
+passage that went into the context, or null).
+
+Refusals raise an error naming the limit or the bad value: an empty or too long message, an unknown mode, a bad
+setting or history."""
+
+
+def make_respond_handler(bot: AdapterBot) -> Callable[..., TurnResult]:
+    """The function behind ``/respond`` (see :data:`RESPOND_DOC`); refusals raise ``gr.Error``."""
+
+    def respond(message: str, history: list[str] | None = None, mode: str = AUTO_MODE,
+                overrides: dict[str, Any] | None = None) -> TurnResult:
+        try:
+            turns = [*check_history(history), check_message(message)]
+            skill = parse_mode(mode, bot)
+            moved = clean_overrides(overrides)
+            threshold = manager_threshold(bot)
+            reply = bot.respond(turns, skill=skill, **moved)
+        except ValueError as e:
+            raise refusal(e) from None
+        except Exception:
+            log.exception("/respond failed")
+            raise gr.Error("Generating the reply failed; the server log has the details. Please try again.",
+                           title="No reply", print_exception=False) from None
+        return TurnResult(reply=reply.text, skill=reply.skill, confidence=reply.confidence,
+                          label=skill_label(reply, skill != AUTO, threshold), scores=dict(reply.scores),
+                          passage=reply.knowledge if reply.knowledge_used else None)
+
+    # gr.api reads the result's type from inspect.signature, which leaves this module's annotations as
+    # strings (``from __future__ import annotations``): resolved, TurnResult's fields reach the API docs.
+    respond.__signature__ = inspect.signature(respond, eval_str=True)  # type: ignore[attr-defined]
+    return respond

@@ -83,6 +83,20 @@ def _check_upload(path: str | None, what: str, suffixes: tuple[str, ...], max_mb
     return p
 
 
+def warnings_markdown(warnings: list[str]) -> str:
+    """The add's warnings as a block under the status line ("" when there are none)."""
+    if not warnings:
+        return ""
+    title = "Warning" if len(warnings) == 1 else f"{len(warnings)} warnings"
+    return f"\n\n> ⚠️ **{title}**\n>\n" + "".join(f"> - {sentence(w)}\n" for w in warnings)
+
+
+def sentence(text: str) -> str:
+    """``text`` with a capital first letter and a closing full stop."""
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text
+
+
 def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
     """``/add_skill``: ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate)`` ->
     ``(status, table, summary, remove menu)``; ``epochs`` and ``learning_rate`` may be left out (defaults)."""
@@ -120,6 +134,9 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
                   f"train/valid/test {result.splits.get('train')}/{result.splits.get('valid')}/{result.splits.get('test')}, "
                   f"test perplexity {result.test_ppl:.2f} (bare backbone {result.test_ppl_backbone:.2f}), "
                   f"trained in {result.train_seconds:.0f} s. {manager}")
+        status += warnings_markdown(result.warnings)
+        for warning in result.warnings:
+            gr.Warning(sentence(warning), title=f"Skill {result.name!r} installed with a warning", duration=None)
         gr.Info(f"Skill {result.name!r} installed; it is ready in the Chat tab.")
         return status, skills_table(bot), skills_summary(bot), gr.Dropdown(choices=bot.skills, value=None)
 
