@@ -22,7 +22,7 @@ from skills.knowledge import Retriever
 
 from .adapter import AdaptedModel
 from .backbone import load_backbone
-from .dialogue import DialogueError, build_context, context_budget, validate_history
+from .dialogue import DialogueError, build_context, context_budget, end_at_sentence, validate_history
 from .features import BackboneFeatures
 from .generation import generate_ids
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 MANAGER_DIR = "_manager"
-BARE_DECODING = {"do_sample": False, "max_new_tokens": 40, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3}
+BARE_DECODING = {"do_sample": False, "max_new_tokens": 60, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3}
 DECODING_KEYS = tuple(f.name for f in dataclasses.fields(DecodingSpec))
 
 
@@ -53,8 +53,9 @@ class Reply:
     Attributes:
         text: the generated reply.
         skill: the skill that answered, or ``None`` for the bare backbone (open chit-chat).
-        confidence: the manager's probability for its choice; ``None`` when the skill was
-            forced or no manager is installed.
+        confidence: the manager's calibrated probability of the class that answered: the skill's,
+            or ``scores["none"]`` when the bare backbone answered (also when the top skill's score
+            was under the threshold); ``None`` when the skill was forced or no manager is installed.
         scores: every class's probability for this turn (``"none"`` included) when the manager routed.
         knowledge: the passage retrieved (or the static text) for the skill, if any.
         knowledge_used: whether ``knowledge`` went into the context. A retrieved passage that
@@ -202,8 +203,13 @@ class AdapterBot:
         turn = self._prepare(history, skill, decoding)
         with self._lock:
             ids = generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.skill], **turn.decoding)[0]
-        turn.reply.text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        turn.reply.text = self._finish(ids, turn.decoding)
         return turn.reply
+
+    def _finish(self, ids: list[int], decoding: dict) -> str:
+        """The reply's text; one that ran out of ``max_new_tokens`` ends at its last full sentence."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return end_at_sentence(text) if len(ids) >= decoding["max_new_tokens"] else text
 
     def stream(self, history: Sequence[str], skill: str | None = AUTO, **decoding) -> Iterator[Reply]:
         """Like :meth:`respond`, yielding the reply as it grows, token by token: each yield is its own
@@ -213,25 +219,29 @@ class AdapterBot:
         turn = self._prepare(history, skill, decoding)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         errors: list[BaseException] = []
+        generated: list[list[int]] = []
 
         def work() -> None:
             try:
                 with self._lock:
-                    generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.skill], streamer=streamer, **turn.decoding)
+                    generated.extend(generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.skill],
+                                                  streamer=streamer, **turn.decoding))
             except BaseException as e:  # surfaced in the caller's thread below
                 errors.append(e)
                 streamer.end()
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        text = ""
+        text = shown = ""
         for piece in streamer:
             text += piece
-            yield dataclasses.replace(turn.reply, text=text.strip())
+            if text.strip() != shown:
+                shown = text.strip()
+                yield dataclasses.replace(turn.reply, text=shown)
         thread.join()
         if errors:
             raise errors[0]
-        turn.reply.text = text.strip()
+        turn.reply.text = self._finish(generated[0], turn.decoding)
         yield turn.reply
 
     def respond_batch(self, histories: Sequence[Sequence[str]], skills: Sequence[str | None], **decoding) -> list[str]:
@@ -244,7 +254,7 @@ class AdapterBot:
         settings = turns[0].decoding
         with self._lock:
             out = generate_ids(self.model, self.tokenizer, [t.context for t in turns], [t.reply.skill for t in turns], **settings)
-        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in out]
+        return [self._finish(ids, settings) for ids in out]
 
 
 __all__ = ["AdapterBot", "Reply", "DialogueError", "AUTO"]

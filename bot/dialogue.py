@@ -7,11 +7,15 @@ keeps its last tokens. Nothing typed by a user can become a special token.
 """
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 # Characters per token never exceed this for byte-level BPE on text we keep, so cutting a
 # huge message to this many characters per window token before encoding loses nothing used.
 _MAX_CHARS_PER_TOKEN = 16
+
+
+_SENTENCE_END = re.compile(r"[.!?]+['\")\]]*(?=\s|$)")
 
 
 class DialogueError(ValueError):
@@ -74,3 +78,10 @@ def build_context(tokenizer, history: Sequence[str], budget: int, knowledge: str
 def response_ids(tokenizer, response: str, max_tokens: int) -> list[int]:
     """Token ids of a reference response followed by EOS (for training and perplexity)."""
     return _encode(tokenizer, response, max_tokens - 1, keep="start") + [tokenizer.eos_token_id]
+
+
+def end_at_sentence(text: str) -> str:
+    """``text`` up to its last sentence end (``.``, ``!`` or ``?``): a reply cut by its token budget
+    then ends on a whole sentence. Text with no sentence end is kept whole."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]] if ends else text

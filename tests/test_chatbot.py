@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from bot.dialogue import DialogueError
+from bot.dialogue import DialogueError, end_at_sentence
 
 
 @contextmanager
@@ -108,6 +108,21 @@ def test_stream_yields_snapshots_growing_to_the_greedy_reply(tiny_bot):
     assert len({id(p) for p in parts}) == len(parts), "stream() yielded the same object twice"
     assert [p.text for p in parts] == texts, "a yielded reply changed after it was yielded"
     assert all(p.skill == "alpha" for p in parts)
-    assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
-    assert len(set(texts)) >= 3 and len(texts[0]) < len(texts[-1])  # the text grows, word by word
-    assert texts[-1] == tiny_bot.respond(history, skill="alpha", max_new_tokens=12, do_sample=False).text
+    growing, final = texts[:-1], texts[-1]
+    assert all(growing[i + 1].startswith(growing[i]) and growing[i + 1] != growing[i] for i in range(len(growing) - 1))
+    assert len(growing) >= 3 and len(growing[0]) < len(growing[-1])  # the text grows, word by word
+    assert growing[-1].startswith(final)  # the last one is complete: cut back to a whole sentence at most
+    assert final == tiny_bot.respond(history, skill="alpha", max_new_tokens=12, do_sample=False).text
+
+
+def test_a_reply_cut_by_its_budget_ends_at_its_last_full_sentence():
+    assert end_at_sentence("I loved it. But the book was") == "I loved it."
+    assert end_at_sentence('Hi! He said "ok." Then') == 'Hi! He said "ok."'
+    assert end_at_sentence("no sentence end at all") == "no sentence end at all"
+    assert end_at_sentence("pi is 3.14 and") == "pi is 3.14 and"  # a decimal point ends nothing
+
+
+def test_only_a_reply_that_ran_out_of_tokens_is_cut_back(tiny_bot):
+    ids = tiny_bot.tokenizer("Sure. And then", add_special_tokens=False)["input_ids"]
+    assert tiny_bot._finish(ids, {"max_new_tokens": len(ids)}) == "Sure."
+    assert tiny_bot._finish(ids, {"max_new_tokens": len(ids) + 1}).endswith("then")  # ended by EOS: kept whole
