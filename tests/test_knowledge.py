@@ -119,3 +119,25 @@ def test_building_an_index_logs_nothing_below_warning(facts_file, caplog):
     caplog.set_level("DEBUG")
     Retriever.from_file(facts_file).search("capital of France")
     assert [r.getMessage() for r in caplog.records if r.name.startswith("bm25s")] == []
+
+
+def test_a_passage_that_does_not_cover_the_question_is_found_but_not_used(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"text": "What is the most populous city in Canada?\\nToronto"}\n'
+                    '{"text": "Which artist painted Guernica?\\nPablo Picasso"}\n'
+                    '{"text": "Who wrote Hamlet?\\nWilliam Shakespeare"}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    asked = retriever.lookup("who wrote hamlet", min_overlap=0.6)
+    assert asked.used and asked.text.endswith("William Shakespeare") and asked.coverage == 1.0
+    unknown = retriever.lookup("What's the capital of Canada?", min_overlap=0.6)
+    assert unknown.text.endswith("Toronto") and not unknown.used and unknown.coverage < 0.6
+    assert retriever.lookup("What's the capital of Canada?").used  # min_overlap 0: always the best passage
+    assert retriever.lookup("zebra quokka").passage is None
+
+
+def test_every_trained_abstention_reads_as_one():
+    from bot.evaluation.knowledge_check import abstains
+    from bot.recipes.skills import ABSTAIN
+
+    assert all(abstains(reply) for reply in ABSTAIN)
+    assert not abstains("William Shakespeare") and not abstains("Toronto is the most populous city.")

@@ -268,3 +268,33 @@ def test_a_model_plugs_in_as_feature_function(tmp_path):
     manager.save(tmp_path)
     loaded = DialogueManager.load(tmp_path, feature_fn=fn)
     assert loaded.scores(train[NONE][:4]) == manager.scores(train[NONE][:4])
+
+
+def test_the_temperature_is_fitted_on_held_out_histories_and_kept_through_add_and_remove(tmp_path):
+    labels = [NONE, "empathetic", "tech_support"]
+    manager = DialogueManager(ManagerConfig(exemplars_per_class=30, epochs=30))
+    manager.fit(data(labels, 40, seed=0), feature_fn=HashingBag(), calibration=data(labels, 20, seed=1))
+    fitted_t = manager.config.temperature
+    assert fitted_t != 1.0 and manager.calibration.counts() == {c: 20 for c in labels}
+    logits = manager.head(manager.features(dialogues("empathetic", 3, seed=5)))
+    torch.testing.assert_close(manager.probabilities(manager.features(dialogues("empathetic", 3, seed=5))),
+                               torch.softmax(logits / fitted_t, dim=-1))
+    manager.add_class("trivia", dialogues("trivia", 40, seed=0), calibration=dialogues("trivia", 20, seed=1))
+    assert manager.calibration.counts()["trivia"] == 20 and manager.config.temperature > 0
+    manager.save(tmp_path / "m")
+    loaded = DialogueManager.load(tmp_path / "m", feature_fn=HashingBag())
+    assert loaded.config.temperature == manager.config.temperature
+    assert loaded.calibration.counts() == manager.calibration.counts()
+    loaded.remove_class("trivia")
+    assert "trivia" not in loaded.calibration.classes
+    # after removing the class it was added with, the temperature is the one of the three classes again
+    assert loaded.config.temperature == pytest.approx(fitted_t)
+
+
+def test_calibration_report_counts_the_gap_between_confidence_and_accuracy():
+    from manager import calibration_report
+
+    report = calibration_report([0.95, 0.95, 0.55, 0.55], [True, True, True, False])
+    assert report["ece"] == pytest.approx((2 * 0.05 + 2 * 0.05) / 4)
+    assert [b["count"] for b in report["bins"]] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 2]
+    assert calibration_report([0.9, 0.9], [False, False])["ece"] == pytest.approx(0.9)

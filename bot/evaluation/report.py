@@ -384,6 +384,10 @@ def _markdown(report: dict, forgetting_parsed, plots: dict[str, Path]) -> str:
         out += [_table(["true \\ routed"] + labels, rows), ""]
     out += [f"![Routing confusion matrix]({plots['confusion'].name})", ""]
 
+    from .user_report import user_markdown
+
+    out += user_markdown(report, plots.get("reliability"))
+
     if forgetting_parsed is not None:
         order, metric, methods = forgetting_parsed
         out += [
@@ -541,6 +545,8 @@ def write_report(report: dict, out_dir: Path, forgetting: dict | None = None) ->
     plots = {"ppl": out_dir / "ppl.png", "confusion": out_dir / "confusion.png"}
     if parsed is not None:
         plots["forgetting"] = out_dir / "forgetting.png"
+    if data.get("conversations"):
+        plots["reliability"] = out_dir / "reliability.png"
 
     json_path = out_dir / "report.json"
     md_path = out_dir / "report.md"
@@ -551,5 +557,9 @@ def write_report(report: dict, out_dir: Path, forgetting: dict | None = None) ->
                     plots["confusion"])
     if parsed is not None:
         _plot_forgetting(*parsed, plots["forgetting"])
+    if "reliability" in plots:
+        from .user_report import plot_reliability
+
+        plot_reliability(data["conversations"]["calibration"], plots["reliability"])
     _write_text(md_path, _markdown(data, parsed, plots))
     return [json_path, md_path, *plots.values()]

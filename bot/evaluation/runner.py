@@ -43,8 +43,11 @@ from tqdm.auto import tqdm
 
 from skills.data import Example, read_source
 
+from .conversation_routing import conversation_routing
+from .knowledge_check import knowledge_check, out_of_knowledge
 from .metrics import text_metrics
 from .predictions import read_predictions, score_predictions
+from .reply_proxies import PROXIES, proxy_report
 
 __all__ = ["evaluate_bot", "run_eval", "skill_examples", "split_examples_of", "knowledge_for", "BATCH_SIZE", "ROUTINGS"]
 
@@ -250,7 +253,7 @@ def evaluate_bot(bot, skills: Sequence[str] | None = None, limit: int | None = N
     data = {name: skill_examples(bot, name, limit) for name in names}
     rows = sum(len(v) for v in data.values())
     bar = tqdm(total=rows * 5 + 1, desc="evaluating", unit="row", disable=None if progress else True)
-    report: dict = {"skills": {}, "routings": {r: {} for r in ROUTINGS}, "samples": {}}
+    report: dict = {"skills": {}, "routings": {r: {} for r in ROUTINGS}, "samples": {}, "proxies": {}, "knowledge": {}}
     try:
         for name, examples in data.items():
             spec = bot.specs[name]
@@ -268,6 +271,12 @@ def evaluate_bot(bot, skills: Sequence[str] | None = None, limit: int | None = N
             report["routings"]["auto"][name]["bare_routed"] = sum(r is None for r in auto) / len(auto)
             report["skills"][name] = {"n": len(examples), "ppl": ppl, "ppl_backbone": ppl_bare,
                                       **{k: v for k, v in report["routings"]["oracle"][name].items() if k != "n"}}
+            if name in PROXIES:
+                report["proxies"][name] = proxy_report(name, [e.context for e in examples],
+                                                       {r: texts[r] for r in ("oracle", "auto")})
+            if spec.knowledge.mode == "retrieval":
+                bar.set_postfix_str(f"{name}: knowledge")
+                report["knowledge"][name] = knowledge_check(bot, name, examples, out_of_knowledge("test")[:limit])
             report["samples"][name] = [
                 {"context": e.context, "knowledge": e.knowledge, "reference": e.response,
                  **{routing: texts[routing][i] for routing in ROUTINGS}, "auto_skill": auto[i]}
@@ -275,11 +284,14 @@ def evaluate_bot(bot, skills: Sequence[str] | None = None, limit: int | None = N
             ]
         bar.set_postfix_str("routing")
         report["routing"], routing_note = _routing(bot, names, limit)
+        if bot.manager is not None and names:
+            bar.set_postfix_str("routing in conversations")
+            report["conversations"] = conversation_routing(bot, seed)
         bar.update(1)
     finally:
         bar.close()
     if not names:  # a predictions file alone: no routing table to show
-        del report["routings"], report["samples"]
+        del report["routings"], report["samples"], report["proxies"], report["knowledge"]
     if scored is not None:
         report["predictions"] = scored
 

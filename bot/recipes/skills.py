@@ -1,4 +1,7 @@
-"""Recipe: train the bundled skills on ``chatterbot-corpus``, the dialogue manager, and their cards.
+"""Recipe: train the bundled skills, the dialogue manager, and their cards.
+
+Data: ``skills/sources/`` (written for the project, see its README), Chit-Chat's bad-news
+exchanges, and chatterbot-corpus's factual questions.
 
 Run ``python -m bot.recipes.skills --help``. Each skill is added exactly as a user adds
 one (``bot.skill_builder.add_skill``), into a fresh folder that replaces ``skills/bundled``
@@ -7,16 +10,21 @@ when everything has succeeded. The cards' figures are those of ``adapterbot eval
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from typing import Callable
+
 from skills import BUNDLED_DIR
-from skills.corpora import chitchat_conversations
-from skills.data import Example, read_source
+from skills.corpora import bad_news_exchanges, chitchat_conversations, split_of
+from skills.data import Example, read_source, write_jsonl
+from skills.knowledge import Retriever
 from skills.spec import AdapterTraining, DecodingSpec
 
 def chitchat_phrases() -> list[str]:
@@ -53,40 +61,141 @@ def counterfactual(examples: list[Example], copies: int = 8, seed: int = 0, phra
     return out
 
 
+SOURCES = BUNDLED_DIR.parent / "sources"
+TRIVIA_CATEGORIES = "trivia,science,history,literature,movies,sports,politics"
+# A factual question: it asks (question word, or a question mark) and is not addressed to the bot.
+FACT_QUESTION = re.compile(r"^(who|what|which|when|where|why|how|in what|in which|name)\b|\?$", re.IGNORECASE)
+TO_THE_BOT = re.compile(r"\b(you|your|yours|yourself)\b", re.IGNORECASE)
+# Mined Chit-Chat exchanges that pass the BAD_NEWS/SYMPATHY filter but were rejected by hand
+# (read all 9: "so sad I have to go to dinner", and a happy answer to a question about a late grandma).
+REJECTED_BAD_NEWS = ("2d716f74", "3d26ea57")
+ABSTAIN = ("I'm not sure, I don't know that one.", "Hmm, I don't know the answer to that, sorry.",
+           "I'm afraid I don't know that one.", "Sorry, I'm not sure about that one.")
+OVERLAPS = tuple(round(0.05 * i, 2) for i in range(4, 19))  # min_overlap candidates 0.20 .. 0.90
+
+
+def mined_empathy() -> list[Example]:
+    """Chit-Chat's bad-news exchanges (``skills.corpora.bad_news_exchanges``) kept by hand, one group per conversation."""
+    return [Example(conv.turns[max(0, i - 2) : i + 1], conv.turns[i + 1], None, f"chitchat:{conv.id}")
+            for conv, i in bad_news_exchanges() if not conv.id.startswith(REJECTED_BAD_NEWS)]
+
+
+def trivia_examples() -> list[Example]:
+    """chatterbot's factual questions, each with its passage, plus the same question as people type it.
+
+    A question and its casual rephrasing share a group, so they land in the same split.
+    """
+    facts = [e for e in read_source(f"chatterbot:{TRIVIA_CATEGORIES}", Path(".")).examples
+             if len(e.context) == 1 and FACT_QUESTION.search(e.context[0].strip()) and not TO_THE_BOT.search(e.context[0])]
+    casual = {}
+    for line in (SOURCES / "trivia_casual.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        casual.setdefault(row["question"], row["casual"])
+    out = []
+    for e in facts:
+        passage, group = f"{e.context[0]}\n{e.response}", e.context[0]
+        out.append(Example(e.context, e.response, passage, group))
+        if e.context[0] in casual:
+            out.append(Example([casual[e.context[0]]], e.response, passage, group))
+    return out
+
+
+def out_of_knowledge(split: str) -> list[str]:
+    """Questions of ``skills/sources/out_of_knowledge.jsonl`` whose answer is in no passage, by split
+    (40% test, 20% valid, 40% train; by the question's hash)."""
+    rows = [json.loads(line) for line in (SOURCES / "out_of_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
+    return [r["question"] for r in rows if split_of(r["question"], valid_pct=20, test_pct=40) == split]
+
+
+def abstain_reply(question: str) -> str:
+    """One of the natural "I don't know" replies, the same for the same question."""
+    return ABSTAIN[int(hashlib.sha1(question.encode("utf-8")).hexdigest(), 16) % len(ABSTAIN)]
+
+
+def with_abstentions(knowledge: Path) -> Callable[[list[Example]], list[Example]]:
+    """Trivia's augmentation: counterfactual copies, and "I don't know" where the passage can't answer.
+
+    Abstention examples: every training question once more without a passage, and every
+    out-of-knowledge training question both without a passage and with the unrelated passage
+    BM25 finds for it. With nothing to copy, the reply is a plain "I don't know".
+    """
+    retriever = Retriever.from_file(knowledge)
+
+    def augment(train: list[Example]) -> list[Example]:
+        out = counterfactual(train, copies=4)
+        out += [Example(e.context, abstain_reply(e.context[-1]), None) for e in train]
+        for q in out_of_knowledge("train"):
+            out.append(Example([q], abstain_reply(q), None))
+            found = retriever.lookup(q)
+            if found.text:
+                out.append(Example([q], abstain_reply(q), found.text))
+        return out
+
+    return augment
+
+
+def choose_min_overlap(bot, name: str) -> dict:
+    """The ``min_overlap`` with the best balanced accuracy on validation questions: the skill's valid
+    split (the passage should be used) against out-of-knowledge valid questions (it should not).
+    Saved into the skill's spec; returns the sweep."""
+    from bot.evaluation.runner import split_examples_of
+
+    retriever = bot.retrievers[name]
+    inside = [retriever.lookup(e.context[-1]).coverage for e in split_examples_of(bot, name, "valid")]
+    outside = [retriever.lookup(q).coverage for q in out_of_knowledge("valid")]
+    sweep = {t: (sum(c >= t for c in inside) / len(inside) + sum(c < t for c in outside) / len(outside)) / 2
+             for t in OVERLAPS}
+    best = max(OVERLAPS, key=lambda t: (sweep[t], -t))
+    spec = bot.registry.spec(name)
+    spec.knowledge.min_overlap = best
+    spec.save(bot.registry.path(name))
+    bot.load_skill(name)
+    return {"min_overlap": best, "balanced_accuracy": sweep}
+
+
 BUNDLED = {
     "empathetic": {
-        "data": "chatterbot:emotion,psychology",
-        "description": "Listens and answers feelings, moods and worries with empathy.",
+        "source": "`skills/sources/empathetic.jsonl` (written for the project) and Chit-Chat's bad-news exchanges (mined)",
+        "description": "Listens when you share something hard, and answers with sympathy.",
     },
     "trivia": {
-        "data": "chatterbot:trivia,science,history,literature,movies,sports,politics",
-        "description": "Answers factual questions, grounded on the passage it retrieves from its knowledge file.",
+        "source": "chatterbot-corpus factual questions (trivia, science, history, literature, movies, sports, politics), "
+                  "their rephrasings in `skills/sources/trivia_casual.jsonl`, and abstentions",
+        "description": "Answers factual questions from its knowledge file, and says so when it doesn't know.",
         "knowledge": True,
         # Copying from the passage must not be penalised: no repetition penalty, no n-gram ban across the
-        # context; but no bigram twice within the reply (on validation: F1 0.59 -> 0.62, and no "Ivy Ivy Ivy").
+        # context; but no bigram twice within the reply (no "Ivy Ivy Ivy").
         "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, reply_no_repeat_ngram_size=2,
                                  max_new_tokens=32),
-        "augment": counterfactual,
     },
     "tech_support": {
-        "data": "chatterbot:tech_support",
-        "description": "Helps with computer, printer, network and password problems.",
+        "source": "`skills/sources/tech_support.jsonl` (written for the project; split by problem)",
+        "description": "Troubleshoots Wi-Fi, printers, passwords, slow or hot computers, sound, phones and more.",
     },
 }
 TRAINING = AdapterTraining(bottleneck=64, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
 
 
-def knowledge_file(source: str, folder: Path) -> Path:
-    """A JSONL passage file, one passage per question/answer pair: the question, a line break, the answer.
+def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
+    """The skill's examples as one JSONL in ``folder``, and its knowledge file (``None`` without one).
 
-    After a line break the answer encodes to the same tokens as at the start of a reply
-    (byte-level BPE folds a leading space into the word that follows it), so the adapter can
-    copy the answer token for token.
+    Trivia's passages are its questions, a line break, the answer: after a line break the answer
+    encodes to the same tokens as at the start of a reply (byte-level BPE folds a leading space
+    into the word that follows it), so the adapter can copy the answer token for token.
     """
-    path = folder / "knowledge.jsonl"
-    passages = {f"{e.context[-1]}\n{e.response}" for e in read_source(source, Path(".")).examples}
-    path.write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in sorted(passages)), encoding="utf-8")
-    return path
+    if name == "tech_support":
+        return SOURCES / "tech_support.jsonl", None
+    data = folder / f"{name}.jsonl"
+    if name == "empathetic":
+        rows = read_source(str(SOURCES / "empathetic.jsonl"), Path(".")).examples + mined_empathy()
+        write_jsonl(rows, data)
+        return data, None
+    rows = trivia_examples()
+    write_jsonl(rows, data)
+    knowledge = folder / "knowledge.jsonl"
+    passages = sorted({e.knowledge for e in rows})
+    knowledge.write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in passages), encoding="utf-8")
+    return data, knowledge
 
 
 def write_card(folder: Path, spec, figures: dict, bare: dict, routing: dict) -> None:
@@ -98,7 +207,7 @@ def write_card(folder: Path, spec, figures: dict, bare: dict, routing: dict) -> 
     card = spec.card
     lines = [
         f"# Skill `{spec.name}`", "", spec.description, "",
-        f"- Data: `{spec.data[0]}` (chatterbot-corpus), {sum(spec.splits.values())} unique examples; "
+        f"- Data: {BUNDLED[spec.name]['source']}; {sum(spec.splits.values())} unique examples; "
         f"splits train {spec.splits['train']} / valid {spec.splits['valid']} / test {spec.splits['test']}",
         f"- Knowledge: {spec.knowledge.mode}" + (f" (`{spec.knowledge.file}`, BM25)" if spec.knowledge.file else ""),
         f"- Adapter: bottleneck {spec.adapter.bottleneck}, {card['trainable_params']:,} parameters "
@@ -122,15 +231,18 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
     from bot.skill_builder import add_skill
 
     work = Path(tempfile.mkdtemp(prefix=".bundled-", dir=out.parent))
-    scratch = Path(tempfile.mkdtemp(prefix="adapterbot-knowledge-"))
+    scratch = Path(tempfile.mkdtemp(prefix="adapterbot-recipe-"))
     try:
         bot = AdapterBot.from_pretrained(backbone, work)
         for name in names:
             recipe = BUNDLED[name]
-            knowledge = knowledge_file(recipe["data"], scratch) if recipe.get("knowledge") else None
-            r = add_skill(bot, name, recipe["data"], description=recipe["description"], knowledge=knowledge,
-                          training=TRAINING, decoding=recipe.get("decoding", DecodingSpec()), augment=recipe.get("augment"))
+            data, knowledge = skill_data(name, scratch)
+            r = add_skill(bot, name, data, description=recipe["description"], knowledge=knowledge, training=TRAINING,
+                          decoding=recipe.get("decoding", DecodingSpec()), data_label=f"bundled recipe: {name}",
+                          augment=with_abstentions(knowledge) if knowledge else None)
             print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
+            if knowledge:
+                print(f"{name}: knowledge min_overlap {choose_min_overlap(bot, name)['min_overlap']} (chosen on validation)")
         routing = train_manager(bot)
         print(f"manager: held-out routing accuracy {100 * routing['accuracy']:.1f}%")
         if out.exists():

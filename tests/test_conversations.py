@@ -1,0 +1,49 @@
+"""Routing histories shaped like real conversations: deterministic, every length, the skill's turn last."""
+from __future__ import annotations
+
+from collections import Counter
+
+from bot import conversations
+from skills.corpora import bad_news_exchanges, shares_bad_news
+from skills.data import Example, split_examples
+
+
+def test_chitchat_histories_are_deterministic_and_of_every_length():
+    a = conversations.chitchat_histories("valid", 200, seed=3)
+    assert a == conversations.chitchat_histories("valid", 200, seed=3)
+    assert a != conversations.chitchat_histories("valid", 200, seed=4)
+    lengths = Counter(len(h) for h in a)
+    assert set(lengths) == set(range(1, conversations.MAX_TURNS + 1))
+    assert lengths[1] >= 40  # openings and greetings: a conversation's first turn is chit-chat too
+    assert not any(shares_bad_news(h[-1]) for h in a)  # the empathetic skill's turns are not chit-chat
+
+
+def test_a_skill_turn_comes_as_it_is_and_after_a_chitchat_opening():
+    contexts = [["my wifi keeps dropping"], ["my printer is offline", "Is it on the same network?", "yes it is"]]
+    histories = conversations.skill_histories(contexts, "valid", seed=0)
+    assert histories[:2] == contexts
+    for context, history in zip(contexts, histories[2:]):
+        assert history[-len(context):] == context and 1 <= len(history) - len(context) <= conversations.MAX_TURNS - 1
+    assert histories == conversations.skill_histories(contexts, "valid", seed=0)
+
+
+def test_chitchat_after_a_skill_exchange_follows_its_reply():
+    examples = [Example(["my laptop is slow"], "Try closing the programs you are not using.")]
+    [history] = conversations.chitchat_after_skill(examples, "valid")
+    assert history[:2] == ["my laptop is slow", "Try closing the programs you are not using."] and len(history) == 3
+
+
+def test_the_bad_news_filter_and_mining_are_deterministic():
+    assert shares_bad_news("I failed my exam today and feel awful")
+    assert shares_bad_news("my grandma passed away last week")
+    assert not shares_bad_news("what did you do this weekend?")
+    mined = bad_news_exchanges()
+    assert mined and [(c.id, i) for c, i in mined] == [(c.id, i) for c, i in bad_news_exchanges()]
+
+
+def test_a_group_never_straddles_splits():
+    rows = [Example([f"problem {g} message {i}"], f"reply {g} {i}", None, f"problem-{g}") for g in range(40) for i in range(6)]
+    splits = split_examples(rows)
+    groups = {name: {e.group for e in split} for name, split in splits.items()}
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["valid"])
+    assert not (groups["valid"] & groups["test"]) and all(groups.values())
