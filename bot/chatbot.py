@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from manager import DialogueManager
+from manager import DialogueManager, ManagerConfig
 from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
@@ -142,6 +142,8 @@ class AdapterBot:
         manager_storage.recover(folder)
         if (folder / "manager_config.json").exists():
             try:
+                recorded = ManagerConfig.load(folder).feature_name
+                self.features = BackboneFeatures.from_name(self.model, self.tokenizer, recorded) or self.features
                 self.manager = DialogueManager.load(folder, feature_fn=self.features)
             except Exception as e:  # a damaged manager never stops the bot
                 log.warning("dialogue manager not loaded: %s", e)

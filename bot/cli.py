@@ -22,7 +22,7 @@ TRAINING_FLAGS = {
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    """The options every command takes (DESIGN.md): backbone, skills folder, device."""
+    """The options every command takes (docs/DESIGN.md): backbone, skills folder, device."""
     p.add_argument("--backbone", default=None, metavar="ID|PATH",
                    help="hub id (e.g. microsoft/DialoGPT-small; downloaded only then) or local folder; default: the bundled offline backbone")
     p.add_argument("--skills-dir", type=Path, default=None, metavar="DIR",
@@ -128,10 +128,13 @@ def cmd_manager_train(args) -> int:
     from .manager_training import train_manager
 
     bot = _load_bot(args)
-    report = train_manager(bot, threshold=args.threshold)
+    report = train_manager(bot, threshold=args.threshold, blocks=args.blocks)
     how = "given" if args.threshold is not None else "chosen on validation turns"
+    if len(report["blocks"]) > 1:
+        print("validation balanced recall by feature blocks: "
+              + ", ".join(f"{n}: {v:.3f}" for n, v in report["blocks"].items()))
     print(f"dialogue manager trained on {', '.join(report['labels'])}: held-out accuracy {100 * report['accuracy']:.1f}%, "
-          f"threshold {bot.manager.config.threshold:g} ({how})")
+          f"threshold {bot.manager.config.threshold:g} ({how}), features {bot.manager.config.feature_name}")
     return 0
 
 
@@ -191,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(m)
     m.add_argument("--threshold", type=_probability, default=None,
                    help="route to a skill only when its probability reaches this (default: the best of 0.5-0.9 on validation turns)")
+    m.add_argument("--blocks", type=int, nargs="+", default=(), metavar="N",
+                   help="candidate numbers of backbone blocks the routing features read; the best on validation "
+                        "wins (default: a sixth of the blocks)")
     m.set_defaults(func=cmd_manager_train)
 
     ev = sub.add_parser("eval", help="offline evaluation: per-skill metrics, routing, baselines")

@@ -7,7 +7,10 @@ length, and the history's length cannot predict its class:
 - ``none``: Chit-Chat histories ending at any turn, the first included (greetings), 1 to
   ``MAX_TURNS`` turns long;
 - a skill: each of its contexts as it is, and after a Chit-Chat opening of 1 to ``MAX_TURNS - 1`` turns;
-- ``none`` again: a Chit-Chat turn after a skill's whole exchange (context, reply).
+- ``none`` again: a Chit-Chat turn after a skill's whole exchange (context, reply);
+- ``none`` also: messages people send a chatbot that no skill answers (greetings, thanks, jokes,
+  questions about the bot: ``skills/sources/open_chitchat.jsonl``, written for the project), as
+  they stand and after a Chit-Chat opening; 75% ``train``, 25% ``valid``, none in ``test``.
 
 Which Chit-Chat split feeds which use: ``train`` for the manager's training memory, ``valid``
 for its calibration memory and threshold, ``test`` for ``adapterbot eval``. Everything is drawn
@@ -16,13 +19,17 @@ from a seeded ``random.Random``, so the same inputs give the same histories on e
 from __future__ import annotations
 
 import functools
+import json
 import random
+from pathlib import Path
 from typing import Sequence
 
-from skills.corpora import Conversation, Split, chitchat_conversations, shares_bad_news
+from skills import BUNDLED_DIR
+from skills.corpora import Conversation, Split, chitchat_conversations, shares_bad_news, split_of
 from skills.data import Example
 
 MAX_TURNS = 6
+OPEN_CHITCHAT = BUNDLED_DIR.parent / "sources" / "open_chitchat.jsonl"
 
 
 @functools.cache
@@ -71,3 +78,11 @@ def chitchat_after_skill(examples: Sequence[Example], split: Split, seed: int = 
     rng = random.Random(f"chitchat-after-skill:{split}:{seed}")
     tails = chitchat_histories(split, len(examples), seed)
     return [[*e.context, e.response, tail[rng.randrange(len(tail))]] for e, tail in zip(examples, tails)]
+
+
+def open_chitchat(split: Split, path: Path = OPEN_CHITCHAT) -> list[list[str]]:
+    """The written open chit-chat messages of ``split`` (by hash: 75% train, 25% valid, none test),
+    each as it stands and after a Chit-Chat opening of the same split."""
+    rows = [json.loads(line)["message"] for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    messages = [[m] for m in rows if split_of(m, valid_pct=25, test_pct=0) == split]
+    return skill_histories(messages, split, seed=1)

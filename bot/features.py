@@ -47,6 +47,19 @@ class BackboneFeatures:
         self.name = f"backbone-lastprev:{model.signature.backbone}:blocks={self.layers}:tokens={max_tokens}"
         self.dim = 2 * model.signature.hidden_size
 
+    @classmethod
+    def from_name(cls, model: AdaptedModel, tokenizer, name: str) -> "BackboneFeatures | None":
+        """The features a manager recorded as ``name`` (its block and token counts), or ``None``
+        when ``name`` is not this class's on this backbone."""
+        kind, _, rest = name.partition(":")
+        backbone, _, settings = rest.rpartition(":blocks=")
+        layers, _, tokens = settings.partition(":tokens=")
+        if kind != "backbone-lastprev" or backbone != model.signature.backbone or not (layers.isdigit() and tokens.isdigit()):
+            return None
+        if not 1 <= int(layers) <= model.signature.num_layers:
+            return None
+        return cls(model, tokenizer, max_tokens=int(tokens), layers=int(layers))
+
     @torch.no_grad()
     def __call__(self, histories: Sequence[Sequence[str]]) -> torch.Tensor:
         contexts, last_lens = [], []

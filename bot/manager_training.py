@@ -8,7 +8,9 @@ their ``valid`` counterparts the calibration memory and the threshold; nothing o
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Sequence
 
 from manager import NONE, DialogueManager, ManagerConfig
 from skills.corpora import Split
@@ -16,6 +18,7 @@ from skills.data import Example, read_source
 
 from . import conversations
 from .chatbot import MANAGER_DIR, AdapterBot
+from .features import BackboneFeatures
 
 NONE_HISTORIES = {"train": 1200, "valid": 400}
 THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -36,7 +39,7 @@ def routing_data(bot: AdapterBot, split: Split) -> dict[str, list[list[str]]]:
     examples = split_examples(bot, split)
     n = NONE_HISTORIES.get(split, NONE_HISTORIES["valid"])
     after = [h for name in bot.skills for h in conversations.chitchat_after_skill(examples[name], split)]
-    data = {NONE: conversations.chitchat_histories(split, n) + after}
+    data = {NONE: conversations.chitchat_histories(split, n) + after + conversations.open_chitchat(split)}
     data.update({name: class_histories(examples[name], split) for name in bot.skills})
     return data
 
@@ -49,36 +52,49 @@ def first_turn_data(bot: AdapterBot, split: Split, n_none: int = 300) -> dict[st
     return data
 
 
+def balanced_recall(report: dict) -> float:
+    """Mean per-class recall of a routing report: every class counts the same, however many turns it has."""
+    return sum(r["recall"] for r in report["per_skill"].values()) / len(report["per_skill"])
+
+
 def calibrate_threshold(manager: DialogueManager, data: dict[str, list[list[str]]]) -> float:
-    """The threshold in THRESHOLDS with the best class-balanced routing accuracy on ``data`` (ties: the lowest)."""
+    """The threshold in THRESHOLDS with the best balanced recall on ``data`` (ties: the lowest)."""
     best, best_score = manager.config.threshold, -1.0
     for threshold in THRESHOLDS:
         manager.config.threshold = threshold
-        report = manager.evaluate(data)
-        score = sum(r["recall"] for r in report["per_skill"].values()) / len(report["per_skill"])
+        score = balanced_recall(manager.evaluate(data))
         if score > best_score:
             best, best_score = threshold, score
     manager.config.threshold = best
     return best
 
 
-def train_manager(bot: AdapterBot, threshold: float | None = None, config: ManagerConfig | None = None) -> dict:
+def train_manager(bot: AdapterBot, threshold: float | None = None, config: ManagerConfig | None = None,
+                  blocks: Sequence[int] = ()) -> dict:
     """Fit a new manager on every loaded skill, save it beside the skills, load it into ``bot``.
 
     Without an explicit ``threshold`` it is chosen on validation histories (never the test ones).
+    ``blocks``: candidate numbers of backbone blocks the features read; each is fitted and the
+    one with the best balanced recall on validation wins (default: the features ``bot`` has).
 
-    Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out histories.
+    Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out histories,
+    plus ``"blocks"``: each candidate's validation balanced recall.
     """
     if not bot.skills:
         raise ValueError(f"no skills are installed in {bot.registry.root}; add one with `adapterbot skill add`")
-    config = config or ManagerConfig()
-    if threshold is not None:
-        config.threshold = threshold
-    manager = DialogueManager(config, feature_fn=bot.features)
-    validation = routing_data(bot, "valid")
-    manager.fit(routing_data(bot, "train"), calibration=validation)
-    if threshold is None:
-        calibrate_threshold(manager, validation)
-    manager.save(bot.registry.root / MANAGER_DIR)
-    bot.manager = manager
-    return manager.evaluate(routing_data(bot, "test"))
+    train, validation = routing_data(bot, "train"), routing_data(bot, "valid")
+    candidates = [BackboneFeatures(bot.model, bot.tokenizer, layers=n) for n in blocks] or [bot.features]
+    best, sweep = None, {}
+    for features in candidates:
+        manager = DialogueManager(dataclasses.replace(config or ManagerConfig()), feature_fn=features)
+        if threshold is not None:
+            manager.config.threshold = threshold
+        manager.fit(train, calibration=validation)
+        if threshold is None:
+            calibrate_threshold(manager, validation)
+        sweep[features.layers] = balanced_recall(manager.evaluate(validation))
+        if best is None or sweep[features.layers] > sweep[best.feature_fn.layers]:
+            best = manager
+    best.save(bot.registry.root / MANAGER_DIR)
+    bot.manager, bot.features = best, best.feature_fn
+    return {**best.evaluate(first_turn_data(bot, "test")), "blocks": sweep}

@@ -69,3 +69,12 @@ def test_a_block_count_outside_the_backbone_is_refused(deep, layers):
     model, tok = deep
     with pytest.raises(ValueError, match="layers must be between 1 and the backbone's 4 blocks"):
         BackboneFeatures(model, tok, layers=layers)
+
+
+def test_features_are_rebuilt_from_the_name_a_manager_recorded(deep):
+    model, tok = deep
+    made = BackboneFeatures(model, tok, max_tokens=48, layers=3)
+    again = BackboneFeatures.from_name(model, tok, made.name)
+    assert again is not None and (again.layers, again.max_tokens, again.name) == (3, 48, made.name)
+    assert BackboneFeatures.from_name(model, tok, made.name.replace("blocks=3", "blocks=9")) is None  # deeper than the backbone
+    assert BackboneFeatures.from_name(model, tok, "hashing-bag:64") is None

@@ -3,7 +3,7 @@
 ``write_report(report, out_dir, forgetting=None)`` writes into ``out_dir``:
 
 * ``report.json`` (atomically: temporary file + ``os.replace``), with the keys of
-  DESIGN.md::
+  docs/DESIGN.md::
 
       {"skills": {NAME: {"n": int, "ppl": float, "ppl_backbone": float, "bleu": float,
                          "f1": float, "rougeL": float, "distinct1": float,
@@ -102,7 +102,7 @@ def _require(d: Any, keys: tuple[str, ...], where: str) -> None:
 
 
 def validate_report(report: dict) -> dict:
-    """Check ``report`` against the DESIGN.md contract; return a normalised deep copy.
+    """Check ``report`` against the docs/DESIGN.md contract; return a normalised deep copy.
 
     Required keys must be present (extra keys inside a skill or routing entry are
     kept); ``n`` and confusion counts become ``int``, metrics become ``float`` (or
@@ -521,7 +521,7 @@ def _plot_forgetting(order, metric, methods, path: Path) -> None:
 def write_report(report: dict, out_dir: Path, forgetting: dict | None = None) -> list[Path]:
     """Write report.json, report.md, ppl.png, confusion.png (and forgetting.png).
 
-    ``report`` follows the module docstring (DESIGN.md keys plus optional extra
+    ``report`` follows the module docstring (docs/DESIGN.md keys plus optional extra
     top-level keys); ``forgetting`` is the optional forgetting dict described
     there and is also stored under ``report.json["forgetting"]``. ``out_dir`` is
     created if needed. Returns the written paths, JSON first then Markdown then

@@ -26,7 +26,7 @@ For each evaluated skill, on the test split recorded in its folder at install ti
 
 Routing (accuracy, per-class precision/recall/F1, confusion) is measured on the held-out
 histories of :func:`bot.manager_training.first_turn_data` (the skills' test contexts as they stand,
-and Chit-Chat's test histories as ``none``); routing inside conversations is in ``report["conversations"]``. ``report["skills"][NAME]`` holds the DESIGN.md keys, the text metrics
+and Chit-Chat's test histories as ``none``); routing inside conversations is in ``report["conversations"]``. ``report["skills"][NAME]`` holds the docs/DESIGN.md keys, the text metrics
 being the oracle routing's; ``report["routings"]`` holds all three routings side by side.
 """
 from __future__ import annotations
@@ -230,7 +230,7 @@ def evaluate_bot(bot, skills: Sequence[str] | None = None, limit: int | None = N
         batch_size: rows per generation / perplexity pass.
 
     Returns:
-        ``report`` with ``skills``, ``routing`` (the DESIGN.md keys), ``routings``, ``settings``,
+        ``report`` with ``skills``, ``routing`` (the docs/DESIGN.md keys), ``routings``, ``settings``,
         ``samples`` and, given ``predictions``, ``predictions``; and the forgetting dict (or ``None``).
     """
     from bot.training import perplexity
