@@ -130,9 +130,8 @@ def cmd_manager_train(args) -> int:
     bot = _load_bot(args)
     report = train_manager(bot, threshold=args.threshold, blocks=args.blocks)
     how = "given" if args.threshold is not None else "chosen on validation turns"
-    if len(report["blocks"]) > 1:
-        print("validation balanced recall by feature blocks: "
-              + ", ".join(f"{n}: {v:.3f}" for n, v in report["blocks"].items()))
+    if len(report["sweep"]) > 1:
+        print("validation balanced recall: " + ", ".join(f"{k}: {v:.3f}" for k, v in report["sweep"].items()))
     print(f"dialogue manager trained on {', '.join(report['labels'])}: held-out accuracy {100 * report['accuracy']:.1f}%, "
           f"threshold {bot.manager.config.threshold:g} ({how}), features {bot.manager.config.feature_name}")
     return 0

@@ -70,31 +70,35 @@ def calibrate_threshold(manager: DialogueManager, data: dict[str, list[list[str]
 
 
 def train_manager(bot: AdapterBot, threshold: float | None = None, config: ManagerConfig | None = None,
-                  blocks: Sequence[int] = ()) -> dict:
+                  blocks: Sequence[int] = (), hidden: Sequence[int] = ()) -> dict:
     """Fit a new manager on every loaded skill, save it beside the skills, load it into ``bot``.
 
     Without an explicit ``threshold`` it is chosen on validation histories (never the test ones).
-    ``blocks``: candidate numbers of backbone blocks the features read; each is fitted and the
-    one with the best balanced recall on validation wins (default: the features ``bot`` has).
+    ``blocks`` (numbers of backbone blocks the features read) and ``hidden`` (head widths, 0 for
+    linear) are candidates: every pair is fitted and the one with the best balanced recall on
+    validation wins (defaults: the features ``bot`` has, and ``config.hidden``).
 
-    Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out histories,
-    plus ``"blocks"``: each candidate's validation balanced recall.
+    Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out single turns,
+    plus ``"sweep"``: each candidate's validation balanced recall, keyed ``"blocks=N,hidden=H"``.
     """
     if not bot.skills:
         raise ValueError(f"no skills are installed in {bot.registry.root}; add one with `adapterbot skill add`")
+    config = config or ManagerConfig()
     train, validation = routing_data(bot, "train"), routing_data(bot, "valid")
-    candidates = [BackboneFeatures(bot.model, bot.tokenizer, layers=n) for n in blocks] or [bot.features]
-    best, sweep = None, {}
-    for features in candidates:
-        manager = DialogueManager(dataclasses.replace(config or ManagerConfig()), feature_fn=features)
-        if threshold is not None:
-            manager.config.threshold = threshold
-        manager.fit(train, calibration=validation)
-        if threshold is None:
-            calibrate_threshold(manager, validation)
-        sweep[features.layers] = balanced_recall(manager.evaluate(validation))
-        if best is None or sweep[features.layers] > sweep[best.feature_fn.layers]:
-            best = manager
+    features = [BackboneFeatures(bot.model, bot.tokenizer, layers=n) for n in blocks] or [bot.features]
+    best, best_score, sweep = None, -1.0, {}
+    for fn in features:
+        for width in hidden or [config.hidden]:
+            manager = DialogueManager(dataclasses.replace(config, hidden=width), feature_fn=fn)
+            if threshold is not None:
+                manager.config.threshold = threshold
+            manager.fit(train, calibration=validation)
+            if threshold is None:
+                calibrate_threshold(manager, validation)
+            score = balanced_recall(manager.evaluate(validation))
+            sweep[f"blocks={fn.layers},hidden={width}"] = round(score, 4)
+            if score > best_score:
+                best, best_score = manager, score
     best.save(bot.registry.root / MANAGER_DIR)
     bot.manager, bot.features = best, best.feature_fn
-    return {**best.evaluate(first_turn_data(bot, "test")), "blocks": sweep}
+    return {**best.evaluate(first_turn_data(bot, "test")), "sweep": sweep}

@@ -6,7 +6,10 @@ import json
 import torch
 
 from bot.recipes.backbone import copy_nll, sample_batch
-from bot.recipes.skills import counterfactual, knowledge_file
+from bot.recipes.skills import (
+    ABSTAIN, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data, trivia_examples,
+    with_abstentions,
+)
 from skills.data import Example
 from skills.knowledge import Retriever
 
@@ -16,15 +19,46 @@ def test_trivia_passages_hold_the_answer_as_the_tokens_a_reply_starts_with(tmp_p
 
     from bot.backbone import BUNDLED_BACKBONE
 
-    path = knowledge_file("chatterbot:trivia", tmp_path)
+    _, path = skill_data("trivia", tmp_path)
     tok = AutoTokenizer.from_pretrained(BUNDLED_BACKBONE)
     passages = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
-    assert len(passages) > 10
+    assert len(passages) > 100
     for passage in passages:
         question, answer = passage.split("\n")
         assert tok.encode(passage)[-len(tok.encode(answer)):] == tok.encode(answer), passage
     hit = Retriever.from_file(path).search(question)[0]
     assert hit.text == passage
+
+
+def test_trivia_questions_are_facts_each_also_typed_casually_in_the_same_group():
+    examples = trivia_examples()
+    assert examples == trivia_examples()
+    assert not any(TO_THE_BOT.search(e.group) for e in examples)  # "have you read plato" is not a fact
+    by_group: dict[str, list[Example]] = {}
+    for e in examples:
+        by_group.setdefault(e.group, []).append(e)
+    pairs = [g for g in by_group.values() if len(g) == 2]
+    assert len(pairs) > 0.9 * len(by_group)
+    for written, casual in pairs:
+        assert written.context[0] == written.group and casual.context[0] != written.group
+        assert written.response == casual.response and written.knowledge == casual.knowledge
+
+
+def test_trivia_learns_to_abstain_without_a_passage_and_with_an_unrelated_one(tmp_path):
+    _, knowledge = skill_data("trivia", tmp_path)
+    train = [e for e in trivia_examples()[:6]]
+    out = with_abstentions(knowledge)(train)
+    abstaining = [e for e in out if e.response in ABSTAIN]
+    assert {tuple(e.context) for e in abstaining if e.knowledge is None} >= {tuple(e.context) for e in train}
+    unknown = set(out_of_knowledge("train"))
+    assert any(e.knowledge and e.context[0] in unknown for e in abstaining)  # BM25's unrelated passage, not copied
+    assert not set(out_of_knowledge("test")) & {e.context[0] for e in out}  # test questions never trained on
+
+
+def test_mined_empathy_keeps_the_hand_checked_exchanges_only():
+    mined = mined_empathy()
+    assert mined and all(e.group.startswith("chitchat:") for e in mined)
+    assert not any(e.group[len("chitchat:"):].startswith(REJECTED_BAD_NEWS) for e in mined)
 
 
 def test_counterfactual_copies_swap_the_answer_for_a_span_of_open_text_in_passage_and_reply_alike():

@@ -25,6 +25,7 @@ from skills import BUNDLED_DIR
 from skills.corpora import bad_news_exchanges, chitchat_conversations, split_of
 from skills.data import Example, read_source, write_jsonl
 from skills.knowledge import Retriever
+from manager import ManagerConfig
 from skills.spec import AdapterTraining, DecodingSpec
 
 def chitchat_phrases() -> list[str]:
@@ -173,6 +174,10 @@ BUNDLED = {
         "description": "Troubleshoots Wi-Fi, printers, passwords, slow or hot computers, sound, phones and more.",
     },
 }
+# Candidates for the manager, chosen on validation: how many backbone blocks its features read
+# (routing cost grows with it) and its head's hidden width (0: linear).
+MANAGER_BLOCKS, MANAGER_HIDDEN = (1, 3), (0, 256)
+MANAGER = ManagerConfig(exemplars_per_class=500)
 TRAINING = AdapterTraining(bottleneck=64, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
 
 
@@ -243,8 +248,9 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
             print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
             if knowledge:
                 print(f"{name}: knowledge min_overlap {choose_min_overlap(bot, name)['min_overlap']} (chosen on validation)")
-        routing = train_manager(bot)
-        print(f"manager: held-out routing accuracy {100 * routing['accuracy']:.1f}%")
+        routing = train_manager(bot, config=MANAGER, blocks=MANAGER_BLOCKS, hidden=MANAGER_HIDDEN)
+        print(f"manager: validation sweep {routing['sweep']}; chosen {bot.manager.config.feature_name}, "
+              f"hidden {bot.manager.config.hidden}; held-out single-turn routing accuracy {100 * routing['accuracy']:.1f}%")
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)
