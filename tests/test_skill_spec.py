@@ -170,4 +170,4 @@ def test_generate_kwargs_sampling():
 def test_saved_yaml_is_plain(tmp_path):
     SkillSpec(name="persona", knowledge=KnowledgeSpec(mode="static", text="I love hiking.")).save(tmp_path)
     data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
-    assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking."}
+    assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0}
