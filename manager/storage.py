@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from skills.files import replace_folder
+
 from .classifier import RoutingHead
 from .config import CONFIG_NAME, WEIGHTS_NAME, ManagerConfig, ManagerFileError
 from .memory import ExemplarMemory
@@ -24,7 +26,7 @@ from .memory import ExemplarMemory
 
 def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: ExemplarMemory,
                calibration: ExemplarMemory) -> None:
-    """Write both files into a temporary sibling folder, then move it into place with ``os.replace``.
+    """Write both files into a temporary sibling folder, then move it into place (:func:`skills.files.replace_folder`).
 
     A reader never sees a half-written manager. ``folder`` must be new or hold only a manager's
     files: it is replaced as a whole.
@@ -49,13 +51,8 @@ def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: E
     try:
         config.save(tmp)
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
+        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent)) if folder.exists() else None
+        replace_folder(tmp, folder, aside)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -6,20 +6,17 @@ their line numbers, so one typo does not lose a dataset, but a file with no usab
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .corpora import Conversation, chatterbot_conversations, chitchat_conversations
+from .files import MAX_BYTES, atomic_write_text, read_text
 
-MAX_BYTES = 200 * 1024 * 1024
 DEFAULT_COLUMNS = {"context": "context", "response": "response", "knowledge": "knowledge", "group": "group"}
 CSV_TURN_SEPARATOR = " || "
 CHITCHAT_CONTEXT_TURNS = 4
@@ -84,37 +81,6 @@ class ReadResult:
         more = ", ..." if self.skipped > len(self.skipped_lines) else ""
         return (f"{self.skipped} bad row(s) skipped (lines {', '.join(map(str, self.skipped_lines))}{more}); "
                 f"line {self.skipped_lines[0]}: {self.first_problem}")
-
-
-# ---- file helpers ------------------------------------------------------------------------
-
-
-def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
-    """Text of a UTF-8 file; a file over ``max_bytes`` or with non-UTF-8 bytes raises ValueError naming the line."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ValueError(f"{path}: {size / 2**20:.1f} MB is over the size limit of {max_bytes / 2**20:.1f} MB")
-    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8") from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: readers see the old or the new file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a skill's files are meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # ---- rows -> examples --------------------------------------------------------------------

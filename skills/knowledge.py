@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import MAX_BYTES, read_text
+from .files import MAX_BYTES, read_text
 
 TEXT_FIELDS = ("text", "passage")
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .files import replace_folder
 from .spec import SPEC_FILE, SkillSpec, SpecError, validate_skill_name
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -121,8 +122,8 @@ class SkillRegistry:
         if not replace and self.path(name).exists():
             raise FileExistsError(f"skill {name!r} is already installed in {self.root}; use --replace")
 
-    def _trash(self, folder: Path, name: str, prefix: str = ".trash-") -> Path:
-        trash = self.root / f"{prefix}{name}-{uuid.uuid4().hex[:8]}"
+    def _trash(self, folder: Path, name: str) -> Path:
+        trash = self.root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
         folder.rename(trash)
         return trash
 
@@ -159,18 +160,10 @@ class SkillRegistry:
             yield tmp
             self._check_complete(tmp, name)
             self._refuse_existing(name, replace)
-            trash = self._trash(target, name, prefix=".old-") if target.exists() else None
-            try:
-                tmp.rename(target)
-            except BaseException:
-                if trash is not None:
-                    trash.rename(target)
-                raise
+            replace_folder(tmp, target, self.root / f".old-{name}-{uuid.uuid4().hex[:8]}")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
 
     def remove(self, name: str) -> None:
         """Uninstall skill ``name``: renamed away in one step, then deleted."""

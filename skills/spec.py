@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .data import atomic_write_text, read_text
+from .files import atomic_write_text, read_text
 
 SPEC_FILE = "skill.yaml"
 RESERVED_NAMES = ("none", "auto", "bare")
