@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
+from skills.files import atomic_write_text
+
+from ..evaluation.report_markdown import fmt
 from .measure import TARGETS, Figure
 
 METHOD = """\
@@ -22,16 +24,17 @@ needs no trained ones); "bundled" is the backbone and skills the bot runs on ({b
 """
 
 
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None or not math.isfinite(value):
-        return "missing"
+def _with_unit(value: float | None, unit: str) -> str:
+    """A figure with its unit, e.g. ``1.250x``, ``0.0210 (2.10 %)``, ``0.35 s``; ``missing`` when not measured."""
+    spec = {"x": ".3f", "fraction": ".4f", "s": ".3g"}.get(unit, ".4g")
+    number = fmt(None if value is None else float(value), spec, missing="missing")
+    if value is None or number == "missing":
+        return number
     if unit == "x":
-        return f"{value:.3f}x"
+        return f"{number}x"
     if unit == "fraction":
-        return f"{value:.4f} ({100 * value:.2f} %)"
-    if unit == "s":
-        return f"{value:.3g} s"
-    return f"{value:.4g} {unit}"
+        return f"{number} ({fmt(100 * float(value), 2)} %)"
+    return f"{number} {unit}"
 
 
 def _target(f: Figure) -> str:
@@ -55,9 +58,9 @@ def markdown(figures: dict[str, Figure], context: dict[str, tuple[float, str]], 
         label, _, name = key.partition(".")
         text = f"{label}: {TARGETS[name][3]}" + (f" ({f.note})" if f.note else "")
         holds = "missing" if f.value is None else ("yes" if f.holds else "**no**")
-        lines.append(f"| {text} | {_fmt(f.value, f.unit)} | {_target(f)} | {holds} |")
+        lines.append(f"| {text} | {_with_unit(f.value, f.unit)} | {_target(f)} | {holds} |")
     lines += ["", "Context (no target):", "", "| figure | value |", "|---|---|"]
-    lines += [f"| {key} | {_fmt(v, unit)} |" for key, (v, unit) in context.items()]
+    lines += [f"| {key} | {_with_unit(v, unit)} |" for key, (v, unit) in context.items()]
     lines += ["", METHOD.format(**setup)]
     return "\n".join(lines)
 
@@ -69,6 +72,6 @@ def write_report(out: Path, figures: dict[str, Figure], context: dict[str, tuple
     data = {"machine": machine, "setup": setup} | {k: f.to_json() for k, f in figures.items()}
     data["context"] = {k: {"value": v, "unit": unit} for k, (v, unit) in context.items()}
     json_path, md_path = out / "bench.json", out / "bench.md"
-    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    md_path.write_text(markdown(figures, context, machine, setup) + "\n", encoding="utf-8")
+    atomic_write_text(json_path, json.dumps(data, indent=2) + "\n")
+    atomic_write_text(md_path, markdown(figures, context, machine, setup) + "\n")
     return [json_path, md_path]

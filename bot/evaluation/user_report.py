@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import _esc, _fmt, _new_figure, _save_figure, _table
+from .report_markdown import esc as _esc, fmt as _fmt, table as _table
+from .report_plots import _new_figure, _save_figure
 
 SET_TITLES = {
     "first_turn": "single turns (skills' test contexts as they stand; chit-chat of any length)",
