@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterator, TypedDict
 import gradio as gr
 
 from bot.chatbot import AUTO, BARE_DECODING, AdapterBot, Reply
+from bot.errors import one_line
 from skills.spec import DecodingSpec
 
 log = logging.getLogger(__name__)
@@ -305,11 +306,6 @@ def manager_opinion(bot: AdapterBot, history: list[str]) -> dict[str, float]:
     except Exception:  # only informative: never let it stop the reply
         log.warning("manager scores for a hand-picked turn failed", exc_info=True)
         return {}
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:400]
 
 
 # ---- the chat event ---------------------------------------------------------------------------

@@ -13,11 +13,11 @@ from typing import Any, Callable
 import gradio as gr
 
 from bot.chatbot import AdapterBot
+from bot.errors import one_line
 from bot.skill_builder import add_skill, remove_skill
 from skills.registry import UnknownSkillError
 from skills.spec import AdapterTraining, validate_skill_name
 
-from .chat import one_line
 
 log = logging.getLogger(__name__)
 

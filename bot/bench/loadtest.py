@@ -61,6 +61,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import one_line
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -249,16 +251,6 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def _one_line(e: BaseException) -> str:
-    """``"Type: message (at file:line in function)"``, the place being the innermost frame raising it."""
-    import traceback
-
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    frames = traceback.extract_tb(e.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
-    return f"{type(e).__name__}: {text}{where}"[:300]
-
-
 def _talk(url: str, session: int, turns: int, skills: list[str], overrides: dict, deadline: float,
           stop: threading.Event, start_gate: threading.Barrier | None, client_timeout: float,
           origin: float) -> SessionResult:
@@ -269,7 +261,7 @@ def _talk(url: str, session: int, turns: int, skills: list[str], overrides: dict
     try:
         client = Client(url, verbose=False, download_files=False, httpx_kwargs={"timeout": client_timeout})
     except Exception as e:  # reported, never raised: the other sessions go on
-        result.error = f"connect: {_one_line(e)}"
+        result.error = f"connect: {one_line(e, limit=300, where=True)}"
         if start_gate is not None:
             start_gate.abort()  # let the others start instead of waiting for this one
         return result
@@ -296,7 +288,7 @@ def _talk(url: str, session: int, turns: int, skills: list[str], overrides: dict
                 job = client.submit(message, mode, overrides, api_name="/chat")
                 out = job.result(timeout=max(1.0, deadline - time.monotonic()))
             except Exception as e:
-                record.error = _one_line(e)
+                record.error = one_line(e, limit=300, where=True)
                 if isinstance(e, (TimeoutError, FutureTimeout)) or time.monotonic() >= deadline:
                     if job is not None:
                         job.cancel()
@@ -341,7 +333,7 @@ def _drive(url: str, sessions: int, turns: int, skills: list[str], overrides: di
         try:
             results[i] = _talk(url, i, turns, skills, overrides, deadline, stop, gate, client_timeout_s, origin)
         except BaseException as e:  # noqa: BLE001 - reported in the figures
-            results[i] = SessionResult(i, error=f"session crashed: {_one_line(e)}")
+            results[i] = SessionResult(i, error=f"session crashed: {one_line(e, limit=300, where=True)}")
             gate.abort()
 
     with RssSampler() as rss:
@@ -371,7 +363,7 @@ def _client_process(queue, *args) -> None:
     try:
         queue.put(_drive(*args))
     except BaseException as e:  # noqa: BLE001 - reported by the parent
-        queue.put({"failed": _one_line(e)})
+        queue.put({"failed": one_line(e, limit=300, where=True)})
 
 
 def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 24, timeout_s: float = 900.0,
