@@ -18,6 +18,26 @@ _MAX_CHARS_PER_TOKEN = 16
 _SENTENCE_END = re.compile(r"[.!?]+['\")\]]*(?=\s|$)")
 
 
+def pad(rows: Sequence[Sequence[int]], value: int, left: bool = False, width: int | None = None):
+    """Token lists as one ``[len(rows), width]`` long tensor filled out with ``value``, and its attention mask.
+
+    Right-padded by default (every row starts at position 0, as training wants); with ``left``,
+    left-padded (every row ends at the last column, so generation continues every row). ``width``
+    defaults to the longest row.
+    """
+    import torch
+
+    width = max(map(len, rows)) if width is None else width
+    ids = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            span = slice(width - len(row), width) if left else slice(0, len(row))
+            ids[i, span] = torch.tensor(list(row))
+            mask[i, span] = 1
+    return ids, mask
+
+
 class DialogueError(ValueError):
     """The conversation given to the bot cannot be answered (e.g. the last message is empty)."""
 

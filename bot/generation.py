@@ -8,6 +8,7 @@ import torch
 from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from .adapter import AdaptedModel
+from .dialogue import pad
 
 
 class _NoPaddingMaskNoise(logging.Filter):
@@ -39,18 +40,6 @@ class ReplyNoRepeatNGram(NoRepeatNGramLogitsProcessor):
         return super().__call__(input_ids[:, self.prompt_length :], scores)
 
 
-def pad_left(contexts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token lists into ``(input_ids, attention_mask)`` so generation continues every row."""
-    width = max(len(c) for c in contexts)
-    ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(contexts), width), dtype=torch.long)
-    for i, c in enumerate(contexts):
-        if c:
-            ids[i, width - len(c):] = torch.tensor(list(c))
-            mask[i, width - len(c):] = 1
-    return ids, mask
-
-
 @torch.no_grad()
 def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int]], skills: Sequence[str | None],
                  streamer=None, **decoding) -> list[list[int]]:
@@ -61,7 +50,7 @@ def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int
     ``generate()``'s keyword arguments, plus ``reply_no_repeat_ngram_size`` (see :class:`ReplyNoRepeatNGram`).
     """
     device = next(model.backbone.parameters()).device
-    ids, mask = pad_left(contexts, tokenizer.pad_token_id)
+    ids, mask = pad(contexts, tokenizer.pad_token_id, left=True)
     reply_ngram = decoding.pop("reply_no_repeat_ngram_size", 0)
     if reply_ngram:
         decoding["logits_processor"] = LogitsProcessorList([ReplyNoRepeatNGram(reply_ngram, ids.shape[1])])

@@ -21,7 +21,7 @@ from skills.data import Example
 from skills.spec import AdapterTraining
 
 from .adapter import AdaptedModel
-from .dialogue import build_context, response_ids
+from .dialogue import build_context, pad, response_ids
 
 Progress = Callable[[float, str], None]
 
@@ -63,14 +63,8 @@ def batches(encoded: Sequence[tuple[list[int], list[int]]], batch_size: int, pad
         random.Random(shuffle_seed).shuffle(order)
     for start in range(0, len(order), batch_size):
         rows = [encoded[i] for i in order[start : start + batch_size]]
-        width = max(len(ids) for ids, _ in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        for i, (x, y) in enumerate(rows):
-            ids[i, : len(x)] = torch.tensor(x)
-            mask[i, : len(x)] = 1
-            labels[i, : len(y)] = torch.tensor(y)
+        ids, mask = pad([x for x, _ in rows], pad_id)
+        labels, _ = pad([y for _, y in rows], -100, width=ids.shape[1])
         yield ids, mask, labels
 
 

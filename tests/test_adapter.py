@@ -8,7 +8,8 @@ from transformers import NoRepeatNGramLogitsProcessor
 
 from bot.adapter import AdaptedModel, AdapterMismatchError
 from bot.backbone import load_backbone
-from bot.generation import ReplyNoRepeatNGram, generate_ids, pad_left
+from bot.dialogue import pad
+from bot.generation import ReplyNoRepeatNGram, generate_ids
 
 
 def randomize(model: AdaptedModel, name: str, seed: int) -> None:
@@ -169,9 +170,11 @@ def test_adapter_for_another_backbone_is_refused(three_skills, tmp_path):
     assert "hidden size 32, 2 layers" in msg and "hidden size 48, 3 layers" in msg
 
 
-def test_pad_left_aligns_to_the_right():
-    ids, mask = pad_left([[5, 6], [7]], pad_id=0)
+def test_pad_aligns_rows_left_for_generation_and_right_for_training():
+    ids, mask = pad([[5, 6], [7]], 0, left=True)
     assert ids.tolist() == [[5, 6], [0, 7]] and mask.tolist() == [[1, 1], [0, 1]]
+    ids, mask = pad([[5, 6], [7]], -100, width=3)
+    assert ids.tolist() == [[5, 6, -100], [7, -100, -100]] and mask.tolist() == [[1, 1, 0], [1, 0, 0]]
 
 
 def test_loaded_backbone_runs_gpt2_gelu_fused_with_the_same_logits(tiny_dir):
