@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from skills.fields import FieldError, check_types, from_mapping
 
 CONFIG_NAME = "manager_config.json"
 WEIGHTS_NAME = "manager_model.safetensors"
 NONE = "none"
 """The class that routes a turn to the bare backbone (open chit-chat); always class index 0."""
+
+
+class ManagerConfigError(FieldError):
+    """A field of the manager's config is unknown or holds a bad value."""
+
+    what = "manager config "
 
 
 class ManagerFileError(ValueError):
@@ -63,22 +71,9 @@ class ManagerConfig:
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "classes":
-                if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
-                    raise ValueError(f"manager config field 'classes' must be a list of non-empty strings, "
-                                     f"got {value!r}")
-                if len(set(value)) != len(value) or (value and value[0] != NONE):
-                    raise ValueError(f"manager config field 'classes' must be unique names starting with {NONE!r}, "
-                                     f"got {value!r}")
-                continue
-            expected = {"float": float, "int": int, "str": str}[str(f.type)]
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                setattr(self, f.name, value)
-            if not isinstance(value, expected) or isinstance(value, bool):
-                raise ValueError(f"manager config field {f.name!r} must be {expected.__name__}, got {value!r}")
+        check_types(self, ManagerConfigError)
+        if not all(self.classes) or len(set(self.classes)) != len(self.classes) or (self.classes and self.classes[0] != NONE):
+            raise ManagerConfigError("classes", f"must be unique non-empty names starting with {NONE!r}, got {self.classes!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"manager config field 'threshold' must be in [0, 1], got {self.threshold}")
         if self.temperature <= 0:
@@ -108,11 +103,8 @@ class ManagerConfig:
             raise ManagerFileError(f"{path}: not a readable JSON file ({e})") from None
         if not isinstance(data, dict):
             raise ManagerFileError(f"{path}: expected a JSON object")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ManagerFileError(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}")
         try:
-            config = cls(**data)
+            config = from_mapping(cls, data, ManagerConfigError)
         except ValueError as e:
             raise ManagerFileError(f"{path}: {e}") from None
         if not config.classes or not config.feature_name or config.feature_dim < 1:

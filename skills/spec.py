@@ -5,15 +5,14 @@ the file (when there is one) and the dotted field, e.g. ``field 'decoding.top_p'
 """
 from __future__ import annotations
 
-import math
 import re
-import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from .fields import FieldError, check_types, from_mapping
 from .files import atomic_write_text, read_text
 
 SPEC_FILE = "skill.yaml"
@@ -23,8 +22,6 @@ NAME_RULE = (
     f"and not one of {', '.join(RESERVED_NAMES)}"
 )
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
-# PyYAML reads YAML 1.1, where ``1e-3`` (no dot) is a string, not a float.
-_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 KNOWLEDGE_MODES = ("none", "retrieval", "static")
 
 
@@ -37,7 +34,7 @@ def validate_skill_name(name: str) -> str:
     return name
 
 
-class SpecError(ValueError):
+class SpecError(FieldError):
     """A field of a skill spec is missing, unknown or holds a bad value.
 
     Attributes:
@@ -45,91 +42,6 @@ class SpecError(ValueError):
         problem: what is wrong, e.g. ``must be a number in (0, 1], got 1.5``.
         file: the ``skill.yaml`` the value came from, if any.
     """
-
-    def __init__(self, field: str, problem: str, file: Path | None = None) -> None:
-        self.field, self.problem, self.file = field, problem, file
-        where = f"{file}: " if file is not None else ""
-        super().__init__(f"{where}field {field!r} {problem}")
-
-    def __reduce__(self) -> tuple:
-        return SpecError, (self.field, self.problem, self.file)
-
-    def within(self, prefix: str) -> "SpecError":
-        return SpecError(f"{prefix}.{self.field}", self.problem, self.file)
-
-    def in_file(self, file: Path) -> "SpecError":
-        return SpecError(self.field, self.problem, file)
-
-
-def _describe(hint: Any) -> str:
-    if hint in _SCALARS:
-        return _SCALARS[hint][1]
-    if typing.get_origin(hint) is list:
-        return "a list of strings"
-    if typing.get_origin(hint) is dict and typing.get_args(hint)[1] is int:
-        return "a mapping of names to integers"
-    return "a mapping"
-
-
-def _is_float(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-_SCALARS: dict[Any, tuple[Callable[[Any], bool], str]] = {
-    bool: (lambda v: isinstance(v, bool), "true or false"),
-    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    float: (_is_float, "a number"),
-    str: (lambda v: isinstance(v, str), "a string"),
-}
-
-
-def _typed(value: Any, hint: Any, name: str) -> Any:
-    """``value`` checked against the type ``hint`` of field ``name`` (nested mappings become dataclasses)."""
-    args = typing.get_args(hint)
-    if type(None) in args:  # ``X | None``
-        return None if value is None else _typed(value, next(a for a in args if a is not type(None)), name)
-    if hint is float and isinstance(value, str) and _FLOAT_RE.match(value.strip()):
-        value = float(value)
-    if hint is int and isinstance(value, float) and value.is_integer():  # UI sliders and YAML may write 8.0
-        value = int(value)
-    if is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if isinstance(value, dict):
-            try:
-                return _from_mapping(hint, value)
-            except SpecError as e:
-                raise e.within(name) from None
-    elif hint in _SCALARS:
-        if _SCALARS[hint][0](value):
-            return float(value) if hint is float else value
-    elif typing.get_origin(hint) is list:
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-    elif typing.get_origin(hint) is dict:
-        key_ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
-        value_check = _SCALARS[args[1]][0] if args and args[1] in _SCALARS else (lambda v: True)
-        if key_ok and all(value_check(v) for v in value.values()):
-            return dict(value)
-    raise SpecError(name, f"must be {_describe(hint)}, got {value!r}")
-
-
-def _check_types(obj: Any) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for f in fields(obj):
-        setattr(obj, f.name, _typed(getattr(obj, f.name), hints[f.name], f.name))
-
-
-def _from_mapping(cls: type, data: dict) -> Any:
-    known = [f.name for f in fields(cls)]
-    unknown = [k for k in data if k not in known]
-    if unknown:
-        others = f" (and so are {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else ""
-        raise SpecError(str(unknown[0]), f"is unknown{others}; known fields: {', '.join(known)}")
-    for f in fields(cls):
-        if f.default is MISSING and f.default_factory is MISSING and f.name not in data:
-            raise SpecError(f.name, "is required but missing")
-    return cls(**data)
 
 
 def _require(ok: bool, name: str, rule: str, value: Any) -> None:
@@ -159,7 +71,7 @@ class KnowledgeSpec:
     min_overlap: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
         _require(self.mode in KNOWLEDGE_MODES, "mode", f"one of {', '.join(KNOWLEDGE_MODES)}", self.mode)
         if self.mode == "retrieval":
             path = PurePosixPath(self.file or "")
@@ -199,7 +111,7 @@ class AdapterTraining:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
         for name in ("bottleneck", "epochs", "batch_size"):
             _require(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
         _require(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
@@ -236,7 +148,7 @@ class DecodingSpec:
     reply_no_repeat_ngram_size: int = 0
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
         _require(self.temperature > 0, "temperature", "a number > 0", self.temperature)
         _require(0 < self.top_p <= 1, "top_p", "a number in (0, 1]", self.top_p)
         _require(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)
@@ -288,7 +200,7 @@ class SkillSpec:
     card: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
         try:
             valid = validate_skill_name(self.name) == self.name
         except ValueError:
@@ -304,7 +216,7 @@ class SkillSpec:
         """Build a spec from a mapping (as read from YAML); unknown or missing fields raise :class:`SpecError`."""
         if not isinstance(data, dict):
             raise SpecError("<root>", f"must be a mapping of fields, got {type(data).__name__}")
-        return _from_mapping(cls, data)
+        return from_mapping(cls, data, SpecError)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain mappings and lists, as written to YAML."""

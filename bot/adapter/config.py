@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from skills.fields import FieldError, check_types, from_mapping
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+class AdapterConfigError(FieldError):
+    """A field of an adapter config is unknown or holds a bad value."""
+
+    what = "adapter config "
 
 
 class AdapterMismatchError(ValueError):
@@ -35,16 +43,9 @@ class AdapterConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            expected = float if f.type in ("float", float) else int if f.type in ("int", int) else str
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                setattr(self, f.name, value)
-            if not isinstance(value, expected) or isinstance(value, bool):
-                raise ValueError(f"adapter config field {f.name!r} must be {expected.__name__}, got {value!r}")
+        check_types(self, AdapterConfigError)
         if self.bottleneck < 1:
-            raise ValueError(f"adapter config field 'bottleneck' must be at least 1, got {self.bottleneck}")
+            raise AdapterConfigError("bottleneck", f"must be at least 1, got {self.bottleneck}")
 
     def describe_backbone(self) -> str:
         return f"{self.backbone!r} (hidden size {self.hidden_size}, {self.num_layers} layers)"
@@ -71,11 +72,7 @@ class AdapterConfig:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}")
         try:
-            return cls(**data)
+            return from_mapping(cls, data, AdapterConfigError)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
