@@ -16,7 +16,8 @@ from typing import Callable
 
 from manager import CONFIG_NAME, DialogueManager
 from skills import SkillRegistry
-from skills.data import Example, read_source, split_examples, write_jsonl
+from skills.data import Example, split_examples, write_jsonl
+from skills.readers import read_source
 from skills.knowledge import Retriever
 from skills.spec import AdapterTraining, DecodingSpec, KnowledgeSpec, SkillSpec, validate_skill_name
 

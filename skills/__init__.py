@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .data import Example, ReadResult, read_source, split_examples, write_jsonl
+from .data import Example, ReadResult, split_examples, write_jsonl
+from .readers import read_source
 from .knowledge import Passage, Retriever
 from .registry import SkillRegistry, UnknownSkillError
 from .spec import AdapterTraining, DecodingSpec, KnowledgeSpec, SkillSpec, SpecError, validate_skill_name

@@ -29,7 +29,7 @@ from bot.chatbot import MANAGER_DIR
 from bot.cli import main
 from manager.config import ManagerConfig
 from skills import SkillRegistry
-from skills.data import read_jsonl, read_source
+from skills.readers import read_jsonl, read_source
 from skills.spec import SkillSpec, SpecError
 from tests.conftest import write_toy_data
 

@@ -25,7 +25,8 @@ from bot import AdapterBot
 from bot.backbone import load_backbone
 from bot.cli import build_parser, main
 from skills import SkillRegistry
-from skills.data import read_csv, read_jsonl, read_source, read_text
+from skills.files import read_text
+from skills.readers import read_csv, read_jsonl, read_source
 from skills.knowledge import Retriever, read_passages
 from skills.spec import KnowledgeSpec, SkillSpec, SpecError
 

@@ -1,4 +1,4 @@
-"""skills.data: readers of every data source, deduplication, splits."""
+"""skills.data and skills.readers: readers of every data source, deduplication, splits."""
 from __future__ import annotations
 
 import json
@@ -7,18 +7,10 @@ import random
 import pytest
 
 import skills.data as data
+import skills.readers as readers
 from skills.corpora import Conversation
-from skills.data import (
-    Example,
-    dedupe,
-    examples_from_conversations,
-    examples_from_dataset,
-    read_csv,
-    read_jsonl,
-    read_source,
-    split_examples,
-    write_jsonl,
-)
+from skills.data import Example, dedupe, split_examples, write_jsonl
+from skills.readers import examples_from_conversations, examples_from_dataset, read_csv, read_jsonl, read_source
 
 
 def jsonl(*rows) -> str:
@@ -186,7 +178,7 @@ def test_hf_source_parsing(monkeypatch, tmp_path, source, expected):
         calls.append((name, split))
         return data.ReadResult([Example(["a"], "b"), Example(["a"], "b")], 0, [], f"hf:{name}:{split}")
 
-    monkeypatch.setattr(data, "read_hf", fake_read_hf)
+    monkeypatch.setattr(readers, "read_hf", fake_read_hf)
     result = read_source(source, tmp_path)
     assert calls == [expected] and len(result.examples) == 1 and result.duplicates == 1
 
@@ -290,3 +282,11 @@ def test_chatterbot_entries_that_are_not_lists_are_not_split_into_characters():
     for conv in chatterbot_conversations(["trivia"]):
         assert all(len(turn) > 1 for turn in conv.turns[:1]), conv
     assert not any(c.turns[:3] == ["I", "n", "a"] for c in chatterbot_conversations(["trivia"]))
+
+
+def test_the_readers_are_still_importable_from_skills_data():
+    from skills.data import read_csv as old_csv, read_source as old_source
+
+    assert old_source is read_source and old_csv is read_csv
+    with pytest.raises(AttributeError):
+        data.no_such_reader  # noqa: B018

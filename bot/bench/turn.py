@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from skills.data import Example, read_source, write_jsonl
+from skills.data import Example, write_jsonl
+from skills.readers import read_source
 from skills.spec import AdapterTraining
 
 from .measure import Figure, figure, paired, race
