@@ -46,10 +46,11 @@ def test_trivia_questions_are_facts_each_also_typed_casually_in_the_same_group()
 
 def test_trivia_learns_to_abstain_without_a_passage_and_with_an_unrelated_one(tmp_path):
     _, knowledge = skill_data("trivia", tmp_path)
-    train = [e for e in trivia_examples()[:6]]
+    train = trivia_examples()[:40]
     out = with_abstentions(knowledge)(train)
     abstaining = [e for e in out if e.response in ABSTAIN]
-    assert {tuple(e.context) for e in abstaining if e.knowledge is None} >= {tuple(e.context) for e in train}
+    without = {tuple(e.context) for e in abstaining if e.knowledge is None}
+    assert 0 < len(without & {tuple(e.context) for e in train}) < len(train)  # a quarter of them, by hash
     unknown = set(out_of_knowledge("train"))
     assert any(e.knowledge and e.context[0] in unknown for e in abstaining)  # BM25's unrelated passage, not copied
     assert not set(out_of_knowledge("test")) & {e.context[0] for e in out}  # test questions never trained on

@@ -10,6 +10,7 @@ when everything has succeeded. The cards' figures are those of ``adapterbot eval
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import random
@@ -116,15 +117,16 @@ def abstain_reply(question: str) -> str:
 def with_abstentions(knowledge: Path) -> Callable[[list[Example]], list[Example]]:
     """Trivia's augmentation: counterfactual copies, and "I don't know" where the passage can't answer.
 
-    Abstention examples: every training question once more without a passage, and every
-    out-of-knowledge training question both without a passage and with the unrelated passage
-    BM25 finds for it. With nothing to copy, the reply is a plain "I don't know".
+    Abstention examples: a quarter of the training questions (by hash) once more without a
+    passage, and every out-of-knowledge training question both without a passage and with the
+    unrelated passage BM25 finds for it. With nothing to copy, the reply is a plain "I don't know".
     """
     retriever = Retriever.from_file(knowledge)
 
     def augment(train: list[Example]) -> list[Example]:
-        out = counterfactual(train, copies=4)
-        out += [Example(e.context, abstain_reply(e.context[-1]), None) for e in train]
+        out = counterfactual(train, copies=2)
+        out += [Example(e.context, abstain_reply(e.context[-1]), None) for e in train
+                if split_of(e.context[-1], valid_pct=0, test_pct=25) == "test"]
         for q in out_of_knowledge("train"):
             out.append(Example([q], abstain_reply(q), None))
             found = retriever.lookup(q)
@@ -168,6 +170,8 @@ BUNDLED = {
         # context; but no bigram twice within the reply (no "Ivy Ivy Ivy").
         "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, reply_no_repeat_ngram_size=2,
                                  max_new_tokens=32),
+        # 1,800 augmented examples an epoch, and validation perplexity flattens within a few epochs.
+        "epochs": 4,
     },
     "tech_support": {
         "source": "`skills/sources/tech_support.jsonl` (written for the project; split by problem)",
@@ -203,18 +207,17 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
     return data, knowledge
 
 
-def write_card(folder: Path, spec, figures: dict, bare: dict, routing: dict) -> None:
-    """A short README for the skill: data, splits, training time, the figures of ``adapterbot eval``.
-
-    ``figures`` are the skill's (its adapter on every test turn), ``bare`` the bare backbone's
-    replies to the same turns, ``routing`` the manager's per-class figures for the skill.
-    """
-    card = spec.card
+def write_card(folder: Path, spec, report: dict) -> None:
+    """A short README for the skill: data, splits, training time, the figures of ``adapterbot eval`` (``report``)."""
+    name, card = spec.name, spec.card
+    figures, bare = report["skills"][name], report["routings"]["backbone"][name]
+    routing = report["routing"]["per_skill"].get(name, {})
+    gate = f", used when it covers at least {spec.knowledge.min_overlap:g} of the question" if spec.knowledge.file else ""
     lines = [
-        f"# Skill `{spec.name}`", "", spec.description, "",
-        f"- Data: {BUNDLED[spec.name]['source']}; {sum(spec.splits.values())} unique examples; "
+        f"# Skill `{name}`", "", spec.description, "",
+        f"- Data: {BUNDLED[name]['source']}; {sum(spec.splits.values())} unique examples; "
         f"splits train {spec.splits['train']} / valid {spec.splits['valid']} / test {spec.splits['test']}",
-        f"- Knowledge: {spec.knowledge.mode}" + (f" (`{spec.knowledge.file}`, BM25)" if spec.knowledge.file else ""),
+        f"- Knowledge: {spec.knowledge.mode}" + (f" (`{spec.knowledge.file}`, BM25{gate})" if spec.knowledge.file else ""),
         f"- Adapter: bottleneck {spec.adapter.bottleneck}, {card['trainable_params']:,} parameters "
         f"({100 * card['trainable_fraction']:.2f}% of the backbone); trained in {card['train_seconds']:.0f}s "
         f"({len(card['epochs'])} epochs, early stopping on validation perplexity)",
@@ -223,9 +226,18 @@ def write_card(folder: Path, spec, figures: dict, bare: dict, routing: dict) -> 
         "|---|---|---|---|---|---|---|---|---|---|",
         f"| {figures['ppl']:.2f} | {figures['ppl_backbone']:.2f} | {figures['ppl'] / figures['ppl_backbone']:.2f} | "
         f"{figures['bleu']:.1f} | {figures['f1']:.3f} | {bare['f1']:.3f} | {figures['rougeL']:.3f} | {figures['distinct1']:.3f} | "
-        f"{figures['distinct2']:.3f} | {routing.get('f1', float('nan')):.3f} |",
-        "", "Reproduce: `python -m bot.recipes.skills`", "",
+        f"{figures['distinct2']:.3f} | {routing.get('f1', float('nan')):.3f} |", "",
     ]
+    knowledge = report.get("knowledge", {}).get(name)
+    if knowledge:
+        lines += [f"Questions in the file ({knowledge['in_file']['n']}): F1 {knowledge['in_file']['f1']:.3f}, "
+                  f"\"I don't know\" {100 * knowledge['in_file']['false_abstention']:.1f}%. Questions whose answer is not in "
+                  f"the file ({knowledge['out_of_file']['n']}): abstained {100 * knowledge['out_of_file']['abstention']:.1f}%.", ""]
+    proxy = report.get("proxies", {}).get(name)
+    if proxy:
+        lines += [f"Good-reply proxy (`bot/evaluation/reply_proxies.py`) on {proxy['n']} test contexts: "
+                  + ", ".join(f"{r} {100 * v:.1f}%" for r, v in proxy["rate"].items()) + ".", ""]
+    lines += ["Reproduce: `python -m bot.recipes.skills`", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -242,7 +254,8 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
         for name in names:
             recipe = BUNDLED[name]
             data, knowledge = skill_data(name, scratch)
-            r = add_skill(bot, name, data, description=recipe["description"], knowledge=knowledge, training=TRAINING,
+            training = dataclasses.replace(TRAINING, epochs=recipe.get("epochs", TRAINING.epochs))
+            r = add_skill(bot, name, data, description=recipe["description"], knowledge=knowledge, training=training,
                           decoding=recipe.get("decoding", DecodingSpec()), data_label=f"bundled recipe: {name}",
                           augment=with_abstentions(knowledge) if knowledge else None)
             print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
@@ -268,16 +281,21 @@ def write_cards(backbone: str | None, out: Path, report_dir: Path | None, minute
     bot = AdapterBot.from_pretrained(backbone, out)
     report, _ = evaluate_bot(bot)
     for name in bot.skills:
-        write_card(bot.registry.path(name), bot.registry.spec(name), report["skills"][name],
-                   report["routings"]["backbone"][name], report["routing"]["per_skill"].get(name, {}))
+        write_card(bot.registry.path(name), bot.registry.spec(name), report)
     if report_dir:
         write_report(report, report_dir)
     took = f" in {minutes:.1f} minutes" if minutes else ""
+    conv = report.get("conversations", {})
+    by_set = "; ".join(f"{name.replace('_', ' ')} {100 * s['accuracy']:.1f}%" for name, s in conv.get("sets", {}).items())
     (out / "README.md").write_text(
-        f"# Bundled skills\n\nTrained by `python -m bot.recipes.skills` on chatterbot-corpus with the bundled backbone{took}. "
-        "Each folder has its card (README.md).\n\n"
-        f"Dialogue manager (`_manager/`): held-out routing accuracy {100 * report['routing']['accuracy']:.1f}% "
-        f"over {', '.join(report['routing']['labels'])}.\n", encoding="utf-8")
+        f"# Bundled skills\n\nTrained by `python -m bot.recipes.skills` with the bundled backbone{took}, on the data "
+        "described in each card and in `skills/sources/README.md`. Each folder has its card (README.md).\n\n"
+        f"Dialogue manager (`_manager/`, features `{bot.manager.config.feature_name}`, head "
+        f"{'linear' if not bot.manager.config.hidden else f'hidden {bot.manager.config.hidden}'}, threshold "
+        f"{bot.manager.config.threshold:g}, temperature {bot.manager.config.temperature:.2f}): held-out single-turn routing "
+        f"accuracy {100 * report['routing']['accuracy']:.1f}% over {', '.join(report['routing']['labels'])}"
+        + (f"; in conversations: {by_set}; calibration error {conv['calibration']['ece']:.3f}" if conv else "") + ".\n",
+        encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
