@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 
 from .adapter import AdaptedModel
-from .dialogue import build_context
+from .dialogue import build_context, pad
 
 
 class _Stop(Exception):
@@ -68,13 +68,10 @@ class BackboneFeatures:
             last = build_context(self.tokenizer, list(history)[-1:], self.max_tokens)
             contexts.append(ids)
             last_lens.append(len(last))
-        width = max(map(len, contexts))
-        ids = torch.full((len(contexts), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(len(contexts), width)
-        last_mask = torch.zeros(len(contexts), width)
-        for i, (c, n) in enumerate(zip(contexts, last_lens)):  # right padding: positions start at 0
-            ids[i, : len(c)] = torch.tensor(c)
-            mask[i, : len(c)] = 1
+        ids, mask = pad(contexts, self.tokenizer.pad_token_id)  # right padding: positions start at 0
+        mask = mask.float()
+        last_mask = torch.zeros_like(mask)
+        for i, (c, n) in enumerate(zip(contexts, last_lens)):
             last_mask[i, len(c) - n : len(c)] = 1
         hidden = self._hidden(ids, mask).float().cpu()
 
