@@ -7,6 +7,7 @@ learns the new class from its compact memory (no other skill's data is read).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -55,14 +56,10 @@ class AddResult:
 
 
 def with_knowledge(examples: list[Example], retriever: Retriever) -> list[Example]:
-    """Give each example without a passage the one its last context turn retrieves."""
-    out = []
-    for e in examples:
-        if e.knowledge is None:
-            hits = retriever.search(e.context[-1], k=1)
-            e = Example(e.context, e.response, hits[0].text if hits else None)
-        out.append(e)
-    return out
+    """Give each example without a passage the best one its last context turn retrieves
+    (:meth:`Retriever.lookup`, the running bot's lookup; its group and everything else kept)."""
+    return [dataclasses.replace(e, knowledge=retriever.lookup(e.context[-1]).text) if e.knowledge is None else e
+            for e in examples]
 
 
 def learning_warnings(test_size: int, test_ppl: float, test_ppl_backbone: float, epochs_run: int,
