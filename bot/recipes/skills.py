@@ -179,8 +179,10 @@ BUNDLED = {
     },
 }
 # Candidates for the manager, chosen on validation: how many backbone blocks its features read
-# (routing cost grows with it) and its head's hidden width (0: linear).
-MANAGER_BLOCKS, MANAGER_HIDDEN = (1, 3), (0, 256)
+# (routing cost grows with it) and its head's hidden width (0: linear). A 256-wide hidden layer
+# tied the linear head on validation but fitted its memory so tightly that temperature scaling
+# could not calibrate it, so the head is linear.
+MANAGER_BLOCKS, MANAGER_HIDDEN = (1, 3), (0,)
 MANAGER = ManagerConfig(exemplars_per_class=500)
 TRAINING = AdapterTraining(bottleneck=64, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
 
