@@ -34,14 +34,14 @@ BARE_DECODING = {"do_sample": False, "max_new_tokens": 60, "repetition_penalty":
 DECODING_KEYS = tuple(f.name for f in dataclasses.fields(DecodingSpec))
 
 
-def _decoding(base: DecodingSpec, overrides: dict) -> dict:
+def _decoding(base: DecodingSpec, overrides: dict) -> DecodingSpec:
     """``base`` with ``overrides`` (None = keep), checked like a skill.yaml's decoding; DialogueError if bad."""
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(k for k in given if k not in DECODING_KEYS)
     if unknown:
         raise DialogueError(f"unknown decoding setting(s) {', '.join(unknown)}; use {', '.join(DECODING_KEYS)}")
     try:
-        return dataclasses.replace(base, **given).generate_kwargs()
+        return dataclasses.replace(base, **given)
     except SpecError as e:
         raise DialogueError(f"decoding setting {e.field!r} {e.problem}") from None
 
@@ -185,7 +185,10 @@ class AdapterBot:
             spec = self.specs[reply.skill]
             base = spec.decoding
             reply.knowledge, reply.knowledge_used = self.knowledge(reply.skill, history[-1])
-        decoding = _decoding(base, overrides)
+        settings = _decoding(base, overrides)
+        decoding = settings.generate_kwargs()
+        if settings.context_turns:
+            history = history[-settings.context_turns:]
         window = self.model.backbone.config.n_positions
         decoding["max_new_tokens"] = min(int(decoding["max_new_tokens"]), window // 2)
         budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])

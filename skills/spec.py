@@ -137,6 +137,8 @@ class DecodingSpec:
             the context may still be copied (0 = off). For skills that copy from their knowledge
             passage, where ``no_repeat_ngram_size`` would forbid the copy: it stops loops such as
             "Ivy Ivy Ivy".
+        context_turns: how many of the newest turns the reply reads (0: as many as fit the window).
+            A skill trained on single questions, such as trivia, answers best from the question alone.
     """
 
     do_sample: bool = False
@@ -146,9 +148,11 @@ class DecodingSpec:
     repetition_penalty: float = 1.2
     no_repeat_ngram_size: int = 3
     reply_no_repeat_ngram_size: int = 0
+    context_turns: int = 0
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
+        _require(self.context_turns >= 0, "context_turns", "an integer >= 0", self.context_turns)
         _require(self.temperature > 0, "temperature", "a number > 0", self.temperature)
         _require(0 < self.top_p <= 1, "top_p", "a number in (0, 1]", self.top_p)
         _require(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)

@@ -126,3 +126,17 @@ def test_only_a_reply_that_ran_out_of_tokens_is_cut_back(tiny_bot):
     ids = tiny_bot.tokenizer("Sure. And then", add_special_tokens=False)["input_ids"]
     assert tiny_bot._finish(ids, {"max_new_tokens": len(ids)}) == "Sure."
     assert tiny_bot._finish(ids, {"max_new_tokens": len(ids) + 1}).endswith("then")  # ended by EOS: kept whole
+
+
+def test_a_skill_with_context_turns_reads_only_the_newest_turns(tiny_bot):
+    import dataclasses
+
+    spec = tiny_bot.specs["alpha"]
+    history = ["an older turn about something else", "a reply", "my printer will not print"]
+    full = tiny_bot._prepare(history, "alpha", {}).context
+    tiny_bot.specs["alpha"] = dataclasses.replace(spec, decoding=dataclasses.replace(spec.decoding, context_turns=1))
+    try:
+        alone = tiny_bot._prepare(history, "alpha", {}).context
+        assert alone == tiny_bot._prepare(history[-1:], "alpha", {}).context and len(alone) < len(full)
+    finally:
+        tiny_bot.specs["alpha"] = spec

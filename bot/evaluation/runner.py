@@ -153,7 +153,9 @@ def _skill_responses(bot, name: str, examples: list[Example], auto: list[str | N
             key = (route, id(example))
             if key not in cache:
                 knowledge = knowledge_for(bot, route, example, name)
-                cache[key] = tuple(build_context(bot.tokenizer, example.context, budget, knowledge))
+                turns = bot.specs[route].decoding.context_turns if route is not None else 0
+                context = example.context[-turns:] if turns else example.context
+                cache[key] = tuple(build_context(bot.tokenizer, context, budget, knowledge))
             jobs[routing].append(_Job(route, cache[key]))
     every = [j for js in jobs.values() for j in js]
     texts = _generate(bot, every, decoding, batch_size, bar)

@@ -168,8 +168,10 @@ BUNDLED = {
         "knowledge": True,
         # Copying from the passage must not be penalised: no repetition penalty, no n-gram ban across the
         # context; but no bigram twice within the reply (no "Ivy Ivy Ivy").
+        # It reads the question alone (context_turns=1): it trained on single questions, and earlier
+        # turns of a conversation made it answer "", "Sorry" or "ch" in a user trial.
         "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, reply_no_repeat_ngram_size=2,
-                                 max_new_tokens=32),
+                                 max_new_tokens=32, context_turns=1),
         # 1,800 augmented examples an epoch, and validation perplexity flattens within a few epochs.
         "epochs": 4,
     },
