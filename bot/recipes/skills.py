@@ -41,8 +41,8 @@ def counterfactual(examples: list[Example], copies: int = 8, seed: int = 0, phra
     under a fixed question, the adapter can only lower its loss by copying from the passage.
     Each replacement is a span of a ``phrases`` text (default: Chit-Chat's train turns) as many
     words long as a real answer drawn at random, title-cased half the time, as names are. Spans
-    of open text, rather than the other questions' answers, leave nothing to memorise: on the
-    validation split this raised F1 from 0.52 to 0.64.
+    of open text, rather than the other questions' answers, leave nothing to memorise (the
+    answers of the other questions include the test questions' answers).
     """
     rng = random.Random(seed)
     phrases = [p.split() for p in (phrases if phrases is not None else chitchat_phrases()) if p.strip()]
@@ -172,7 +172,7 @@ BUNDLED = {
         # turns of a conversation made it answer "", "Sorry" or "ch" in a user trial.
         "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, reply_no_repeat_ngram_size=2,
                                  max_new_tokens=32, context_turns=1),
-        # 1,800 augmented examples an epoch, and validation perplexity flattens within a few epochs.
+        # 1,800 augmented examples an epoch; validation perplexity flattens within a few epochs (the card's log).
         "epochs": 4,
     },
     "tech_support": {
