@@ -100,7 +100,9 @@ class Lookup:
 # Words that carry no topic in a question as people type it: BM25's English stop list plus chat filler.
 _FILLER = {"whats", "what's", "who's", "whos", "where's", "know", "tell", "hey", "hi", "please", "pls", "wondering",
            "anyone", "remind", "name", "called", "actually", "guess", "think", "u", "ya", "im", "i'm", "wanna",
-           "quick", "question", "ok", "okay", "so", "um", "uh", "hmm", "curious", "like", "really"}
+           "quick", "question", "ok", "okay", "so", "um", "uh", "hmm", "curious", "like", "really", "thanks", "thank",
+           "thx", "ty", "cool", "great", "nice", "lol", "haha", "anyway", "anyways", "btw", "oh", "ah", "yeah", "yes",
+           "alright", "wait", "whatever", "honestly"}
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 

@@ -141,3 +141,13 @@ def test_every_trained_abstention_reads_as_one():
 
     assert all(abstains(reply) for reply in ABSTAIN)
     assert not abstains("William Shakespeare") and not abstains("Toronto is the most populous city.")
+
+
+def test_chat_filler_around_a_question_does_not_hide_its_passage(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"text": "What is the largest planet in our solar system?\\nJupiter"}\n'
+                    '{"text": "Who wrote Hamlet?\\nWilliam Shakespeare"}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    plain = retriever.lookup("what is the largest planet in our solar system?")
+    chatty = retriever.lookup("ok thanks! what is the largest planet in our solar system?")
+    assert chatty.coverage == plain.coverage == 1.0 and chatty.text == plain.text
