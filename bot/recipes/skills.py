@@ -19,15 +19,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-
 from typing import Callable
 
+from manager import ManagerConfig
 from skills import BUNDLED_DIR
 from skills.corpora import bad_news_exchanges, chitchat_conversations, split_of
 from skills.data import Example, read_source, write_jsonl
 from skills.knowledge import Retriever
-from manager import ManagerConfig
 from skills.spec import AdapterTraining, DecodingSpec
+
+from bot.evaluation.knowledge_check import out_of_knowledge
 
 def chitchat_phrases() -> list[str]:
     """Every turn of Chit-Chat's train split: the pool that counterfactual answers are cut from."""
@@ -100,13 +101,6 @@ def trivia_examples() -> list[Example]:
         if e.context[0] in casual:
             out.append(Example([casual[e.context[0]]], e.response, passage, group))
     return out
-
-
-def out_of_knowledge(split: str) -> list[str]:
-    """Questions of ``skills/sources/out_of_knowledge.jsonl`` whose answer is in no passage, by split
-    (40% test, 20% valid, 40% train; by the question's hash)."""
-    rows = [json.loads(line) for line in (SOURCES / "out_of_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
-    return [r["question"] for r in rows if split_of(r["question"], valid_pct=20, test_pct=40) == split]
 
 
 def abstain_reply(question: str) -> str:
