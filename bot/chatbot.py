@@ -10,7 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -61,6 +61,8 @@ class Reply:
         knowledge_used: whether ``knowledge`` went into the context. A retrieved passage that
             does not cover the message (see ``KnowledgeSpec.min_overlap``) is shown but not used,
             and the skill answers without it (a knowledge skill then says it doesn't know).
+        blend: the ``{skill: weight}`` mix the reply was generated with, when it was a blend; ``skill`` is
+            then its heaviest skill, whose decoding settings and knowledge the reply used.
     """
 
     text: str
@@ -69,6 +71,12 @@ class Reply:
     scores: dict[str, float] = field(default_factory=dict)
     knowledge: str | None = None
     knowledge_used: bool = False
+    blend: dict[str, float] | None = None
+
+    @property
+    def route(self) -> str | None | dict[str, float]:
+        """What generation runs this reply's row on: the blend, else the skill (``None``: bare backbone)."""
+        return self.blend if self.blend else self.skill
 
 
 @dataclass
@@ -172,6 +180,16 @@ class AdapterBot:
             d = self.manager.route(history)
             chosen = d.skill if d.skill in self.specs else None
             return Reply("", chosen, d.probability, d.scores)
+        if isinstance(skill, Mapping):
+            unknown = [name for name in skill if name not in self.specs]
+            if unknown or not skill:
+                raise ValueError(f"a blend maps installed skills to weights; unknown: {unknown or 'empty blend'}; "
+                                 f"installed: {', '.join(self.skills) or 'none'}")
+            self.model.plan(skill)  # one kind, a kind that blends, finite weights >= 0: checked before generating
+            blend = {name: float(w) for name, w in skill.items()}
+            if not any(w > 0 for w in blend.values()):
+                raise ValueError(f"a blend needs a skill with a weight above 0, got {blend}")
+            return Reply("", max(blend, key=blend.get), blend=blend)
         if skill is not None and (not isinstance(skill, str) or skill not in self.specs):
             raise ValueError(f"unknown skill {skill!r}; installed: {', '.join(self.skills) or 'none'} "
                              f"(or 'auto', or None for the bare backbone)")
@@ -200,14 +218,15 @@ class AdapterBot:
 
         Args:
             history: the conversation so far; the last entry is the user's new message.
-            skill: ``"auto"`` (the manager decides), an installed skill's name (forced), or
-                ``None`` (the bare backbone, open chit-chat).
+            skill: ``"auto"`` (the manager decides), an installed skill's name (forced),
+                ``None`` (the bare backbone, open chit-chat), or a blend ``{"empathetic": 0.7, "trivia": 0.3}``
+                of skills of one kind that blends (bottleneck, houlsby, lora).
             **decoding: overrides of the skill's decoding settings (``temperature``, ``top_p``,
                 ``max_new_tokens``, ``repetition_penalty``, ``do_sample``); ``None`` values are ignored.
         """
         turn = self._prepare(history, skill, decoding)
         with self._lock:
-            ids = generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.skill], **turn.decoding)[0]
+            ids = generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.route], **turn.decoding)[0]
         turn.reply.text = self._finish(ids, turn.decoding)
         return turn.reply
 
@@ -229,7 +248,7 @@ class AdapterBot:
         def work() -> None:
             try:
                 with self._lock:
-                    generated.extend(generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.skill],
+                    generated.extend(generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.route],
                                                   streamer=streamer, **turn.decoding))
             except BaseException as e:  # surfaced in the caller's thread below
                 errors.append(e)
@@ -258,7 +277,7 @@ class AdapterBot:
         turns = [self._prepare(h, s, decoding) for h, s in zip(histories, skills)]
         settings = turns[0].decoding
         with self._lock:
-            out = generate_ids(self.model, self.tokenizer, [t.context for t in turns], [t.reply.skill for t in turns], **settings)
+            out = generate_ids(self.model, self.tokenizer, [t.context for t in turns], [t.reply.route for t in turns], **settings)
         return [self._finish(ids, settings) for ids in out]
 
 

@@ -13,7 +13,8 @@ from skills.spec import AdapterTraining
 
 # `skill add` flags for the adapter's training settings: dest -> (flag, type, help)
 TRAINING_FLAGS = {
-    "bottleneck": ("--bottleneck", int, "adapter bottleneck width; the adapter's size grows with it"),
+    "kind": ("--kind", str, "adapter kind: bottleneck, houlsby, lora, prefix or prompt (`adapterbot skill kinds` lists each "
+                            "kind's settings, given as --SETTING VALUE, e.g. --kind lora --rank 8 --alpha 16)"),
     "epochs": ("--epochs", int, "most passes over the training split"),
     "learning_rate": ("--learning-rate", float, "AdamW learning rate of the adapter"),
     "batch_size": ("--batch-size", int, "examples per optimisation step"),
@@ -84,8 +85,63 @@ def cmd_skill_list(args) -> int:
         if "test_ppl" in card:
             figures = f"  test ppl {card['test_ppl']:.1f} (bare backbone {card['test_ppl_backbone']:.1f})"
         splits = info.get("splits") or {}
-        print(f"- {name}: {info.get('description', '')}\n    {info['path']}  splits {splits}{figures}")
+        size = f", {card['trainable_params']:,} parameters" if "trainable_params" in card else ""
+        print(f"- {name}: {info.get('description', '')}\n    {info['kind']} adapter{size}; {info['path']}  splits {splits}{figures}")
     return 0
+
+
+def cmd_skill_kinds(args) -> int:
+    from .adapter.kinds import KINDS
+
+    for name, kind in KINDS.items():
+        print(f"{name}: attaches {kind.attaches}" + ("" if kind.identity_at_init else " (not the identity when fresh)"))
+        for setting, (default, doc) in setting_docs(kind.Settings).items():
+            print(f"    --{setting.replace('_', '-')} (default {default}): {doc}")
+    return 0
+
+
+def setting_docs(settings_class) -> dict[str, tuple[object, str]]:
+    """Each field of a settings dataclass: its default and its docstring line (from ``Attributes:``)."""
+    import dataclasses
+    import inspect
+    import re
+
+    doc = inspect.getdoc(settings_class) or ""
+    found = {}
+    for f in dataclasses.fields(settings_class):
+        match = re.search(rf"^\s*{f.name}: (.+?)(?=^\s*\w+: |\Z)", doc, re.M | re.S)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        found[f.name] = (default, " ".join(match.group(1).replace("``", "").split()) if match else "")
+    return found
+
+
+def kind_flags(extra: list[str]) -> dict[str, object]:
+    """``--rank 8 --targets attn.c_attn mlp.c_fc`` -> ``{"rank": 8, "targets": ["attn.c_attn", "mlp.c_fc"]}``.
+
+    Values read as YAML scalars (``8`` an int, ``16.0`` a float); a flag followed by several values
+    gives a list. The kind's settings class then checks names and values.
+    """
+    import yaml
+
+    settings: dict[str, object] = {}
+    name = None
+    for token in extra:
+        if token.startswith("--"):
+            name = token[2:].replace("-", "_")
+            if not name or name in settings:
+                raise ValueError(f"{token}: {'empty' if not name else 'repeated'} adapter setting flag")
+            settings[name] = []
+        elif name is None:
+            raise ValueError(f"unexpected argument {token!r}")
+        else:
+            settings[name].append(yaml.safe_load(token) if not token.startswith(("[", "{")) else token)
+    for key, values in settings.items():
+        if not values:
+            raise ValueError(f"--{key.replace('_', '-')} needs a value")
+        settings[key] = values[0] if len(values) == 1 else values
+    if isinstance(settings.get("targets"), str):  # one target is still a list of targets
+        settings["targets"] = [settings["targets"]]
+    return settings
 
 
 def cmd_skill_add(args) -> int:
@@ -99,8 +155,11 @@ def cmd_skill_add(args) -> int:
             raise ValueError(f"--columns: not valid JSON ({e})") from None
         if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
             raise ValueError('--columns must be a JSON object of column names, e.g. {"context": "prompt", "response": "reply"}')
+    from .adapter.config import kind_settings
+
     given = {k: getattr(args, k) for k in TRAINING_FLAGS if getattr(args, k) is not None}
-    training = AdapterTraining(**given)  # checked before the model loads
+    training = AdapterTraining(**given, settings=kind_flags(args.extra))  # checked before the model loads
+    kind_settings(training.kind, training.settings)
     bot = _load_bot(args)
     r = add_skill(bot, args.name, args.data, description=args.description or "", knowledge=args.knowledge,
                   replace=args.replace, columns=columns, max_examples=args.limit, training=training)
@@ -182,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = AdapterTraining()
     for dest, (flag, kind, what) in TRAINING_FLAGS.items():
         s.add_argument(flag, dest=dest, type=kind, default=None, help=f"{what} (default: {getattr(defaults, dest)})")
-    s.set_defaults(func=cmd_skill_add)
+    s.set_defaults(func=cmd_skill_add, takes_extra=True)
+    s = skill.add_parser("kinds", help="the adapter kinds, where each attaches, and their settings")
+    s.set_defaults(func=cmd_skill_kinds)
     s = skill.add_parser("remove", help="uninstall a skill (other skills are untouched)")
     _common(s)
     s.add_argument("name", help="the installed skill to remove (see `adapterbot skill list`)")
@@ -218,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

@@ -8,6 +8,7 @@ import torch
 from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from .adapter import AdaptedModel
+from .adapter.routing import Row
 from .dialogue import pad
 
 
@@ -41,9 +42,10 @@ class ReplyNoRepeatNGram(NoRepeatNGramLogitsProcessor):
 
 
 @torch.no_grad()
-def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int]], skills: Sequence[str | None],
+def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int]], skills: Sequence[Row],
                  streamer=None, **decoding) -> list[list[int]]:
-    """New token ids for each context, row ``b`` generated with the adapter of ``skills[b]``.
+    """New token ids for each context, row ``b`` generated with the adapter of ``skills[b]`` (a skill, ``None``
+    for the bare backbone, or a ``{skill: weight}`` blend).
 
     All rows run in one ``generate()`` call: the adapters are gathered per row inside each
     block, so a batch that mixes skills costs one pass, not one per skill. ``decoding`` holds
@@ -55,8 +57,7 @@ def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int
     if reply_ngram:
         decoding["logits_processor"] = LogitsProcessorList([ReplyNoRepeatNGram(reply_ngram, ids.shape[1])])
     eos = tokenizer.eos_token_id
-    with model.route(list(skills)):
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=eos, streamer=streamer, **decoding)
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=eos, streamer=streamer, route=list(skills), **decoding)
     new = out[:, ids.shape[1]:].tolist()
     return [row[: row.index(eos)] if eos in row else row for row in new]

@@ -134,7 +134,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
 
     temp_name = f"_new_{name}"  # not a valid skill name: trains beside the loaded skills, touching none; never shown
     model = bot.model
-    model.add_adapter(temp_name, model.new_config(training.bottleneck))
+    model.add_adapter(temp_name, model.new_config(training.kind, **training.settings))
     try:
         train = augment(splits["train"]) if augment else splits["train"]
         result = train_adapter(model, bot.tokenizer, temp_name, train, splits["valid"], training, progress, show_bar, label=name)

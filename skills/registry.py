@@ -106,6 +106,7 @@ class SkillRegistry:
             "path": str(self.path(name)),
             "data": spec.data,
             "knowledge": spec.knowledge.mode,
+            "kind": spec.adapter.kind,
             "splits": spec.splits,
             "card": spec.card,
         }

@@ -91,7 +91,10 @@ class AdapterTraining:
     """How the skill's adapter is trained (the backbone stays frozen).
 
     Attributes:
-        bottleneck: width of the adapter's bottleneck; the adapter's size grows linearly with it.
+        kind: the adapter kind: ``bottleneck`` (Adapter-Bot's residual adapter), ``houlsby``, ``lora``,
+            ``prefix`` or ``prompt`` (``adapterbot skill kinds`` lists them with their settings).
+        settings: the kind's settings, e.g. ``{"bottleneck": 64}`` or ``{"rank": 8, "alpha": 16}``; a missing
+            setting takes the kind's default. They are checked against the kind before any model loads.
         learning_rate: AdamW learning rate of the adapter's weights.
         epochs: most passes over the training split.
         batch_size: examples per optimisation step.
@@ -101,7 +104,8 @@ class AdapterTraining:
         weight_decay: AdamW weight decay.
     """
 
-    bottleneck: int = 64
+    kind: str = "bottleneck"
+    settings: dict[str, Any] = field(default_factory=dict)
     learning_rate: float = 1e-3
     epochs: int = 20
     batch_size: int = 16
@@ -112,7 +116,8 @@ class AdapterTraining:
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
-        for name in ("bottleneck", "epochs", "batch_size"):
+        _require(bool(self.kind), "kind", "an adapter kind's name", self.kind)
+        for name in ("epochs", "batch_size"):
             _require(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
         _require(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
         _require(self.patience >= 0, "patience", "an integer >= 0", self.patience)
@@ -220,6 +225,12 @@ class SkillSpec:
         """Build a spec from a mapping (as read from YAML); unknown or missing fields raise :class:`SpecError`."""
         if not isinstance(data, dict):
             raise SpecError("<root>", f"must be a mapping of fields, got {type(data).__name__}")
+        adapter = data.get("adapter")
+        if isinstance(adapter, dict) and "bottleneck" in adapter and "settings" not in adapter:
+            # skill.yaml written before adapter kinds: ``adapter.bottleneck`` is a bottleneck adapter's setting
+            adapter = dict(adapter)
+            adapter["settings"] = {"bottleneck": adapter.pop("bottleneck")}
+            data = {**data, "adapter": adapter}
         return from_mapping(cls, data, SpecError)
 
     def to_dict(self) -> dict[str, Any]:

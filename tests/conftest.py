@@ -77,7 +77,7 @@ def tiny_skills_dir(tiny_dir, tmp_path_factory) -> Path:
     for name in TOY_SKILLS:
         data = write_toy_data(tmp_path_factory.mktemp("data") / f"{name}.jsonl", name)
         add_skill(bot, name, data, description=f"toy skill {name}", show_bar=False,
-                  training=AdapterTraining(bottleneck=8, epochs=3, batch_size=8, learning_rate=5e-3, max_length=48))
+                  training=AdapterTraining(settings={"bottleneck": 8}, epochs=3, batch_size=8, learning_rate=5e-3, max_length=48))
     train_manager(bot)
     return root
 

@@ -18,8 +18,7 @@ def randomize(model: AdaptedModel, name: str, seed: int) -> None:
     with torch.no_grad():
         for p in model.adapter_parameters(name):
             p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    for layer in model.layers:
-        layer.invalidate()
+    model.invalidate()
 
 
 def logits(model: AdaptedModel, ids: torch.Tensor, route) -> torch.Tensor:
@@ -31,7 +30,7 @@ def test_fresh_adapter_reproduces_backbone(tiny):
     model, _ = tiny
     ids = torch.randint(0, 200, (3, 10))
     bare = logits(model, ids, None)
-    model.add_adapter("a", model.new_config(8))
+    model.add_adapter("a", model.new_config(bottleneck=8))
     assert torch.equal(logits(model, ids, "a"), bare)
     assert torch.equal(logits(model, ids, ["a", None, "a"]), bare)
 
@@ -39,7 +38,7 @@ def test_fresh_adapter_reproduces_backbone(tiny):
 def test_training_step_touches_only_its_adapter(tiny):
     model, _ = tiny
     for name, seed in [("a", 1), ("b", 2)]:
-        model.add_adapter(name, model.new_config(8))
+        model.add_adapter(name, model.new_config(bottleneck=8))
         randomize(model, name, seed)
     backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     a_before = {k: v.clone() for k, v in model.adapter_state_dict("a").items()}
@@ -61,7 +60,7 @@ def test_training_step_touches_only_its_adapter(tiny):
 def three_skills(tiny):
     model, tok = tiny
     for i, name in enumerate(["a", "b", "c"]):
-        model.add_adapter(name, model.new_config(4 + 4 * i))  # mixed bottlenecks are zero-padded
+        model.add_adapter(name, model.new_config(bottleneck=4 + 4 * i))  # mixed bottlenecks are zero-padded
         randomize(model, name, i)
     return model, tok
 
@@ -210,7 +209,7 @@ def test_any_module_attribute_name_is_a_working_adapter_name(tiny, tmp_path, tin
     ids = torch.randint(0, 200, (2, 7))
     bare = logits(model, ids, None)
     for i, name in enumerate(names):
-        model.add_adapter(name, model.new_config(4))
+        model.add_adapter(name, model.new_config(bottleneck=4))
         randomize(model, name, i)
     assert model.skills == names
     fresh_backbone, _, backbone_name = load_backbone(tiny_dir)
@@ -230,6 +229,6 @@ def test_any_module_attribute_name_is_a_working_adapter_name(tiny, tmp_path, tin
     for name in names:
         other.remove_adapter(name)
         assert name not in other.skills
-    assert other.skills == [] and all(len(layer.adapters) == 0 for layer in other.layers)
+    assert other.skills == [] and all(len(bank.adapters) == 0 for bank in other.banks.values())
     torch.testing.assert_close(logits(other, ids, None), bare)
     assert other.eval() is other and callable(other.half)  # the module's own methods are untouched

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+from bot.adapter.routing import active_plan
 from bot.bench import figure_keys
 from bot.cli import main
 
@@ -44,17 +45,26 @@ def test_routing_share_is_missing_without_a_manager(tiny_dir, tmp_path):
 
 
 def test_bare_route_runs_the_backbone_as_loaded(tiny):
-    """The bare path the latency figures compare against carries no hooks; routes nest and restore."""
+    """The bare path the latency figures compare against carries no hooks; routes nest and restore.
+
+    A bare call nested in (or beside) a routed one finds the routed call's hooks in place, and they pass it through.
+    """
+    import torch
+
     model, _ = tiny
-    model.add_adapter("a", model.new_config(4))
-    model.add_adapter("b", model.new_config(4))
+    ids = torch.randint(0, 200, (2, 6))
+    with torch.no_grad():
+        bare = model(input_ids=ids).logits
+    model.add_adapter("a", model.new_config(bottleneck=4))
+    model.add_adapter("b", model.new_config(bottleneck=4))
     blocks = model.backbone.transformer.h
     assert not any(block._forward_hooks for block in blocks)
     with model.route("a"):
         assert all(len(block._forward_hooks) == 1 for block in blocks)
-        with model.route(None):
-            assert not any(block._forward_hooks for block in blocks)
+        with model.route(None), torch.no_grad():
+            assert all(len(block._forward_hooks) == 1 for block in blocks)
+            assert torch.equal(model(input_ids=ids).logits, bare)
         with model.route(["a", "b"]):
             assert all(len(block._forward_hooks) == 1 for block in blocks)
-        assert model.layers[0]._route == 0
+        assert active_plan().banks["bottleneck"].uniform == 0
     assert not any(block._forward_hooks for block in blocks)

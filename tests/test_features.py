@@ -42,7 +42,7 @@ def test_a_first_turn_has_zeros_for_the_turns_before_it(deep):
 def test_later_blocks_never_run_and_adapters_never_apply(deep):
     model, tok = deep
     before = BackboneFeatures(model, tok, layers=2)(["i feel sad today"])
-    model.add_adapter("a", model.new_config(4))
+    model.add_adapter("a", model.new_config(bottleneck=4))
     with torch.no_grad():
         for p in model.adapter_parameters("a"):
             p.add_(1.0)

@@ -218,7 +218,8 @@ def test_malformed_histories_raise_dialogue_error(fuzz_bot, history):
     assert str(info.value).strip()
 
 
-@pytest.mark.parametrize("skill", ["", "nope", "ALPHA", "../alpha", "none", 3, b"alpha", ["alpha"], {"alpha": 1}, ("alpha",)])
+@pytest.mark.parametrize("skill", ["", "nope", "ALPHA", "../alpha", "none", 3, b"alpha", ["alpha"], ("alpha",),
+                                   {}, {"nope": 1}, {"alpha": "x"}, {"alpha": -1}, {"alpha": float("nan")}, {"alpha": 0}])
 def test_unknown_or_malformed_skill_raises_value_error(fuzz_bot, skill):
     with pytest.raises(ValueError) as info:
         fuzz_bot.respond(["hello"], skill=skill, max_new_tokens=2)

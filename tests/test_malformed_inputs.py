@@ -206,7 +206,7 @@ def assert_refused(model: AdaptedModel, folder: Path, names: list[str], error=Va
     for part in names:
         assert part in message, message
     assert model.skills == before, "a refused adapter was left loaded"
-    assert all(len(layer.adapters) == len(before) for layer in model.layers), "a refused adapter left weights behind"
+    assert sum(len(bank.adapters) for bank in model.banks.values()) == len(before), "a refused adapter left weights behind"
     return message
 
 
@@ -253,7 +253,7 @@ def test_adapter_made_for_another_backbone_is_refused(tiny, tmp_path):
 
     model, _ = tiny
     other = AdaptedModel(GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=64, n_embd=48, n_layer=3, n_head=2)), "other-gpt2")
-    other.add_adapter("gamma", other.new_config(8))
+    other.add_adapter("gamma", other.new_config(bottleneck=8))
     other.save_adapter("gamma", tmp_path / "other")
     message = assert_refused(model, tmp_path / "other", ["other-gpt2", str(tmp_path / "other"), "retrain"],
                              error=AdapterMismatchError)

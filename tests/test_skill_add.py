@@ -78,7 +78,7 @@ def test_training_flags_reach_the_skill_spec_and_bad_ones_fail_before_loading(ti
     assert cli(tiny_dir, skills_dir, "skill", "add", "gamma", "--data", str(data), "--limit", "20",
                "--epochs", "1", "--bottleneck", "8", "--learning-rate", "0.01") == 0
     adapter = AdapterBot.from_pretrained(tiny_dir, skills_dir).specs["gamma"].adapter
-    assert (adapter.epochs, adapter.bottleneck, adapter.learning_rate) == (1, 8, 0.01)
+    assert (adapter.epochs, adapter.kind, adapter.settings, adapter.learning_rate) == (1, "bottleneck", {"bottleneck": 8}, 0.01)
     before = tree_digest(skills_dir)
     assert cli(tiny_dir, skills_dir, "skill", "add", "delta", "--data", str(data), "--epochs", "0") == 2
     assert "'epochs' must be an integer >= 1, got 0" in capsys.readouterr().err
@@ -124,7 +124,7 @@ def test_manager_threshold_must_be_a_probability(capsys):
 def quick_training(**overrides):
     from skills.spec import AdapterTraining
 
-    return AdapterTraining(**{"bottleneck": 8, "epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "max_length": 48, **overrides})
+    return AdapterTraining(**{"settings": {"bottleneck": 8}, "epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "max_length": 48, **overrides})
 
 
 def test_a_module_attribute_name_installs_whole(tiny_dir, skills_dir, tmp_path):

@@ -30,7 +30,7 @@ def test_save_and_load_round_trip(tmp_path):
         splits={"train": 80, "valid": 10, "test": 10},
         card={"test_ppl": 12.5},
     )
-    spec.adapter.bottleneck = 32
+    spec.adapter.kind, spec.adapter.settings = "lora", {"rank": 4, "targets": ["attn.c_attn"]}
     path = spec.save(tmp_path)
     assert path == tmp_path / SPEC_FILE
     assert SkillSpec.load(tmp_path) == spec
@@ -100,8 +100,8 @@ def test_unknown_nested_key_is_dotted(tmp_path):
         ("decoding:\n  max_new_tokens: 0\n", "decoding.max_new_tokens"),
         ("decoding:\n  reply_no_repeat_ngram_size: -1\n", "decoding.reply_no_repeat_ngram_size"),
         ("adapter:\n  epochs: true\n", "adapter.epochs"),  # a bool is not an int
-        ("adapter:\n  bottleneck: '64'\n", "adapter.bottleneck"),
-        ("adapter:\n  bottleneck: 2.5\n", "adapter.bottleneck"),
+        ("adapter:\n  settings: 64\n", "adapter.settings"),
+        ("adapter:\n  kind: ''\n", "adapter.kind"),
         ("adapter:\n  learning_rate: -1\n", "adapter.learning_rate"),
         ("adapter:\n  learning_rate: .inf\n", "adapter.learning_rate"),
         ("knowledge:\n  mode: web\n", "knowledge.mode"),
@@ -171,3 +171,9 @@ def test_saved_yaml_is_plain(tmp_path):
     SkillSpec(name="persona", knowledge=KnowledgeSpec(mode="static", text="I love hiking.")).save(tmp_path)
     data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
     assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0}
+
+
+def test_a_skill_yaml_from_before_adapter_kinds_reads_as_a_bottleneck_adapter(tmp_path):
+    (tmp_path / SPEC_FILE).write_text("name: old\nadapter:\n  bottleneck: 32\n  epochs: 3\n", encoding="utf-8")
+    adapter = SkillSpec.load(tmp_path).adapter
+    assert (adapter.kind, adapter.settings, adapter.epochs) == ("bottleneck", {"bottleneck": 32}, 3)

@@ -31,6 +31,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from bot.adapter import KINDS  # noqa: E402
 from bot.chatbot import AdapterBot  # noqa: E402
 from skills.spec import AdapterTraining  # noqa: E402
 
@@ -143,7 +144,7 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                 summary = gr.Markdown(skills_summary(bot))
                 table = gr.Dataframe(value=skills_table(bot), interactive=False, wrap=True, label="Installed skills",
                                      elem_id="ab-skills-table",  # descriptions wrap, so every figure column stays in view
-                                     column_widths=["11%", "35%", "9%", "7%", "7%", "7%", "12%", "12%"])
+                                     column_widths=["10%", "28%", "8%", "14%", "6%", "6%", "6%", "11%", "11%"])
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
                         gr.Markdown("### Add a skill\nUpload dialogues as JSONL, one example a line: "
@@ -168,6 +169,8 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                                                         "small datasets often need more")
                                 learning_rate = gr.Number(TRAINING.learning_rate, label="Learning rate", minimum=1e-6,
                                                           maximum=1.0, info="AdamW learning rate of the adapter")
+                            kind = gr.Dropdown(list(KINDS), value=TRAINING.kind, label="Adapter kind",
+                                               info="; ".join(f"{k}: {c.attaches}" for k, c in KINDS.items()))
                         add = gr.Button("Train and install", variant="primary")
                         add_status = gr.Markdown(min_height=40)
                     with gr.Column(scale=2):
@@ -220,7 +223,7 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
         refresh_outputs = [mode, table, summary, remove_name, header]
         skill_outputs = [table, summary, remove_name]
         add.click(make_add_handler(bot, max_upload_mb),
-                  [new_name, new_description, data_file, knowledge_file, replace, epochs, learning_rate],
+                  [new_name, new_description, data_file, knowledge_file, replace, epochs, learning_rate, kind],
                   [add_status, *skill_outputs], api_name="add_skill", concurrency_id=MODEL_EVENTS,
                   concurrency_limit=MODEL_CONCURRENCY, show_progress_on=add_status,
                   ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")

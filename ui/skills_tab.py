@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from bot.adapter.config import kind_settings
 from bot.chatbot import AdapterBot
 from bot.errors import one_line
 from bot.skill_builder import add_skill, remove_skill
@@ -21,7 +22,8 @@ from skills.spec import AdapterTraining, validate_skill_name
 
 log = logging.getLogger(__name__)
 
-TABLE_HEADERS = ["Skill", "Description", "Knowledge", "Train", "Valid", "Test", "Test ppl (adapter)", "Test ppl (bare backbone)"]
+TABLE_HEADERS = ["Skill", "Description", "Knowledge", "Adapter", "Train", "Valid", "Test", "Test ppl (adapter)",
+                 "Test ppl (bare backbone)"]
 DATA_SUFFIXES = (".jsonl", ".csv")
 KNOWLEDGE_SUFFIXES = (".txt", ".jsonl")
 MAX_DESCRIPTION_CHARS = 300
@@ -35,11 +37,12 @@ def _figure(value: Any) -> str:
 
 
 def skill_rows(bot: AdapterBot) -> list[list[Any]]:
-    """One row per loaded skill: name, description, knowledge mode, split sizes, test perplexities."""
+    """One row per loaded skill: name, description, knowledge mode, adapter kind and size, split sizes, test perplexities."""
     rows = []
     for name, spec in sorted(bot.specs.items()):
         splits, card = spec.splits or {}, spec.card or {}
-        rows.append([name, spec.description, spec.knowledge.mode,
+        adapter = f"{bot.model.configs[name].kind}, {bot.model.adapter_size(name):,} numbers"
+        rows.append([name, spec.description, spec.knowledge.mode, adapter,
                      splits.get("train", "—"), splits.get("valid", "—"), splits.get("test", "—"),
                      _figure(card.get("test_ppl")), _figure(card.get("test_ppl_backbone"))])
     return rows
@@ -47,7 +50,7 @@ def skill_rows(bot: AdapterBot) -> list[list[Any]]:
 
 def skills_table(bot: AdapterBot) -> dict[str, Any]:
     """The Dataframe value (headers and rows)."""
-    return {"headers": TABLE_HEADERS, "data": skill_rows(bot) or [["(no skill installed)", "", "", "", "", "", "", ""]]}
+    return {"headers": TABLE_HEADERS, "data": skill_rows(bot) or [["(no skill installed)"] + [""] * (len(TABLE_HEADERS) - 1)]}
 
 
 def skills_summary(bot: AdapterBot) -> str:
@@ -98,15 +101,18 @@ def sentence(text: str) -> str:
 
 
 def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
-    """``/add_skill``: ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate)`` ->
-    ``(status, table, summary, remove menu)``; ``epochs`` and ``learning_rate`` may be left out (defaults)."""
+    """``/add_skill``: ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate, kind)`` ->
+    ``(status, table, summary, remove menu)``; the last three may be left out (defaults; ``kind`` at its defaults)."""
 
     def add(name: str | None, description: str | None, data_file: str | None, knowledge_file: str | None = None,
-            replace: bool = False, epochs: float | None = None, learning_rate: float | None = None, progress=gr.Progress()):
+            replace: bool = False, epochs: float | None = None, learning_rate: float | None = None,
+            kind: str | None = None, progress=gr.Progress()):
         uploads: dict[str, str] = {}
         try:
             name = validate_skill_name((name or "").strip())
-            training = AdapterTraining(**{k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate)) if v is not None})
+            given = (("epochs", epochs), ("learning_rate", learning_rate), ("kind", kind))
+            training = AdapterTraining(**{k: v for k, v in given if v is not None})
+            kind_settings(training.kind, training.settings)
             description = " ".join((description or "").split())
             if len(description) > MAX_DESCRIPTION_CHARS:
                 raise ValueError(f"Keep the description under {MAX_DESCRIPTION_CHARS} characters (it has {len(description)}).")

@@ -1,29 +1,32 @@
-"""A frozen backbone with a residual :class:`AdapterLayer` on the output of every block."""
+"""A frozen backbone and a bank of adapters per kind, any mix of which a batch may use row by row."""
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import WEIGHTS_NAME, AdapterConfig
-from .layer import AdapterLayer, ResidualAdapter
+from .bank import Bank
+from .config import WEIGHTS_NAME, AdapterConfig, AdapterConfigError, AdapterMismatchError, BackboneSignature, kind_settings
+from .kinds import KINDS, Kind
+from .kinds.attention import ExtraKeyValues
+from .routing import BankRows, Route, RoutePlan, activated, row_mixes
 
-Route = str | None | Sequence[str | None]
+_UNSET: Any = object()
 
 
 class AdaptedModel(nn.Module):
-    """A frozen GPT-2-architecture causal LM whose blocks are followed by per-skill adapters.
+    """A frozen GPT-2-architecture causal LM with per-skill adapters of any kind in :mod:`.kinds`.
 
-    Adapters are attached with forward hooks, so the backbone's own modules and state dict
-    stay exactly as loaded. Use :meth:`route` to choose the skill of each batch row. The hooks
-    are in place only while a route that uses an adapter is active: the bare backbone runs
-    exactly as loaded, at no cost.
+    The backbone's modules and state dict stay exactly as loaded; each kind attaches through hooks
+    only while a call routes a row to it. The skill of each batch row is data given with the call:
+    ``model(input_ids, route=["a", None, {"a": 0.5, "b": 0.5}])``, ``model.generate(..., route=...)``
+    or ``with model.route(...)`` around several calls. A route belongs to the calling thread
+    (:mod:`.routing`), so concurrent calls on different skills do not interfere.
     """
 
     def __init__(self, backbone: nn.Module, backbone_name: str) -> None:
@@ -33,63 +36,77 @@ class AdaptedModel(nn.Module):
             p.requires_grad_(False)
         backbone.eval()
         cfg = backbone.config
-        self.signature = AdapterConfig(
-            bottleneck=1, backbone=backbone_name, hidden_size=cfg.n_embd, num_layers=cfg.n_layer,
-            layer_norm_eps=float(cfg.layer_norm_epsilon),
-        )
-        self.layers = nn.ModuleList(AdapterLayer(cfg.n_embd, cfg.layer_norm_epsilon) for _ in range(cfg.n_layer))
+        self.signature = BackboneSignature(backbone_name, cfg.n_embd, cfg.n_layer, float(cfg.layer_norm_epsilon))
+        self.banks = nn.ModuleDict()  # kind name -> Bank, created with its first skill
         self.configs: dict[str, AdapterConfig] = {}
-        self._route: int | torch.Tensor | None = None
-        self._hooks: list = []
-        self._route_lock = threading.RLock()  # a route is model-wide state: one thread's route at a time
+        self._kinds: dict[str, Kind] = {}
+        self._merged: tuple[str, list] | None = None  # a LoRA skill merged into the backbone
 
     # ---- skills -----------------------------------------------------------------
     @property
     def skills(self) -> list[str]:
         return list(self.configs)
 
-    def new_config(self, bottleneck: int) -> AdapterConfig:
-        s = self.signature
-        return AdapterConfig(bottleneck, s.backbone, s.hidden_size, s.num_layers, s.layer_norm_eps)
+    def kind(self, name: str) -> Kind:
+        """The :class:`Kind` object of kind ``name`` for this backbone."""
+        if name not in self._kinds:
+            kind_settings(name, {})  # an unknown kind raises, naming the known ones
+            self._kinds[name] = KINDS[name](self.backbone, self.signature)
+        return self._kinds[name]
+
+    def new_config(self, kind: str = "bottleneck", **settings: Any) -> AdapterConfig:
+        """A config for a fresh adapter of ``kind`` on this backbone; a bad setting raises naming it."""
+        return AdapterConfig(kind, kind_settings(kind, settings), self.signature)
 
     def add_adapter(self, name: str, config: AdapterConfig) -> None:
-        """Add a fresh (identity) adapter for ``name``; it starts frozen."""
-        config.check_compatible(self.signature, where=f"adapter {name!r}")
+        """Add a fresh adapter for ``name`` (the identity, for kinds that can start as one); it starts frozen."""
+        config.signature.check_compatible(self.signature, where=f"adapter {name!r}")
+        self._add(name, config, self.kind(config.kind).new_module(config.settings))
+
+    def _add(self, name: str, config: AdapterConfig, module: nn.Module) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"an adapter name must be a non-empty string, got {name!r}")
         if name in self.configs:
             raise ValueError(f"an adapter named {name!r} is already loaded")
-        ref = next(self.backbone.parameters())
-        for layer in self.layers:  # slot len(configs) in every layer: the name is only a key of ``configs``
-            layer.adapters.append(ResidualAdapter(config.hidden_size, config.bottleneck, config.layer_norm_eps).to(ref.device))
-            layer.invalidate()
+        if config.kind not in self.banks:
+            self.banks[config.kind] = Bank(self.kind(config.kind))
+        self.banks[config.kind].add(module.to(next(self.backbone.parameters()).device))
         self.configs[name] = config
         self.set_trainable(name, False)
 
     def remove_adapter(self, name: str) -> None:
-        slot = self.skill_index(name)
-        for layer in self.layers:
-            del layer.adapters[slot]
-            layer.invalidate()
+        if self._merged and self._merged[0] == name:
+            self.unmerge()
+        bank, slot = self._slot(name)
+        bank.remove(slot)
         del self.configs[name]
 
+    def module(self, name: str) -> nn.Module:
+        """The trainable module of skill ``name``."""
+        bank, slot = self._slot(name)
+        return bank.adapters[slot]
+
     def set_trainable(self, name: str, trainable: bool) -> None:
-        for p in self.adapter_parameters(name):
+        for p in self.module(name).parameters():
             p.requires_grad_(trainable)
-        for layer in self.layers:
-            layer.invalidate()
+        self.invalidate()
 
     def adapter_parameters(self, name: str) -> list[nn.Parameter]:
-        slot = self.skill_index(name)
-        return [p for layer in self.layers for p in layer.adapters[slot].parameters()]
+        return list(self.module(name).parameters())
+
+    def adapter_size(self, name: str) -> int:
+        """Numbers in the skill's file (for ``prefix``, fewer than it trains: its MLP is dropped)."""
+        return sum(t.numel() for t in self.adapter_state_dict(name).values())
 
     def adapter_state_dict(self, name: str) -> dict[str, torch.Tensor]:
-        slot = self.skill_index(name)
-        return {  # the file's tensor names: ``layers.{block}.{ln,down,up}.{weight,bias}``, with no slot or name
-            f"layers.{i}.{key}": t.detach().cpu().contiguous()
-            for i, layer in enumerate(self.layers)
-            for key, t in layer.adapters[slot].state_dict().items()
-        }
+        """The skill's file tensors, named as its kind names them (no slot, no skill name)."""
+        state = self.kind(self.configs[name].kind).file_state(self.module(name))
+        return {k: t.detach().cpu().contiguous() for k, t in state.items()}
+
+    def invalidate(self) -> None:
+        """Forget every bank's stacked weights (after weights change in place)."""
+        for bank in self.banks.values():
+            bank.invalidate()
 
     def save_adapter(self, name: str, folder: Path) -> None:
         """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for one skill."""
@@ -99,95 +116,133 @@ class AdaptedModel(nn.Module):
         self.configs[name].save(folder)
         save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
 
-    def load_adapter(self, name: str, folder: Path) -> None:
-        """Load one skill's adapter; a file for another backbone, or a damaged one, is refused whole."""
+    def load_adapter(self, name: str, folder: Path, kind: str | None = None) -> None:
+        """Load one skill; a file for another backbone or kind (when ``kind`` is given), or a damaged one, is refused whole."""
         folder = Path(folder)
         config = AdapterConfig.load(folder)
         path = folder / WEIGHTS_NAME
-        config.check_compatible(self.signature, where=f"adapter {str(folder)!r}")
+        config.signature.check_compatible(self.signature, where=f"adapter {str(folder)!r}")
+        if kind is not None and config.kind != kind:
+            raise AdapterMismatchError(f"adapter {str(folder)!r} is of kind {config.kind!r}, expected {kind!r}")
         try:
             state = load_file(str(path))
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: missing adapter weights") from None
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-        d, r = config.hidden_size, config.bottleneck  # shapes by arithmetic: a huge bottleneck allocates nothing
-        shapes = {"ln.weight": (d,), "ln.bias": (d,), "down.weight": (r, d), "down.bias": (r,), "up.weight": (d, r), "up.bias": (d,)}
-        expected = {f"layers.{i}.{k}": torch.Size(s) for i in range(len(self.layers)) for k, s in shapes.items()}
+        kind_ = self.kind(config.kind)
+        expected = kind_.file_shapes(config.settings)  # by arithmetic: a huge setting allocates nothing
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise ValueError(f"{path}: tensors do not match adapter_config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise ValueError(f"{path}: tensors do not match adapter_config.json (kind {config.kind!r}; "
+                             f"missing {missing[:3]}, unexpected {unexpected[:3]})")
         for key, shape in expected.items():
-            if state[key].shape != shape:
+            if tuple(state[key].shape) != tuple(shape):
                 raise ValueError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, expected {tuple(shape)}")
             if not torch.isfinite(state[key]).all():
                 raise ValueError(f"{path}: tensor {key!r} holds NaN or infinite values")
-        self.add_adapter(name, config)
-        slot = self.skill_index(name)
-        for i, layer in enumerate(self.layers):
-            prefix = f"layers.{i}."
-            layer.adapters[slot].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-            layer.invalidate()
+        module = kind_.new_module(config.settings, for_training=False)
+        module.load_state_dict(state)
+        self._add(name, config, module)
 
-    def _check(self, name: str) -> None:
+    def _slot(self, name: str) -> tuple[Bank, int]:
         if name not in self.configs:
             raise KeyError(f"no adapter named {name!r}; loaded: {', '.join(self.skills) or 'none'}")
+        kind = self.configs[name].kind
+        return self.banks[kind], [n for n, c in self.configs.items() if c.kind == kind].index(name)
 
     # ---- routing ----------------------------------------------------------------
-    def skill_index(self, name: str | None) -> int:
-        """Slot of skill ``name`` in every :class:`AdapterLayer` (``-1``: the bare backbone)."""
-        if name is None:
-            return -1
-        self._check(name)
-        return self.skills.index(name)
+    def plan(self, route: Route) -> RoutePlan | None:
+        """What each bank applies to each row of ``route`` (``None``: every row on the bare backbone)."""
+        mixes = row_mixes(route)
+        for mix in mixes:
+            for name in mix:
+                self._slot(name)
+        if self._merged is not None:
+            merged = self._merged[0]
+            if any(mix != {merged: 1.0} for mix in mixes):
+                raise ValueError(f"skill {merged!r} is merged into the backbone, so only its rows can run; "
+                                 "call unmerge() to route other skills or the bare backbone")
+            return None
+        kinds: dict[int, str] = {}
+        for b, mix in enumerate(mixes):
+            row_kinds = {self.configs[n].kind for n in mix}
+            if len(row_kinds) > 1:
+                raise ValueError(f"a blend mixes skills of one kind; {dict(mix)} mixes kinds {sorted(row_kinds)}")
+            if len(mix) > 1 and not KINDS[next(iter(row_kinds))].blendable:
+                raise ValueError(f"skills of kind {next(iter(row_kinds))!r} cannot be blended; route {dict(mix)} to one skill")
+            if row_kinds:
+                kinds[b] = row_kinds.pop()
+        if not kinds:
+            return None
+        banks: dict[str, BankRows] = {}
+        for kind in sorted(set(kinds.values())):
+            rows = [b for b, k in kinds.items() if k == kind]
+            width = max(len(mixes[b]) for b in rows)
+            slots = torch.full((len(mixes), width), -1, dtype=torch.long)
+            weights = torch.zeros(len(mixes), width)
+            for b in rows:
+                for j, (name, w) in enumerate(mixes[b].items()):
+                    slots[b, j], weights[b, j] = self._slot(name)[1], w
+            names = {tuple(mix.items()) for mix in mixes}
+            uniform = None
+            if len(names) == 1 and len(mixes[0]) == 1 and next(iter(mixes[0].values())) == 1.0:
+                uniform = int(slots[0, 0])
+            plain = width == 1 and all(mixes[b][next(iter(mixes[b]))] == 1.0 for b in rows)
+            train = None
+            if uniform is not None:
+                module = self.banks[kind].adapters[uniform]
+                if any(p.requires_grad for p in module.parameters()):  # training: autograd through this skill only
+                    train = module
+            banks[kind] = BankRows(slots, None if plain else weights, uniform, train)
+        attention = [self.banks[k] for k in banks if isinstance(self.kind(k), ExtraKeyValues)]
+        return RoutePlan(banks, attention)
 
     @contextmanager
-    def route(self, skills: Route) -> Iterator[None]:
-        """Run the backbone with ``skills`` (one name for every row, or one per row; ``None`` = bare).
-
-        Inside the block, every forward pass (including each step of ``generate()`` with
-        the KV cache) applies to row ``b`` the adapter of ``skills[b]``. Routes nest (the
-        outer one is restored on exit); another thread's route waits until this one ends.
-        """
-        names = [skills] if skills is None or isinstance(skills, str) else list(skills)
-        indices = [self.skill_index(n) for n in names]
-        if all(i < 0 for i in indices):
-            route: int | torch.Tensor | None = None
-        elif len(set(indices)) == 1:
-            route = indices[0]
-        else:
-            route = torch.tensor(indices, dtype=torch.long)
-        with self._route_lock:
-            previous = self._route
-            self._set_route(route)
-            try:
+    def route(self, route: Route) -> Iterator[None]:
+        """Run the block with ``route``: one skill for every row, or one route per row (``None`` = bare,
+        ``{skill: weight}`` = a blend). It holds in this thread only, and nests."""
+        plan = self.plan(route)
+        banks = [] if plan is None else [self.banks[kind] for kind in plan.banks]
+        for bank in banks:
+            bank.acquire()
+        try:
+            with activated(plan):
                 yield
-            finally:
-                self._set_route(previous)
+        finally:
+            for bank in banks:
+                bank.release()
 
-    def _set_route(self, route: int | torch.Tensor | None) -> None:
-        self._route = route
-        for layer in self.layers:
-            layer.set_route(route)
-        if route is None:
-            for handle in self._hooks:
-                handle.remove()
-            self._hooks = []
-        elif not self._hooks:
-            self._hooks = [block.register_forward_hook(_hook(layer))
-                           for block, layer in zip(self.backbone.transformer.h, self.layers)]
+    def forward(self, *args, route: Route = _UNSET, **kwargs):
+        if route is _UNSET:
+            return self.backbone(*args, **kwargs)
+        with self.route(route):
+            return self.backbone(*args, **kwargs)
 
-    def forward(self, *args, **kwargs):
-        return self.backbone(*args, **kwargs)
+    def generate(self, *args, route: Route = _UNSET, **kwargs):
+        if route is _UNSET:
+            return self.backbone.generate(*args, **kwargs)
+        with self.route(route):
+            return self.backbone.generate(*args, **kwargs)
 
-    def generate(self, *args, **kwargs):
-        return self.backbone.generate(*args, **kwargs)
+    # ---- merging (kinds that can fold into the backbone: lora) ---------------------
+    @torch.no_grad()
+    def merge(self, name: str) -> None:
+        """Fold skill ``name`` into the backbone's weights, so its rows cost nothing extra (single-skill deployments).
 
+        While merged, only ``name`` can be routed; :meth:`unmerge` restores the exact original weights.
+        """
+        kind = self.kind(self.configs[name].kind) if name in self.configs else None
+        if kind is None or not hasattr(kind, "merge"):
+            raise ValueError(f"only a loaded skill of a kind that merges (lora) can be merged; {name!r} is "
+                             f"{'of kind ' + repr(kind.name) if kind else 'not loaded'}")
+        if self._merged is not None:
+            raise ValueError(f"skill {self._merged[0]!r} is already merged; unmerge() it first")
+        self._merged = (name, kind.merge(self.module(name)))
 
-def _hook(layer: AdapterLayer):
-    def hook(module: nn.Module, args: tuple, output):
-        if isinstance(output, tuple):
-            return (layer(output[0]),) + output[1:]
-        return layer(output)
-
-    return hook
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self._merged is not None:
+            for weight, original in self._merged[1]:
+                weight.copy_(original)
+            self._merged = None

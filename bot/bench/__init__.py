@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..adapter import AdaptedModel, AdapterConfig
+from ..adapter import AdaptedModel
+from ..adapter.kinds.bottleneck import BottleneckSettings
 from .latency import generation_figures
 from .measure import BACKBONE_FIGURES, BOT_FIGURES, DIALOGPT_MEDIUM, DIALOGPT_SMALL, TINY, Figure, add_random_adapters, figure, machine, random_model
 from .report import write_report
@@ -66,7 +67,7 @@ def _run(args) -> list[Path]:
     backbone, skills_dir = getattr(args, "backbone", None), getattr(args, "skills_dir", None)
     setup = {
         "quick": quick, "repeats": repeats, "warmup": 1, "new_tokens": 8 if quick else 32, "prompt_tokens": 8 if quick else 32,
-        "skills": 8, "bottleneck": AdapterConfig().bottleneck, "rows": 8, "tokens": 16 if quick else 64,
+        "skills": 8, "bottleneck": BottleneckSettings().bottleneck, "rows": 8, "tokens": 16 if quick else 64,
         "skill_add_examples": 20 if quick else 1000, "shapes": shapes, "backbone": str(backbone or "bundled"),
         "skills_dir": str(skills_dir) if skills_dir else None,
         "memory": "CUDA max_memory_allocated" if device.startswith("cuda") else

@@ -150,9 +150,8 @@ def add_random_adapters(model: AdaptedModel, names: list[str], bottleneck: int, 
     """Add one adapter per name, every weight perturbed, so that none is the identity."""
     g = torch.Generator().manual_seed(seed)
     for name in names:
-        model.add_adapter(name, model.new_config(bottleneck))
+        model.add_adapter(name, model.new_config(bottleneck=bottleneck))
         with torch.no_grad():
             for p in model.adapter_parameters(name):
                 p.add_(torch.randn(p.shape, generator=g).to(p.device) * 0.02)
-    for layer in model.layers:
-        layer.invalidate()
+    model.invalidate()

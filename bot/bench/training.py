@@ -55,7 +55,7 @@ def train_step(model: AdaptedModel, variant: str, ids: torch.Tensor) -> Callable
 
 
 def _add_skill(model: AdaptedModel, bottleneck: int) -> None:
-    model.add_adapter(SKILL, model.new_config(bottleneck))
+    model.add_adapter(SKILL, model.new_config(bottleneck=bottleneck))
     model.backbone.eval()
 
 

@@ -180,7 +180,7 @@ BUNDLED = {
 # could not calibrate it, so the head is linear.
 MANAGER_BLOCKS, MANAGER_HIDDEN = (1, 3), (0,)
 MANAGER = ManagerConfig(exemplars_per_class=500)
-TRAINING = AdapterTraining(bottleneck=64, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
+TRAINING = AdapterTraining(kind="bottleneck", settings={"bottleneck": 64}, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
 
 
 def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
@@ -216,7 +216,7 @@ def write_card(folder: Path, spec, report: dict) -> None:
         f"- Data: {BUNDLED[name]['source']}; {sum(spec.splits.values())} unique examples; "
         f"splits train {spec.splits['train']} / valid {spec.splits['valid']} / test {spec.splits['test']}",
         f"- Knowledge: {spec.knowledge.mode}" + (f" (`{spec.knowledge.file}`, BM25{gate})" if spec.knowledge.file else ""),
-        f"- Adapter: bottleneck {spec.adapter.bottleneck}, {card['trainable_params']:,} parameters "
+        f"- Adapter: {spec.adapter.kind} ({', '.join(f'{k} {v}' for k, v in spec.adapter.settings.items())}), {card['trainable_params']:,} parameters "
         f"({100 * card['trainable_fraction']:.2f}% of the backbone); trained in {card['train_seconds']:.0f}s "
         f"({len(card['epochs'])} epochs, early stopping on validation perplexity)",
         "", "Test split figures, as `adapterbot eval --out DIR` prints them:", "",
