@@ -183,6 +183,50 @@ def cmd_skill_remove(args) -> int:
     return 0
 
 
+def cmd_skill_export(args) -> int:
+    import torch
+
+    from .adapter import AdaptedModel
+    from .adapter.peft_format import export_peft
+    from .backbone import load_backbone
+
+    registry = _registry(args)
+    spec = registry.spec(args.name)  # an unknown skill raises, listing the installed ones
+    if spec.adapter.kind != "lora":
+        raise ValueError(f"skill {args.name!r} is a {spec.adapter.kind!r} adapter; only a lora skill has a PEFT format")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    backbone, _, name = load_backbone(args.backbone, device=device, trust_remote_code=args.trust_remote_code)
+    model = AdaptedModel(backbone, name)
+    model.load_adapter(args.name, registry.path(args.name), kind="lora")  # another backbone's skill is refused here
+    base = args.base_model or (args.backbone or name)
+    export_peft(model, args.name, args.peft, base_model_name_or_path=str(base))
+    print(f"exported skill {args.name!r} to {args.peft} in PEFT's format (base_model_name_or_path {str(base)!r}); "
+          f"load it with peft.PeftModel.from_pretrained(backbone, {str(args.peft)!r})")
+    return 0
+
+
+def cmd_skill_import(args) -> int:
+    from .skill_builder import import_peft_skill
+
+    bot = _load_bot(args)
+    r = import_peft_skill(bot, args.name, args.peft, data=args.data, description=args.description or "",
+                          replace=args.replace)
+    print(f"installed skill {r.name!r} in {r.path} from the PEFT LoRA in {args.peft} (no training)")
+    print(f"  lora rank {r.rank}, alpha {r.alpha:g}, targets {', '.join(r.targets)}; "
+          f"adapter = {100 * r.trainable_fraction:.2f}% of the backbone")
+    if r.test_ppl is not None:
+        print(f"  examples {r.examples}: {r.splits}; test perplexity {r.test_ppl:.2f} with its adapter, "
+              f"{r.test_ppl_backbone:.2f} bare backbone ({r.test_ppl / r.test_ppl_backbone:.2f}x)")
+    if r.manager_updated:
+        print("  dialogue manager updated")
+    elif args.data is None:
+        print("  the dialogue manager cannot route to it: it has no data. Pick it by name, or import it again with "
+              "--replace --data FILE (examples of what it does) to teach the manager")
+    else:
+        print("  no dialogue manager yet: run `adapterbot manager train`")
+    return 0
+
+
 def cmd_manager_train(args) -> int:
     from .manager_training import train_manager
 
@@ -224,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-upload-mb", type=float, default=50, help="largest skill data file accepted from the page, in MB (default: %(default)s)")
     chat.set_defaults(func=cmd_chat)
 
-    skill = sub.add_parser("skill", help="list, add or remove skills").add_subparsers(dest="skill_command", required=True)
+    skill = sub.add_parser("skill", help="list, add, remove, export or import skills").add_subparsers(dest="skill_command", required=True)
     s = skill.add_parser("list", help="installed skills with their folders and test figures")
     _common(s)
     s.set_defaults(func=cmd_skill_list)
@@ -248,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("name", help="the installed skill to remove (see `adapterbot skill list`)")
     s.set_defaults(func=cmd_skill_remove)
+    s = skill.add_parser("export", help="write a lora skill in PEFT's format (peft.PeftModel.from_pretrained loads it)")
+    _common(s)
+    s.add_argument("name", help="the installed lora skill to export")
+    s.add_argument("--peft", type=Path, required=True, metavar="DIR", help="folder to write adapter_config.json and adapter_model.safetensors into")
+    s.add_argument("--base-model", metavar="ID|PATH", help="base_model_name_or_path to record (default: --backbone, else the backbone's name)")
+    s.set_defaults(func=cmd_skill_export)
+    s = skill.add_parser("import", help="install a PEFT LoRA made for this backbone as a lora skill (no training)")
+    _common(s)
+    s.add_argument("name", help="skill name: lowercase letters, digits, '_' or '-'")
+    s.add_argument("--peft", type=Path, required=True, metavar="DIR", help="a PEFT LoRA folder (adapter_config.json, adapter_model.safetensors)")
+    s.add_argument("--data", metavar="FILE|hf:NAME", help="examples of what the skill does, so the dialogue manager can route to it "
+                                                         "(without them it can only be chosen by name)")
+    s.add_argument("--description", help="one line shown in the UI and in `skill list`")
+    s.add_argument("--replace", action="store_true", help="replace an installed skill of the same name")
+    s.set_defaults(func=cmd_skill_import)
 
     mgr = sub.add_parser("manager", help="the dialogue manager").add_subparsers(dest="manager_command", required=True)
     m = mgr.add_parser("train", help="train the router on the installed skills plus open chit-chat")

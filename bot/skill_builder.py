@@ -193,3 +193,84 @@ def remove_skill(registry: SkillRegistry, name: str) -> None:
         if name in manager.skills:
             manager.remove_class(name)
             manager.save(folder)
+
+
+@dataclass
+class ImportResult:
+    """A skill installed from a PEFT LoRA (``adapterbot skill import NAME --peft DIR``); no training ran."""
+
+    name: str
+    path: Path
+    rank: int
+    alpha: float
+    targets: list[str]
+    trainable_fraction: float
+    examples: int  # 0 without data
+    splits: dict[str, int]
+    test_ppl: float | None
+    test_ppl_backbone: float | None
+    manager_updated: bool
+
+
+def import_peft_skill(bot: AdapterBot, name: str, peft_folder: str | Path, *, data: str | Path | None = None,
+                      description: str = "", replace: bool = False, columns: dict | None = None) -> ImportResult:
+    """Install the PEFT LoRA in ``peft_folder`` (made for ``bot``'s backbone) as ``lora`` skill ``name``, untrained.
+
+    Every refusal (the name, the folder, the PEFT config and tensors, the data) comes before anything is
+    written; the skill folder is installed atomically through the registry. With ``data`` (dialogue
+    examples of what the skill does), the data is split and kept as ``add_skill`` keeps it, the test
+    perplexities go on the card and the dialogue manager learns the new class; without it, the skill
+    can be chosen by name but the manager cannot route to it.
+    """
+    from .adapter.peft_format import import_peft
+
+    name = validate_skill_name(name)
+    registry = bot.registry
+    registry.check_installable(name, replace)
+    splits: dict[str, list[Example]] = {}
+    if data is not None:
+        read = read_source(str(data), Path.cwd(), columns)
+        try:
+            splits = split_examples(read.examples)
+        except ValueError as e:
+            raise ValueError(f"{data}: {e}") from None
+    model = bot.model
+    temp_name = f"_new_{name}"
+    config = import_peft(model, temp_name, Path(peft_folder))
+    try:
+        settings = config.settings
+        training = AdapterTraining(kind="lora", settings={"rank": settings.rank, "alpha": settings.alpha,
+                                                          "targets": list(settings.targets)})
+        size = model.adapter_size(temp_name)
+        fraction = size / sum(p.numel() for p in model.backbone.parameters())
+        ppl = ppl_bare = None
+        if splits:
+            ppl = perplexity(model, bot.tokenizer, splits["test"], temp_name, training.max_length, training.batch_size)
+            ppl_bare = perplexity(model, bot.tokenizer, splits["test"], None, training.max_length, training.batch_size)
+        card = {"imported_from": f"PEFT LoRA {Path(peft_folder).resolve()}", "trainable_params": size,
+                "trainable_fraction": round(fraction, 5), "added": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if ppl is not None:
+            card |= {"test_ppl": round(ppl, 3), "test_ppl_backbone": round(ppl_bare, 3)}
+        spec = SkillSpec(name=name, description=description or f"LoRA imported from PEFT ({Path(peft_folder).name})",
+                         data=[str(data)] if data is not None else [], adapter=training,
+                         splits={k: len(v) for k, v in splits.items()}, card=card)
+        with registry.install(name, replace=replace) as folder:
+            model.save_adapter(temp_name, folder)
+            spec.save(folder)
+            for split, rows in splits.items():
+                write_jsonl(rows, folder / f"{split}.jsonl")
+    finally:
+        model.remove_adapter(temp_name)
+    try:
+        bot.load_skill(name)
+        manager_updated = update_manager(bot, name, splits) if splits else False
+    except BaseException:
+        if not replace:
+            if name in bot.skills:
+                bot.unload_skill(name)
+            registry.remove(name)
+            bot.load_manager()
+        raise
+    return ImportResult(name, registry.path(name), settings.rank, settings.alpha, list(settings.targets), fraction,
+                        sum(len(v) for v in splits.values()), {k: len(v) for k, v in splits.items()}, ppl, ppl_bare,
+                        manager_updated)

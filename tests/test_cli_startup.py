@@ -33,6 +33,8 @@ def run_cli(*argv: str) -> dict:
 @pytest.mark.parametrize("argv", [
     ["--help"],
     ["skill", "add", "--help"],
+    ["skill", "import", "--help"],
+    ["skill", "export", "--help"],
     ["bogus"],
     ["skill", "add", "gamma"],  # --data missing
     ["manager", "train", "--threshold", "1.5"],

@@ -174,3 +174,59 @@ def test_only_lora_skills_export(tiny, tmp_path):
     with pytest.raises(ValueError, match="'bottleneck' adapter"):
         export_peft(model, "b", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# ---- the CLI: skill export / skill import --------------------------------------------------------------------
+def test_cli_export_then_import_with_data_teaches_the_manager(tiny_dir, tiny_skills_dir, tmp_path, capsys):
+    import shutil
+
+    from bot import AdapterBot
+    from bot.cli import main
+    from tests.conftest import write_toy_data
+
+    skills = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, skills)
+    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    perturbed_lora(bot.model, "lorish", rank=2, alpha=4)
+    model = bot.model
+    common = ["--backbone", str(tiny_dir), "--skills-dir", str(skills), "--device", "cpu"]
+
+    # export refuses a bottleneck skill, naming its kind
+    assert main(["skill", "export", "alpha", "--peft", str(tmp_path / "no"), *common]) == 2
+    assert "'bottleneck' adapter" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+    export_peft(model, "lorish", tmp_path / "peft")  # a PEFT LoRA to import
+    data = write_toy_data(tmp_path / "alpha.jsonl", "alpha")
+    assert main(["skill", "import", "gamma", "--peft", str(tmp_path / "peft"), "--data", str(data), *common]) == 0
+    out = capsys.readouterr().out
+    assert "installed skill 'gamma'" in out and "dialogue manager updated" in out and "test perplexity" in out
+
+    again = AdapterBot.from_pretrained(tiny_dir, skills)
+    assert "gamma" in again.skills and "gamma" in again.manager.skills
+    assert again.registry.describe("gamma")["kind"] == "lora"
+    x = ids()
+    torch.testing.assert_close(logits(again.model, "gamma", x), logits(model, "lorish", x), **TOL)
+
+    # and it exports back to the same PEFT tensors
+    assert main(["skill", "export", "gamma", "--peft", str(tmp_path / "back"), *common]) == 0
+    assert "exported skill 'gamma'" in capsys.readouterr().out
+    first, second = (load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("peft", "back"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert json.loads((tmp_path / "back" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_dir)
+
+
+def test_cli_import_without_data_says_the_manager_cannot_route_to_it(tiny, tiny_dir, tmp_path, capsys):
+    from bot.cli import main
+
+    model, _ = tiny
+    folder = write_peft(tmp_path / "peft", BASE, model)
+    skills = tmp_path / "skills"
+    common = ["--backbone", str(tiny_dir), "--skills-dir", str(skills), "--device", "cpu"]
+    assert main(["skill", "import", "delta", "--peft", str(folder), *common]) == 0
+    assert "cannot route to it" in capsys.readouterr().out
+    assert (skills / "delta" / "skill.yaml").is_file()
+    # a refused PEFT file installs nothing
+    bad = write_peft(tmp_path / "bad", BASE | {"use_dora": True}, model)
+    assert main(["skill", "import", "eps", "--peft", str(bad), *common]) == 2
+    assert "'use_dora'" in capsys.readouterr().err
+    assert sorted(p.name for p in skills.iterdir()) == ["delta"]
