@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -24,7 +23,7 @@ from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .dialogue import DialogueError, build_context, context_budget, end_at_sentence, validate_history
 from .features import BackboneFeatures
-from .generation import generate_ids
+from .engine import Engine, Request
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class AdapterBot:
         self.specs: dict[str, SkillSpec] = {}
         self.retrievers: dict[str, Retriever] = {}
         self.skipped: dict[str, str] = {}
-        self._lock = threading.RLock()
+        self.engine = Engine(model, tokenizer)  # every turn's generation, continuously batched with the others
 
     # ---- loading ------------------------------------------------------------------
     @classmethod
@@ -127,7 +126,7 @@ class AdapterBot:
         """Load (or reload) one installed skill's spec, adapter and knowledge."""
         spec = self.registry.spec(name)
         retriever = Retriever.from_file(self.registry.knowledge_path(name)) if spec.knowledge.mode == "retrieval" else None
-        with self._lock:
+        with self.engine.paused():  # between decoding steps: no row sees half a skill
             if name in self.model.skills:
                 self.model.remove_adapter(name)
             self.model.load_adapter(name, self.registry.path(name))
@@ -138,7 +137,7 @@ class AdapterBot:
             self.skipped.pop(name, None)
 
     def unload_skill(self, name: str) -> None:
-        with self._lock:
+        with self.engine.paused():
             self.model.remove_adapter(name)
             self.specs.pop(name, None)
             self.retrievers.pop(name, None)
@@ -213,7 +212,7 @@ class AdapterBot:
         knowledge = reply.knowledge if reply.knowledge_used else None
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding)
 
-    def respond(self, history: Sequence[str], skill: str | None = AUTO, **decoding) -> Reply:
+    def respond(self, history: Sequence[str], skill: str | None = AUTO, *, seed: int | None = None, **decoding) -> Reply:
         """Answer the last message of ``history`` (oldest turn first).
 
         Args:
@@ -221,12 +220,15 @@ class AdapterBot:
             skill: ``"auto"`` (the manager decides), an installed skill's name (forced),
                 ``None`` (the bare backbone, open chit-chat), or a blend ``{"empathetic": 0.7, "trivia": 0.3}``
                 of skills of one kind that blends (bottleneck, houlsby, lora).
+            seed: seed of the reply's own random generator when sampling: the same seed gives the same
+                reply, alone or batched with other turns (``None``: a fresh random one).
             **decoding: overrides of the skill's decoding settings (``temperature``, ``top_p``,
                 ``max_new_tokens``, ``repetition_penalty``, ``do_sample``); ``None`` values are ignored.
+
+        The turn runs in the shared :class:`~bot.engine.Engine`: concurrent turns decode together.
         """
         turn = self._prepare(history, skill, decoding)
-        with self._lock:
-            ids = generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.route], **turn.decoding)[0]
+        ids = self.engine.generate(Request(turn.context, turn.reply.route, turn.decoding, seed))
         turn.reply.text = self._finish(ids, turn.decoding)
         return turn.reply
 
@@ -235,50 +237,33 @@ class AdapterBot:
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         return end_at_sentence(text) if len(ids) >= decoding["max_new_tokens"] else text
 
-    def stream(self, history: Sequence[str], skill: str | None = AUTO, **decoding) -> Iterator[Reply]:
+    def stream(self, history: Sequence[str], skill: str | None = AUTO, *, seed: int | None = None,
+               **decoding) -> Iterator[Reply]:
         """Like :meth:`respond`, yielding the reply as it grows, token by token: each yield is its own
         snapshot (a new :class:`Reply`), and the last one is complete."""
-        from transformers import TextIteratorStreamer
-
         turn = self._prepare(history, skill, decoding)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
-        errors: list[BaseException] = []
-        generated: list[list[int]] = []
-
-        def work() -> None:
-            try:
-                with self._lock:
-                    generated.extend(generate_ids(self.model, self.tokenizer, [turn.context], [turn.reply.route],
-                                                  streamer=streamer, **turn.decoding))
-            except BaseException as e:  # surfaced in the caller's thread below
-                errors.append(e)
-                streamer.end()
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        text = shown = ""
-        for piece in streamer:
-            text += piece
-            if text.strip() != shown:
-                shown = text.strip()
+        generation = self.engine.submit(Request(turn.context, turn.reply.route, turn.decoding, seed))
+        tokens: list[int] = []
+        shown = ""
+        for token in generation:
+            tokens.append(token)
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            if text != shown and not text.endswith("\ufffd"):  # a partial multi-byte character waits for its rest
+                shown = text
                 yield dataclasses.replace(turn.reply, text=shown)
-        thread.join()
-        if errors:
-            raise errors[0]
-        turn.reply.text = self._finish(generated[0], turn.decoding)
+        turn.reply.text = self._finish(tokens, turn.decoding)
         yield turn.reply
 
     def respond_batch(self, histories: Sequence[Sequence[str]], skills: Sequence[str | None], **decoding) -> list[str]:
-        """Greedy replies for many conversations at once, each row on its own skill, in one pass."""
+        """Replies for many conversations at once, each row on its own skill with its own decoding settings
+        (its skill's, plus ``decoding``'s overrides), decoded together in the engine."""
         if len(histories) != len(skills):
             raise DialogueError(f"respond_batch got {len(histories)} histories but {len(skills)} skills")
         if not histories:
             return []
         turns = [self._prepare(h, s, decoding) for h, s in zip(histories, skills)]
-        settings = turns[0].decoding
-        with self._lock:
-            out = generate_ids(self.model, self.tokenizer, [t.context for t in turns], [t.reply.route for t in turns], **settings)
-        return [self._finish(ids, settings) for ids in out]
+        pending = [self.engine.submit(Request(t.context, t.reply.route, t.decoding)) for t in turns]
+        return [self._finish(g.result(), t.decoding) for g, t in zip(pending, turns)]
 
 
 __all__ = ["AdapterBot", "Reply", "DialogueError", "AUTO"]

@@ -70,18 +70,18 @@ history = st.one_of(
 
 @pytest.fixture(scope="module")
 def fuzz_bot(tiny_dir, tiny_skills_dir):
-    """One bot for every example (responding changes nothing on disk), with a spy on ``generate``."""
+    """One bot for every example (responding changes nothing on disk), with a spy on the engine's ``submit``."""
     bot = AdapterBot.from_pretrained(tiny_dir, tiny_skills_dir)
-    real = bot.model.generate
+    real = bot.engine.submit
     calls: list[tuple[int, object]] = []
     lock = threading.Lock()
 
-    def spy(*args, **kwargs):
+    def spy(request):
         with lock:
-            calls.append((kwargs["input_ids"].shape[1], kwargs.get("max_new_tokens")))
-        return real(*args, **kwargs)
+            calls.append((len(request.context), request.decoding.get("max_new_tokens")))
+        return real(request)
 
-    bot.model.generate = spy
+    bot.engine.submit = spy
     bot.generate_calls = calls
     return bot
 
@@ -91,8 +91,8 @@ def window(bot: AdapterBot) -> int:
 
 
 def assert_within_window(bot: AdapterBot) -> None:
-    """Every generate() call got a context that, with its max_new_tokens (at least 1), fits the window."""
-    assert bot.generate_calls, "generate() was never called"
+    """Every generation request got a context that, with its max_new_tokens (at least 1), fits the window."""
+    assert bot.generate_calls, "no generation was requested"
     for length, max_new in bot.generate_calls:
         assert isinstance(max_new, int) and max_new >= 1, f"generate() got max_new_tokens={max_new!r}"
         assert length + max_new <= window(bot), f"context {length} + max_new_tokens {max_new} > window {window(bot)}"

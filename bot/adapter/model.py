@@ -199,10 +199,10 @@ class AdaptedModel(nn.Module):
         return RoutePlan(banks, attention)
 
     @contextmanager
-    def route(self, route: Route) -> Iterator[None]:
+    def route(self, route: Route | RoutePlan) -> Iterator[None]:
         """Run the block with ``route``: one skill for every row, or one route per row (``None`` = bare,
-        ``{skill: weight}`` = a blend). It holds in this thread only, and nests."""
-        plan = self.plan(route)
+        ``{skill: weight}`` = a blend), or a plan made earlier by :meth:`plan`. It holds in this thread only, and nests."""
+        plan = route if isinstance(route, RoutePlan) else self.plan(route)
         banks = [] if plan is None else [self.banks[kind] for kind in plan.banks]
         for bank in banks:
             bank.acquire()

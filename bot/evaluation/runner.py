@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -119,11 +118,9 @@ def _generate(bot, jobs: list[_Job], decoding: dict, batch_size: int, bar) -> di
 
     todo = sorted(set(jobs), key=lambda j: (len(j.context), j.route or "", j.context))
     out: dict[_Job, str] = {}
-    lock = getattr(bot, "_lock", None) or nullcontext()
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        with lock:
-            ids = generate_ids(bot.model, bot.tokenizer, [list(j.context) for j in chunk], [j.route for j in chunk], **decoding)
+        ids = generate_ids(bot.model, bot.tokenizer, [list(j.context) for j in chunk], [j.route for j in chunk], **decoding)
         for job, row in zip(chunk, ids):
             out[job] = bot.tokenizer.decode(row, skip_special_tokens=True).strip()
         bar.update(len(chunk))

@@ -1,0 +1,130 @@
+"""The engine: concurrent turns decode together, each exactly as it would alone, with its own settings."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from bot.adapter import AdaptedModel
+from bot.engine import Engine, Request
+from bot.generation import generate_ids
+from tests.test_adapter_kinds import SMALL, perturb
+
+TEXTS = ("hello how are", "my computer", "who wrote the", "i feel sad today and", "a b c", "the end of", "x", "why")
+ROUTES = ["bottleneck", None, "houlsby", "lora", "prefix", "prompt", {"bottleneck": 0.5, "extra": 0.5}, None]
+GREEDY = dict(max_new_tokens=10, repetition_penalty=1.2, no_repeat_ngram_size=3)
+
+
+@pytest.fixture
+def engine(tiny):
+    model, tok = tiny
+    for i, (kind, settings) in enumerate(SMALL.items()):
+        model.add_adapter(kind, model.new_config(kind, **settings))
+        perturb(model, kind, i)
+    model.add_adapter("extra", model.new_config(bottleneck=3))
+    perturb(model, "extra", 9)
+    return Engine(model, tok), [tok.encode(t) + [tok.eos_token_id] for t in TEXTS]
+
+
+def settings(i: int) -> dict:
+    """A different decoding per row: greedy or sampled, with and without bans and penalties."""
+    if i % 3 == 0:
+        return dict(GREEDY)
+    if i % 3 == 1:
+        return dict(max_new_tokens=6 + i, do_sample=True, temperature=0.7, top_p=0.9)
+    return dict(max_new_tokens=12, reply_no_repeat_ngram_size=2)
+
+
+def test_concurrent_turns_each_get_their_solo_result(engine):
+    eng, contexts = engine
+    requests = [Request(c, r, settings(i), seed=i) for i, (c, r) in enumerate(zip(contexts, ROUTES))]
+    alone = [eng.generate(r) for r in requests]
+    steps = eng.steps
+    together = [g.result(60) for g in [eng.submit(r) for r in requests]]
+    assert together == alone
+    assert eng.steps - steps <= max(len(x) for x in alone)  # one shared step per token, not one per row
+    assert len({tuple(x) for x in alone}) > 4
+
+
+def test_greedy_turns_match_transformers_generate(engine):
+    eng, contexts = engine
+    model: AdaptedModel = eng.model
+    routes = ROUTES[:6]
+    expected = [generate_ids(model, eng.tokenizer, [c], [r], do_sample=False, **GREEDY)[0] for c, r in zip(contexts, routes)]
+    got = [g.result(60) for g in [eng.submit(Request(c, r, dict(GREEDY))) for c, r in zip(contexts, routes)]]
+    assert got == expected
+
+
+def test_a_turn_that_joins_mid_generation_gets_its_solo_result(engine):
+    eng, contexts = engine
+    long = Request(contexts[3], "lora", dict(max_new_tokens=40))
+    late = Request(contexts[0], "prefix", dict(GREEDY))
+    solo_long, solo_late = eng.generate(long), eng.generate(late)
+    first = eng.submit(long)
+    while len(first.tokens) < 3 and not first._done.is_set():
+        time.sleep(0.001)
+    joined_at = len(first.tokens)
+    second = eng.submit(late)
+    assert second.result(60) == solo_late and first.result(60) == solo_long
+    assert 0 < joined_at < len(solo_long)  # the second turn really joined a running generation
+
+
+def test_streaming_yields_each_rows_own_tokens_as_they_come(engine):
+    eng, contexts = engine
+    requests = [Request(contexts[i], ROUTES[i], dict(GREEDY)) for i in range(3)]
+    solo = [eng.generate(r) for r in requests]
+    streams = [eng.submit(r) for r in requests]
+    seen: dict[int, list[int]] = {}
+
+    def read(i: int) -> None:
+        seen[i] = list(streams[i])
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [seen[i] for i in range(3)] == solo
+
+
+def test_a_row_whose_skill_is_removed_fails_alone(engine):
+    eng, contexts = engine
+    request = Request(contexts[0], "houlsby", dict(max_new_tokens=30))
+    assert len(eng.generate(request)) == 30  # alone, it runs its whole budget
+    other = Request(contexts[1], "lora", dict(max_new_tokens=30))
+    solo_other = eng.generate(other)
+    doomed = eng.submit(request)
+    push = doomed._push
+
+    def push_then_remove(token: int) -> None:  # runs in the engine thread, between two of its steps
+        push(token)
+        if len(doomed.tokens) == 3:
+            with eng.paused():
+                eng.model.remove_adapter("houlsby")
+
+    doomed._push = push_then_remove
+    fine = eng.submit(other)
+    with pytest.raises(KeyError, match="houlsby"):
+        doomed.result(60)
+    assert len(doomed.tokens) == 3 and fine.result(60) == solo_other
+
+
+def test_an_unknown_decoding_setting_is_refused_naming_it(engine):
+    eng, contexts = engine
+    with pytest.raises(ValueError, match="num_beams"):
+        eng.generate(Request(contexts[0], None, dict(num_beams=2)))
+
+
+def test_respond_batch_gives_each_row_its_own_decoding(tiny_bot):
+    bot = tiny_bot
+    histories = [["my printer will not print"], ["who wrote hamlet"]]
+    short = dict(max_new_tokens=3)
+    a = bot.respond_batch(histories, ["alpha", None], **short)
+    b = bot.respond_batch(histories[::-1], [None, "alpha"], **short)
+    assert a == b[::-1]
+    assert a[0] == bot.respond(histories[0], skill="alpha", **short).text
+    # rows on different skills keep their skill's own settings (the bug: row 0's applied to every row)
+    mixed = bot.respond_batch(histories, ["alpha", "beta"])
+    assert mixed[1] == bot.respond(histories[1], skill="beta").text
