@@ -157,7 +157,7 @@ def test_add_warnings_are_shown(ui_bot, tmp_path, monkeypatch):
     result = AddResult("delta", tmp_path, 30, 0, [], {"train": 24, "valid": 3, "test": 3}, 40.0, 45.0, 0.02, 1.0, True,
                        warnings=["the skill did not learn: its test perplexity is not below the bare backbone's",
                                  "the test split has only 3 example(s)"])
-    monkeypatch.setattr(skills_tab, "add_skill", lambda *a, **k: result)
+    monkeypatch.setattr(skills_tab, "add_skill_in_child", lambda *a, **k: result)
     monkeypatch.setattr(gr, "Warning", lambda message, title=None, **k: shown.append((message, title)))
     data = write_toy_data(tmp_path / "d.jsonl", "alpha")
     status, *_ = skills_tab.make_add_handler(ui_bot, max_upload_mb=1)("delta", "", str(data), progress=lambda *a, **k: None)

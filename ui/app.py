@@ -12,8 +12,8 @@ and docs/http_api.md shows them in use):
   ``skill``, ``confidence``, ``label``, ``scores`` and ``passage`` (:data:`ui.chat.RESPOND_DOC`):
   one turn, no page state. A refusal raises an error naming the limit or the bad value.
 - ``/add_skill`` ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate) ->
-  (status, table, summary, remove menu)``: trains and installs a skill (progress is reported while
-  it trains); the status lists the add's warnings, if any.
+  (status, table, summary, remove menu)``: trains and installs a skill in a child process (progress
+  is reported while it trains; chat goes on meanwhile); the status lists the add's warnings, if any.
 - ``/remove_skill`` ``(name) -> (status, table, summary, remove menu)``.
 - ``/skills`` ``() -> list of dicts``: the loaded skills with their descriptions, splits and test figures.
 
@@ -51,6 +51,8 @@ DECODING_RULE = ("Each control follows the answering skill's own setting until y
 TRAINING = AdapterTraining()  # the Skills tab's training defaults
 MODEL_EVENTS = "model"  # chat, add and remove share the model (see build_app)
 MODEL_CONCURRENCY = 1  # how many of those run at once
+TRAINING_EVENTS = "training"  # adding a skill: trains in a child process, never in the model's slot
+TRAINING_CONCURRENCY = 1  # one training at a time (the others queue)
 
 THEME = gr.themes.Soft(
     primary_hue="indigo", secondary_hue="sky", neutral_hue="slate",
@@ -149,8 +151,8 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                     with gr.Column(scale=3):
                         gr.Markdown("### Add a skill\nUpload dialogues as JSONL, one example a line: "
                                     '`{"context": ["turn", ...], "response": "...", "knowledge": "optional"}`. '
-                                    "A new adapter trains on the frozen backbone (replies wait while it trains); "
-                                    "the skill is usable as soon as it is installed.")
+                                    "A new adapter trains on the frozen backbone in a separate process (chat goes on "
+                                    "meanwhile); the skill is usable as soon as it is installed.")
                         with gr.Row():
                             new_name = gr.Textbox(label="Name", placeholder="e.g. cooking",
                                                   info="lowercase letters, digits, '_' or '-'")
@@ -224,8 +226,8 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
         skill_outputs = [table, summary, remove_name]
         add.click(make_add_handler(bot, max_upload_mb),
                   [new_name, new_description, data_file, knowledge_file, replace, epochs, learning_rate, kind],
-                  [add_status, *skill_outputs], api_name="add_skill", concurrency_id=MODEL_EVENTS,
-                  concurrency_limit=MODEL_CONCURRENCY, show_progress_on=add_status,
+                  [add_status, *skill_outputs], api_name="add_skill", concurrency_id=TRAINING_EVENTS,
+                  concurrency_limit=TRAINING_CONCURRENCY, show_progress_on=add_status,
                   ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")
         remove.click(make_remove_handler(bot), remove_name, [remove_status, *skill_outputs], api_name="remove_skill",
                      concurrency_id=MODEL_EVENTS, concurrency_limit=MODEL_CONCURRENCY, show_progress_on=remove_status,
@@ -241,8 +243,9 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
 
         gr.api(list_skills, api_name="skills", queue=False)
 
-    # Light events run two at a time. Chat, add and remove share MODEL_CONCURRENCY slot(s): they all
-    # drive the one model, and AdapterBot's lock covers generation only, not routing or training.
+    # Light events run two at a time. Chat and remove share MODEL_CONCURRENCY slot(s): they drive the
+    # one model. Adding a skill has its own slot (TRAINING_EVENTS): it trains in a child process and
+    # only swaps the finished skill in through bot.load_skill / bot.load_manager, so chat goes on.
     demo.queue(default_concurrency_limit=2)
     return demo
 

@@ -3,10 +3,15 @@
 Handlers raise ``gr.Error`` with a one-line message for anything the user can fix (bad name,
 bad JSONL, too large a file, a name already taken); anything else is logged with its traceback
 on the server and reported on the page as one generic line.
+
+A skill trains in a child process (:mod:`bot.training_process`), so the server keeps answering
+meanwhile; the handler only streams the child's progress and then swaps the new skill and the
+manager into the bot. A killed or crashed child is reported on the page by its exit code.
 """
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +20,8 @@ import gradio as gr
 from bot.adapter.config import kind_settings
 from bot.chatbot import AdapterBot
 from bot.errors import one_line
-from bot.skill_builder import add_skill, remove_skill
+from bot.skill_builder import remove_skill
+from bot.training_process import TrainingError, TrainingStopped, add_skill_in_child
 from skills.registry import UnknownSkillError
 from skills.spec import AdapterTraining, validate_skill_name
 
@@ -30,6 +36,10 @@ MAX_DESCRIPTION_CHARS = 300
 CANCELLED = "__cancelled__"  # what the page sends to /remove_skill when the confirmation is declined
 # Errors a user can fix from the page; their message is shown as it is.
 EXPECTED_ERRORS = (ValueError, FileExistsError, FileNotFoundError, UnknownSkillError, UnicodeDecodeError)
+# Held while a skill is added or removed: the training child reads and saves the manager, so a removal
+# must not run meanwhile (it is refused at once rather than left waiting for minutes).
+_CHANGING_SKILLS = threading.Lock()
+TRAINING_BUSY = "A skill is training; remove skills once it has been installed."
 
 
 def _figure(value: Any) -> str:
@@ -102,7 +112,11 @@ def sentence(text: str) -> str:
 
 def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
     """``/add_skill``: ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate, kind)`` ->
-    ``(status, table, summary, remove menu)``; the last three may be left out (defaults; ``kind`` at its defaults)."""
+    ``(status, table, summary, remove menu)``; the last three may be left out (defaults; ``kind`` at its defaults).
+
+    Cheap checks (name, settings, uploads, a name already taken) run here; reading the data and training
+    run in a child process (:func:`bot.training_process.add_skill_in_child`), whose refusals come back as
+    the same one-line messages, and whose progress drives ``progress``."""
 
     def add(name: str | None, description: str | None, data_file: str | None, knowledge_file: str | None = None,
             replace: bool = False, epochs: float | None = None, learning_rate: float | None = None,
@@ -121,10 +135,22 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
             uploads = {str(p): p.name for p in (data, knowledge) if p is not None}
             if name in bot.registry.names() and not replace:
                 raise FileExistsError(f"A skill named {name!r} is already installed; tick 'Replace' to retrain it, or pick another name.")
-            progress(0.0, desc=f"Reading {data.name}")
-            result = add_skill(bot, name, data, description=description, knowledge=knowledge, replace=bool(replace), training=training,
-                               progress=lambda fraction, message: progress(fraction, desc=message), show_bar=False,
-                               data_label=data.name)
+            progress(0.0, desc=f"{name}: starting the training process")
+            with _CHANGING_SKILLS:
+                result = add_skill_in_child(bot, name, data, description=description, knowledge=knowledge,
+                                            replace=bool(replace), training=training, data_label=data.name,
+                                            progress=lambda fraction, message: progress(fraction, desc=message))
+        except TrainingStopped as e:
+            log.error("add skill %r: %s", name, e)
+            raise gr.Error(str(e), title="Skill not added", print_exception=False) from None
+        except TrainingError as e:
+            if not e.is_a(*EXPECTED_ERRORS):
+                log.error("adding skill %r failed in the training process: %s: %s", name, e.type_name, e)
+                raise gr.Error("Adding the skill failed unexpectedly; the server log has the details.",
+                               title="Skill not added", print_exception=False) from None
+            message = _readable(e, uploads)
+            log.warning("add skill %r refused: %s", name, message)
+            raise gr.Error(message, title="Skill not added", print_exception=False) from None
         except EXPECTED_ERRORS as e:
             message = _readable(e, uploads)
             log.warning("add skill %r refused: %s", name, message)
@@ -159,12 +185,17 @@ def make_remove_handler(bot: AdapterBot) -> Callable:
             name = validate_skill_name((name or "").strip()) if name else None
             if name is None:
                 raise ValueError("Pick the skill to remove first.")
-            if name not in bot.registry:
-                raise UnknownSkillError(f"No skill {name!r} is installed.")
-            remove_skill(bot.registry, name)
-            if name in bot.skills:
-                bot.unload_skill(name)
-            bot.load_manager()
+            if not _CHANGING_SKILLS.acquire(blocking=False):
+                raise ValueError(TRAINING_BUSY)
+            try:
+                if name not in bot.registry:
+                    raise UnknownSkillError(f"No skill {name!r} is installed.")
+                remove_skill(bot.registry, name)
+                if name in bot.skills:
+                    bot.unload_skill(name)
+                bot.load_manager()
+            finally:
+                _CHANGING_SKILLS.release()
         except EXPECTED_ERRORS as e:
             log.warning("remove skill %r refused: %s", name, e)
             raise gr.Error(one_line(e), title="Skill not removed", print_exception=False) from None
