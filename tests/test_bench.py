@@ -4,11 +4,13 @@ Speed is never asserted here: these are smoke tests so the benchmark cannot rot.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
 from bot.adapter.routing import active_plan
 from bot.bench import figure_keys
+from bot.bench.measure import PEER_FIGURES
 from bot.cli import main
 
 
@@ -21,8 +23,14 @@ def test_quick_bench_writes_every_figure(tiny_dir, tiny_skills_dir, tmp_path):
                  "--device", "cpu"]) == 0
 
     data = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    has_peft = importlib.util.find_spec("peft") is not None
+    for name in PEER_FIGURES:
+        assert f"dialogpt_small.{name}" in figure_keys("cpu") and f"bundled.{name}" not in figure_keys("cpu")
     for key in figure_keys("cpu"):
         fig = data[key]
+        if "_vs_peft_" in key and not has_peft:  # skipped, saying why
+            assert fig["value"] is None and "peft not installed" in fig["note"], key
+            continue
         assert isinstance(fig["value"], float), key
         assert isinstance(fig["target"], float) and isinstance(fig["unit"], str) and fig["unit"], key
         assert isinstance(fig["holds"], bool), key
@@ -32,6 +40,13 @@ def test_quick_bench_writes_every_figure(tiny_dir, tiny_skills_dir, tmp_path):
     assert sorted(p.name for p in skills.iterdir()) == installed  # the skill-add timing worked on a copy
     md = (out / "bench.md").read_text(encoding="utf-8")
     assert "| figure | value | target | holds |" in md and "dialogpt_small" in md
+    assert "naive per-skill loop" in md and "adapter_names" in md
+    if has_peft:  # both sides of the PEFT race generated the same tokens, with the same trainable count
+        for workload in ("distinct", "few", "zipf", "one"):
+            assert data["context"][f"dialogpt_small.peft_same_tokens_{workload}"]["value"] == 1.0
+        ours, theirs = (data["context"][f"dialogpt_small.{k}_per_skill"]["value"] for k in ("lora_params", "peft_lora_params"))
+        assert ours == theirs > 0
+    assert data["setup"]["peers"]["workloads"]["distinct"] == list(range(8))
 
 
 def test_routing_share_is_missing_without_a_manager(tiny_dir, tmp_path):

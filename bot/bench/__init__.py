@@ -4,9 +4,12 @@ On the DialoGPT-small shape (random weights; DialoGPT-medium too on a GPU) and o
 backbone (``--backbone``, default the bundled one):
 
 1. generation latency with one skill's adapter against the bare backbone (batch 1 and 8);
-2. 8 rows on 8 skills in one pass against all on one skill, a per-skill loop, and batching's
+2. 8 rows on 8 skills in one pass against all on one skill, a naive per-skill loop, and batching's
    speed-up on the bare backbone (:mod:`bot.bench.latency`);
-3. an adapter training step against a full fine-tuning step: time, peak memory, trainable
+3. on the DialoGPT shapes: our mixed LoRA batch against PEFT's own ``adapter_names`` mixed batch over
+   four workloads, a merged LoRA skill against the bare backbone, and 8 skills of three kinds in
+   one batch against one skill (:mod:`bot.bench.peers`; PEFT's side needs the ``peft`` extra);
+4. an adapter training step against a full fine-tuning step: time, peak memory, trainable
    fraction (:mod:`bot.bench.training`);
 
 and on the bot itself (``--backbone`` with ``--skills-dir``): the manager's share of a turn and the
@@ -26,7 +29,9 @@ from tqdm.auto import tqdm
 from ..adapter import AdaptedModel
 from ..adapter.kinds.bottleneck import BottleneckSettings
 from .latency import generation_figures
-from .measure import BACKBONE_FIGURES, BOT_FIGURES, DIALOGPT_MEDIUM, DIALOGPT_SMALL, TINY, Figure, add_random_adapters, figure, machine, random_model
+from .measure import (BACKBONE_FIGURES, BOT_FIGURES, DIALOGPT_MEDIUM, DIALOGPT_SMALL, PEER_FIGURES, TINY, Figure, add_random_adapters,
+                      figure, machine, random_model)
+from .peers import bar_total, peer_figures
 from .report import write_report
 from .training import training_figures
 from .turn import routing_figure, skill_add_figure
@@ -40,7 +45,8 @@ BOT = "bundled"  # key prefix of the figures of the bot's own backbone and skill
 def figure_keys(device: str = "cpu") -> list[str]:
     """The figure keys ``bench.json`` holds for a run on ``device`` (DialoGPT-medium only on a GPU)."""
     shapes = ["dialogpt_small"] + (["dialogpt_medium"] if device.startswith("cuda") else [])
-    return [f"{s}.{n}" for s in shapes + [BOT] for n in BACKBONE_FIGURES] + [f"{BOT}.{n}" for n in BOT_FIGURES]
+    return ([f"{s}.{n}" for s in shapes for n in BACKBONE_FIGURES + PEER_FIGURES] + [f"{BOT}.{n}" for n in BACKBONE_FIGURES]
+            + [f"{BOT}.{n}" for n in BOT_FIGURES])
 
 
 def run_bench(args) -> list[Path]:
@@ -84,6 +90,12 @@ def _run(args) -> list[Path]:
                                       prompt_tokens=setup["prompt_tokens"], sync=sync, bar=bar)
         for s in skills:
             model.remove_adapter(s)
+        if label != BOT:
+            with tqdm(total=bar_total(repeats), desc=f"{label}: PEFT, merged, mixed kinds", unit="run") as bar:
+                f3, c3, setup["peers"] = peer_figures(model, repeats=repeats, new_tokens=setup["new_tokens"],
+                                                      prompt_tokens=setup["prompt_tokens"], rows=setup["skills"],
+                                                      sync=sync, bar=bar)
+            f, c = f | f3, c | c3
         with tqdm(total=2 * (repeats + 1) + 2, desc=f"{label}: training step", unit="run") as bar:
             f2, c2 = training_figures(model, bottleneck=setup["bottleneck"], rows=setup["rows"], tokens=setup["tokens"],
                                       repeats=repeats, child=child, sync=sync, bar=bar)

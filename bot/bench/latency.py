@@ -6,8 +6,10 @@ Every variant greedily generates exactly ``new_tokens`` tokens (``min_new_tokens
 - ``bare_b1`` / ``adapter_b1``: one row, bare backbone / one skill;
 - ``bare_b8`` / ``single_skill_b8``: ``batch`` rows, bare / all on one skill;
 - ``mixed_b8``: ``batch`` rows, each on a different skill, in one ``generate()`` call;
-- ``per_skill_loop_b8``: the same rows grouped by skill, one ``generate()`` per group (how
-  PEFT-style libraries serve a mixed batch). With every row on its own skill this is also
+- ``per_skill_loop_b8``: the same rows grouped by skill, one whole ``generate()`` per group: the
+  naive way to serve a mixed batch with one adapter active at a time. It is a baseline, not how
+  PEFT serves a mixed batch (PEFT's ``adapter_names`` loops over skills inside each LoRA layer
+  instead; :mod:`bot.bench.peers` races PEFT itself). With every row on its own skill this is also
   ``batch`` sequential single-row generations.
 """
 from __future__ import annotations

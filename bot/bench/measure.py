@@ -33,15 +33,26 @@ TARGETS: dict[str, tuple[float, str, str, str]] = {
     "mixed_batching_speedup_kept": (0.90, "fraction", "higher",
                                     "batching speed-up of the mixed batch (vs 8 single-row generations on their skills) "
                                     "/ the bare backbone's (batch-8 vs batch-1 throughput)"),
-    "mixed_vs_per_skill_loop_speedup": (1.0, "x", "higher", "per-skill loop (one generate() per skill) / one-pass mixed batch"),
+    "mixed_vs_per_skill_loop_speedup": (1.0, "x", "higher",
+                                        "naive per-skill loop (one whole generate() per skill, a baseline, not PEFT) / one-pass mixed batch"),
     "train_step_time_vs_full_finetune": (0.6, "x", "lower", "time of one adapter training step / one full fine-tuning step"),
     "train_step_memory_vs_full_finetune": (0.5, "x", "lower", "peak memory of adapter training / full fine-tuning"),
     "trainable_fraction": (0.03, "fraction", "lower", "one skill's adapter parameters / backbone parameters"),
     "routing_share_of_turn": (0.05, "fraction", "lower", "manager.route(history) / a whole respond(history, skill='auto')"),
     "skill_add_time": (300.0, "s", "lower", "wall time of add_skill (train, install, update the manager)"),
+    "ours_vs_peft_mixed_distinct": (0.8, "x", "lower", "our one-pass mixed LoRA batch / PEFT's adapter_names batch, "
+                                                       "every row on a different skill (8 rows, 8 skills)"),
+    "ours_vs_peft_mixed_few": (0.8, "x", "lower", "our mixed LoRA batch / PEFT's adapter_names batch, 8 rows on 2 skills"),
+    "ours_vs_peft_mixed_zipf": (0.8, "x", "lower", "our mixed LoRA batch / PEFT's adapter_names batch, "
+                                                   "8 rows drawn from Zipf traffic over 8 skills"),
+    "ours_vs_peft_mixed_one": (0.8, "x", "lower", "our LoRA batch / PEFT's adapter_names batch, 8 rows on one skill"),
+    "lora_merged_vs_bare": (1.02, "x", "lower", "generation latency, one LoRA skill merged into the backbone / bare backbone, batch 1"),
+    "mixed_kinds_vs_one_skill": (1.15, "x", "lower", "latency of 8 rows on 8 skills of 3 kinds (bottleneck, houlsby, lora) "
+                                                     "in one pass / all 8 on one skill"),
 }
 BACKBONE_FIGURES = list(TARGETS)[:8]  # measured on every backbone shape
-BOT_FIGURES = list(TARGETS)[8:]  # measured on the bot the bench runs on (bundled backbone and skills)
+BOT_FIGURES = list(TARGETS)[8:10]  # measured on the bot the bench runs on (bundled backbone and skills)
+PEER_FIGURES = list(TARGETS)[10:]  # measured on the DialoGPT shapes (bot.bench.peers): PEFT, merging, mixed kinds
 
 
 @dataclass

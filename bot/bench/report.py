@@ -15,12 +15,27 @@ round, then {repeats} repeat(s), each running every variant once in an order rot
 to repeat. Ratios are computed within each repeat and the median over repeats is reported, so
 background load that drifts during the run touches both sides of a ratio alike. Generation is
 greedy with exactly {new_tokens} new tokens after {prompt_tokens}-token random prompts; skills are
-{skills} adapters of bottleneck {bottleneck} with random non-zero weights. The per-skill loop runs
-one `generate()` per skill on that skill's rows (with every row on its own skill: {skills}
-sequential single-row generations). Training steps (forward, backward, clipping, AdamW) use a
+{skills} adapters of bottleneck {bottleneck} with random non-zero weights. The naive per-skill loop
+runs one whole `generate()` per skill on that skill's rows (with every row on its own skill: {skills}
+sequential single-row generations); it is a baseline, not how PEFT serves a mixed batch, which the
+PEFT rows race directly. Training steps (forward, backward, clipping, AdamW) use a
 batch of {rows} x {tokens} random tokens, dropout off. Peak training memory is measured in a fresh
 subprocess per variant, over two steps: {memory}. DialoGPT shapes carry random weights (timing
 needs no trained ones); "bundled" is the backbone and skills the bot runs on ({backbone}).
+"""
+
+PEERS = """\
+The PEFT rows race our one-pass mixed batch (`model.generate(route=[...])`) against PEFT's own
+mixed-batch inference (`PeftModel.generate(adapter_names=[...])`, which loops over the batch's
+skills inside every LoRA layer) on a copy of the same backbone, with the same {skills} LoRA skills
+({lora}, random non-zero weights; exported with `export_peft` and loaded into PEFT as {skills}
+adapters, so both hold the same trainable parameters), the same prompts and greedy settings, in
+one race with both sides interleaved. Workloads (skill index per row): {workloads}. PEFT gets
+`adapter_names` in every workload, as a server mixing requests would call it. The context's
+`peft_same_tokens_*` is the share of rows where both sides generated the same tokens. The merged
+row races one LoRA skill merged into a second copy of the backbone (`model.merge`) against the
+bare backbone, batch 1. The mixed-kinds row races {skills} rows on {skills} skills of kinds
+{mixed_kinds} (default settings, random weights) against all {skills} rows on the first one.
 """
 
 
@@ -62,6 +77,8 @@ def markdown(figures: dict[str, Figure], context: dict[str, tuple[float, str]], 
     lines += ["", "Context (no target):", "", "| figure | value |", "|---|---|"]
     lines += [f"| {key} | {_with_unit(v, unit)} |" for key, (v, unit) in context.items()]
     lines += ["", METHOD.format(**setup)]
+    if setup.get("peers"):
+        lines += ["", PEERS.format(**setup, **setup["peers"])]
     return "\n".join(lines)
 
 
