@@ -68,7 +68,9 @@ def cmd_chat(args) -> int:
 
     if not _port_is_free(args.host, args.port):
         raise RuntimeError(f"port {args.port} on {args.host} is in use (another `adapterbot chat`?); pick a free one with --port")
-    launch(_load_bot(args), host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)
+    api_key = args.api_key or os.environ.get("ADAPTERBOT_API_KEY") or None  # the environment keeps it out of `ps`
+    launch(_load_bot(args), host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb,
+           api_key=api_key)
     return 0
 
 
@@ -265,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     chat.add_argument("--port", type=int, default=7860, help="port to serve on (default: %(default)s)")
     chat.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")
+    chat.add_argument("--api-key", default=None, metavar="KEY",
+                      help="require 'Authorization: Bearer KEY' on the OpenAI-compatible API (/v1); "
+                           "default: $ADAPTERBOT_API_KEY, else no key")
     chat.add_argument("--max-upload-mb", type=float, default=50, help="largest skill data file accepted from the page, in MB (default: %(default)s)")
     chat.set_defaults(func=cmd_chat)
 

@@ -3,7 +3,7 @@
 Public API:
 
 - :func:`build_app` ``(bot, max_upload_mb=50) -> gr.Blocks``
-- :func:`launch` ``(bot, host="127.0.0.1", port=7860, share=False, max_upload_mb=50, **kwargs)``
+- :func:`launch` ``(bot, host="127.0.0.1", port=7860, share=False, max_upload_mb=50, api_key=None, **kwargs)``
 
 Endpoints (for ``gradio_client.Client``; the app's "Use via API" page documents the public ones,
 and docs/http_api.md shows them in use):
@@ -16,6 +16,9 @@ and docs/http_api.md shows them in use):
   is reported while it trains; chat goes on meanwhile); the status lists the add's warnings, if any.
 - ``/remove_skill`` ``(name) -> (status, table, summary, remove menu)``.
 - ``/skills`` ``() -> list of dicts``: the loaded skills with their descriptions, splits and test figures.
+
+Beside them, on the same host and port, :func:`launch` serves the OpenAI-compatible API of
+:mod:`ui.openai_api` (``POST /v1/chat/completions``, ``GET /v1/models``).
 
 Undocumented (the page's own events; ``conversation`` is per-session state, kept by the client's
 session and never sent): ``/chat`` ``(message, mode, overrides) -> (textbox, chatbot, scores,
@@ -251,13 +254,25 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
 
 
 def launch(bot: AdapterBot, host: str = "127.0.0.1", port: int = 7860, share: bool = False, max_upload_mb: float = 50,
-           **kwargs):
+           api_key: str | None = None, **kwargs):
     """Build the app and serve it on ``host:port`` (``share``: also through a public Gradio link).
 
     Extra keyword arguments go to ``gr.Blocks.launch`` (e.g. ``prevent_thread_lock=True``,
     ``quiet=True`` in tests). Unexpected errors never reach the page (``show_error=False``);
     uploads over ``max_upload_mb`` are refused by the server.
+
+    The OpenAI-compatible API (:mod:`ui.openai_api`: ``/v1/chat/completions``, ``/v1/models``) is
+    served on the same host and port: its routes go into Gradio's own FastAPI app through
+    ``launch``'s ``app_kwargs`` (FastAPI's ``routes``), ahead of Gradio's, so Gradio keeps its
+    server, share link, queue and upload limit. ``api_key``: the bearer key those routes require.
     """
+    from .openai_api import openai_routes
+
+    if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without an API key: anyone who reaches it can use /v1 (set --api-key)", host)
+    app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+    app_kwargs["routes"] = [*openai_routes(bot, api_key), *app_kwargs.get("routes", [])]
+    kwargs["app_kwargs"] = app_kwargs
     demo = build_app(bot, max_upload_mb=max_upload_mb)
     kwargs.setdefault("show_error", False)
     kwargs.setdefault("max_file_size", f"{max_upload_mb:g}mb")
