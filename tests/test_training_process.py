@@ -64,7 +64,7 @@ def wait_for_epochs(job) -> None:
     raise AssertionError("the training process never reported an epoch")
 
 
-def test_chat_goes_on_while_a_skill_trains(server, bot, tmp_path):
+def test_chat_goes_on_while_a_skill_trains_then_the_skill_is_used_without_restart(server, bot, tmp_path):
     from bot.training_process import running
 
     c, other = client(server), client(server)
@@ -76,9 +76,18 @@ def test_chat_goes_on_while_a_skill_trains(server, bot, tmp_path):
     assert labels(messages) == ["beta · picked by hand"]
     assert child.poll() is None and not job.done(), "the chat turn waited for the training to end"
     assert time.monotonic() - started < 30
-    status, *_ = job.result(timeout=WAIT_S)
-    assert "Installed **gamma**" in status
+
+    # The skill the child trained is swapped into the running server: no restart.
+    status, table, _, _ = job.result(timeout=WAIT_S)
+    assert "Installed **gamma**" in status and "The dialogue manager learned the new skill" in status
+    assert "gamma" in [row[0] for row in table["data"]]
+    assert "gamma" in bot.skills and "gamma" in bot.manager.skills
+    assert bot.specs["gamma"].adapter.epochs == 50
+    _, messages, _, _ = chat(c, "my router will not connect", mode="gamma")
+    assert labels(messages) == ["gamma · picked by hand"]
+    assert "gamma" in bot.respond(["my router will not connect"]).scores  # the manager can route to it
     c.predict("gamma", api_name="/remove_skill")
+    assert bot.registry.names() == ["alpha", "beta"]
 
 
 def test_a_killed_training_leaves_the_server_serving(server, bot, tmp_path):
@@ -89,6 +98,8 @@ def test_a_killed_training_leaves_the_server_serving(server, bot, tmp_path):
     c = client(server)
     job = start_training(c, "delta", write_toy_data(tmp_path / "printers.jsonl", "alpha"), epochs=50)
     wait_for_epochs(job)
+    with pytest.raises(Exception, match="A skill is training"):  # the child saves the manager: no removal meanwhile
+        c.predict("beta", api_name="/remove_skill")
     [child] = running()
     os.kill(child.pid, signal.SIGKILL)
     with pytest.raises(Exception, match="the training process exited with code -9; nothing was installed") as info:
@@ -102,28 +113,31 @@ def test_a_killed_training_leaves_the_server_serving(server, bot, tmp_path):
     assert bot.manager is not None and list(bot.manager.skills) == manager
 
 
-def test_a_skill_trained_in_the_child_is_used_without_restart(server, bot, tmp_path):
-    c = client(server)
-    status, table, _, _ = c.predict("gamma", "fixes printers", gradio_client.handle_file(str(write_toy_data(
-        tmp_path / "printers.jsonl", "alpha"))), None, False, 2, 1e-3, api_name="/add_skill")
-    assert "Installed **gamma**" in status and "The dialogue manager learned the new skill" in status
-    assert "gamma" in [row[0] for row in table["data"]]
-    assert "gamma" in bot.skills and "gamma" in bot.manager.skills  # swapped into the running bot
-    assert bot.specs["gamma"].adapter.epochs == 2
-    _, messages, _, _ = chat(c, "my router will not connect", mode="gamma")
-    assert labels(messages) == ["gamma · picked by hand"]
-    reply = bot.respond(["my router will not connect"])  # the manager can route to the new skill
-    assert "gamma" in reply.scores
-    c.predict("gamma", api_name="/remove_skill")
+def test_a_child_that_died_after_installing_is_undone(bot, tmp_path):
+    """Killed between the install and the manager's update: the half-added skill and the temporary folder go."""
+    import shutil as sh
+
+    from bot.skill_builder import remove_skill
+    from bot.training_process import _stopped
+
+    registry = bot.registry
+    spec = registry.spec("alpha")
+    spec.name = "omega"
+    with registry.install("omega") as folder:  # what the child had installed when it died
+        for f in ("adapter_config.json", "adapter_model.safetensors"):
+            sh.copyfile(registry.path("alpha") / f, folder / f)
+        spec.save(folder)
+    (registry.root / ".tmp-omega-abc123").mkdir()  # and a second install it was writing
+    error = _stopped(bot, "omega", -9, set(), False, None, False, remove_skill)
+    assert str(error) == "Training stopped: the training process exited with code -9; nothing was installed."
+    assert error.exit_code == -9
+    assert registry.names() == ["alpha", "beta"]
+    assert sorted(p.name for p in registry.root.iterdir()) == ["_manager", "alpha", "beta"]
 
 
-def test_child_errors_come_back_readable(bot, tmp_path):
-    """A refusal raised in the child reaches the caller as its class names and one line."""
-    from bot.training_process import TrainingError, add_skill_in_child
+def test_training_errors_keep_their_class_names():
+    from bot.training_process import TrainingError
+    from skills.registry import UnknownSkillError
 
-    bad = tmp_path / "broken.jsonl"
-    bad.write_text('{"context": ["hi"], "response": \nnot json at all\n', encoding="utf-8")
-    with pytest.raises(TrainingError, match="no usable example") as info:
-        add_skill_in_child(bot, "newskill", bad)
-    assert info.value.is_a(ValueError) and "Traceback" not in str(info.value)
-    assert bot.registry.names() == ["alpha", "beta"]
+    e = TrainingError("no skill 'x' installed", "UnknownSkillError", ("UnknownSkillError", "LookupError", "Exception"))
+    assert e.is_a(UnknownSkillError, ValueError) and not e.is_a(ValueError) and str(e) == "no skill 'x' installed"
