@@ -79,6 +79,7 @@ PROMPTS = (
 )
 MODES = ("auto", "skill", "bare")  # "skill": one installed skill picked by hand (auto when none is installed)
 SAMPLE_EVERY_S = 0.2
+POLL_S = 0.01  # how often a client looks for its turn's first streamed text
 MAX_ERRORS_KEPT = 20
 TIMELINE_POINTS = 200  # RSS samples kept in the report, evenly spaced: [seconds after the start, MiB]
 
@@ -116,6 +117,17 @@ def _text(message: dict) -> str:
     if isinstance(content, dict):
         return str(content.get("text", ""))
     return ""
+
+
+def _shows_reply(outputs: list) -> bool:
+    """Whether the newest streamed ``/chat`` value already holds reply text (the label's thought is not a reply)."""
+    if not outputs or not isinstance(outputs[-1], (list, tuple)) or len(outputs[-1]) < 2:
+        return False
+    messages = outputs[-1][1]
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return False
+    last = messages[-1]
+    return last.get("role") == "assistant" and not (last.get("metadata") or {}).get("title") and bool(_text(last).strip())
 
 
 def _shape(messages: list[dict]) -> list[tuple[str, str, str | None]]:
@@ -220,6 +232,7 @@ class TurnRecord:
     mode: str
     start_s: float | None = None  # when it was sent, seconds after the sessions started
     latency_s: float | None = None
+    first_token_s: float | None = None  # submit to the first streamed reply text
     answered: bool = False
     label: str | None = None
     reply_chars: int = 0
@@ -286,6 +299,10 @@ def _talk(url: str, session: int, turns: int, skills: list[str], overrides: dict
             job = None
             try:
                 job = client.submit(message, mode, overrides, api_name="/chat")
+                while not job.done() and record.first_token_s is None and time.monotonic() < deadline:
+                    if _shows_reply(job.outputs()):
+                        record.first_token_s = round(time.perf_counter() - t0, 4)
+                    time.sleep(POLL_S)
                 out = job.result(timeout=max(1.0, deadline - time.monotonic()))
             except Exception as e:
                 record.error = one_line(e, limit=300, where=True)
@@ -367,8 +384,11 @@ def _client_process(queue, *args) -> None:
 
 
 def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 24, timeout_s: float = 900.0,
-             client_timeout_s: float = 60.0, host: str = HOST, port: int | None = None) -> dict:
+             client_timeout_s: float = 60.0, host: str = HOST, port: int | None = None, max_batch: int | None = None) -> dict:
     """Serve ``bot`` on ``host`` and drive it with ``sessions`` concurrent clients of ``turns`` turns each.
+
+    ``max_batch`` sets the engine's most rows decoding together for this run (1: one turn at a time,
+    the server without batching); ``None`` keeps the bot's.
 
     The server runs in this process; the clients run in a child process (spawned, so it holds no
     copy of the model), so this process's RSS is the server's alone. Returns the report (see the
@@ -384,6 +404,9 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
     skills = list(bot.skills)
     overrides = {"max_new_tokens": int(max_new_tokens)}
     context = multiprocessing.get_context("spawn")
+    kept_batch = bot.engine.max_batch
+    if max_batch is not None:
+        bot.engine.max_batch = max_batch
     demo = launch(bot, host=host, port=port or free_port(host), prevent_thread_lock=True, quiet=True)
     try:
         with RssSampler() as rss:
@@ -410,6 +433,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
             after = rss.current()
     finally:
         demo.close()
+        bot.engine.max_batch = kept_batch
 
     failed = got.get("failed")
     per_session = [SessionResult(d["session"], [TurnRecord(**r) for r in d["turns"]], d["mixing"], d["error"])
@@ -418,6 +442,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
     timed_out = bool(got.get("timed_out")) or failed is not None
     records = [r for s in per_session for r in s.turns]
     latencies = [r.latency_s for r in records if r.latency_s is not None]
+    first_tokens = [r.first_token_s for r in records if r.first_token_s is not None]
     answered = sum(r.answered for r in records)
     errors = ([f"client process: {failed}"] if failed else [])
     errors += [f"session {r.session} turn {r.turn}: {r.error}" for r in records if r.error]
@@ -462,6 +487,9 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
         "latency_s": {"p50": rnd(_percentile(latencies, 50)), "p95": rnd(_percentile(latencies, 95)),
                       "max": rnd(max(latencies) if latencies else None),
                       "mean": rnd(sum(latencies) / len(latencies) if latencies else None)},
+        "first_token_s": {"p50": rnd(_percentile(first_tokens, 50)), "p95": rnd(_percentile(first_tokens, 95)),
+                          "n": len(first_tokens)},
+        "engine": {"max_batch": bot.engine.max_batch if max_batch is None else max_batch},
         "memory_mib": {"baseline": _mib(baseline), "clients_connected": _mib(connected) if connected else None,
                        "peak": _mib(rss.peak), "growth": _mib(rss.peak - baseline), "after": _mib(after),
                        "lifetime_max": _max_rss_mib(), "samples": rss.samples, "every_s": SAMPLE_EVERY_S,
@@ -483,6 +511,16 @@ def _machine() -> dict:
     return machine("cpu") | {"gradio": gradio.__version__}
 
 
+def engine_ratios(engine: dict, one_at_a_time: dict) -> dict:
+    """Throughput and p95 latency of the batching engine over the one-at-a-time server, on the same load."""
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    return {"throughput": ratio(engine["turns_per_s"], one_at_a_time["turns_per_s"]),
+            "p95_latency": ratio(engine["latency_s"]["p95"], one_at_a_time["latency_s"]["p95"]),
+            "p95_first_token": ratio(engine["first_token_s"]["p95"], one_at_a_time["first_token_s"]["p95"])}
+
+
 def summary_markdown(report: dict) -> str:
     """A short Markdown summary of :func:`run_load`'s report."""
     c, t, lat, mem, cpu = report["config"], report["turns"], report["latency_s"], report["memory_mib"], report["cpu"]
@@ -494,7 +532,8 @@ def summary_markdown(report: dict) -> str:
     clients_rss = "n/a" if mem["client_process_peak"] is None else f"{mem['client_process_peak']:.1f} MiB"
     modes = ", ".join(f"{k} {v['answered']}/{v['sent']}" for k, v in sorted(t["by_mode"].items()))
     lines = [
-        f"## Load run: {c['sessions']} sessions x {c['turns']} turns ({'PASS' if report['ok'] else 'FAIL'})",
+        f"## Load run: {c['sessions']} sessions x {c['turns']} turns, engine batch {report['engine']['max_batch']} "
+        f"({'PASS' if report['ok'] else 'FAIL'})",
         "",
         f"Backbone `{c['backbone']}`, skills {c['skills'] or 'none'}, manager {'on' if c['manager'] else 'off'}, "
         f"replies capped at {c['max_new_tokens']} new tokens, server on {c['server']}, clients in {c['clients']}; "
@@ -509,6 +548,7 @@ def summary_markdown(report: dict) -> str:
         f"| wall time | {fmt(report['wall_s'])} |",
         f"| throughput | {fmt(report['turns_per_s'], 'turns/s')} |",
         f"| turn latency p50 / p95 / max | {fmt(lat['p50'])} / {fmt(lat['p95'])} / {fmt(lat['max'])} |",
+        f"| time to first token p50 / p95 | {fmt(report['first_token_s']['p50'])} / {fmt(report['first_token_s']['p95'])} |",
         f"| server RSS: baseline (served, idle) | {mem['baseline']:.1f} MiB |",
         f"| server RSS: all clients connected | {connected} |",
         f"| server RSS: peak under load | {mem['peak']:.1f} MiB (+{mem['growth']:.1f} MiB) |",
@@ -537,6 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="each client's HTTP timeout in seconds (gradio_client/httpx default: 5; default here 60)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-batch", type=int, default=16, help="the engine's most rows decoding together (default 16)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the same load on the one-at-a-time server (engine batch 1) run beside it for the ratios")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.turns < 1 or not 1 <= args.max_new_tokens <= 256 or args.timeout <= 0 \
@@ -556,10 +599,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     bot = AdapterBot.from_pretrained(args.backbone, args.skills_dir, device=args.device)
-    report = run_load(bot, sessions=args.sessions, turns=args.turns, max_new_tokens=args.max_new_tokens,
-                      timeout_s=args.timeout, client_timeout_s=args.client_timeout)
+    load = dict(sessions=args.sessions, turns=args.turns, max_new_tokens=args.max_new_tokens, timeout_s=args.timeout,
+                client_timeout_s=args.client_timeout)
+    report = run_load(bot, max_batch=args.max_batch, **load)
+    if not args.no_baseline:  # the same load, one turn at a time, in the same run: the gain is a ratio
+        baseline = run_load(bot, max_batch=1, **load)
+        report["baseline"] = {k: v for k, v in baseline.items() if k != "records"}
+        report["ratios"] = engine_ratios(report, baseline)
+        report["ok"] = report["ok"] and baseline["ok"]
     report["command"] = "python -m bot.bench.loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
     print(summary_markdown(report))
+    if "baseline" in report:
+        print("\n" + summary_markdown(report["baseline"]))
+        r = report["ratios"]
+        print(f"\nEngine vs one at a time: throughput {r['throughput']}x (target >= 2.5), "
+              f"p95 turn latency {r['p95_latency']}x (target <= 0.5)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
