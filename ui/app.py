@@ -268,8 +268,9 @@ def launch(bot: AdapterBot, host: str = "127.0.0.1", port: int = 7860, share: bo
     """
     from .openai_api import openai_routes
 
-    if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s without an API key: anyone who reaches it can use /v1 (set --api-key)", host)
+    if not api_key and (share or host not in ("127.0.0.1", "localhost", "::1")):
+        log.warning("serving beyond this machine (%s) without an API key: anyone who reaches it can use /v1 "
+                    "(set --api-key)", "a share link" if share else host)
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
     app_kwargs["routes"] = [*openai_routes(bot, api_key), *app_kwargs.get("routes", [])]
     kwargs["app_kwargs"] = app_kwargs

@@ -409,6 +409,25 @@ def _respond(bot: AdapterBot, turn: Turn) -> Reply:
         return bot.respond(turn.history, skill=turn.skill, **turn.decoding, **seed)
 
 
+def _usage(bot: AdapterBot, turn: Turn, text: str) -> dict:
+    prompt, completion = prompt_tokens(bot, turn.history), count_tokens(bot, text)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _completion(bot: AdapterBot, turn: Turn, ident: str, started: int) -> dict:
+    """The ``chat.completion`` object of one turn (run in a worker thread)."""
+    reply = _respond(bot, turn)
+    deltas = Deltas(turn.stops)
+    text = deltas.feed(reply.text, final=True)
+    return {
+        "id": ident, "object": "chat.completion", "created": started, "model": turn.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": finish_reason(bot, turn, reply, deltas.stopped), "logprobs": None}],
+        "usage": _usage(bot, turn, text),
+        EXTENSION: extension(reply, turn.ignored),
+    }
+
+
 async def _pump(bot: AdapterBot, turn: Turn) -> AsyncIterator[tuple[Reply, bool]]:
     """``(snapshot, final)`` from ``bot.stream``, which a thread of its own drives. Leaving early
     closes the stream (with torch's global seed, it runs to its end first, so the next seeded turn
@@ -513,20 +532,9 @@ def openai_router(bot: AdapterBot, api_key: str | None = None) -> APIRouter:
         if turn.stream:
             return await _streamed(turn, ident, started)
         try:
-            reply = await run_in_threadpool(_respond, bot, turn)
+            return JSONResponse(await run_in_threadpool(_completion, bot, turn, ident, started))
         except ValueError as e:  # the bot's own refusal, e.g. a skill removed meanwhile
             raise _bad(one_line(e), None) from None
-        deltas = Deltas(turn.stops)
-        text = deltas.feed(reply.text, final=True)
-        completion = count_tokens(bot, text)
-        prompt = prompt_tokens(bot, turn.history)
-        return JSONResponse({
-            "id": ident, "object": "chat.completion", "created": started, "model": turn.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish_reason(bot, turn, reply, deltas.stopped), "logprobs": None}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-            EXTENSION: extension(reply, turn.ignored),
-        })
 
     async def _streamed(turn: Turn, ident: str, started: int) -> Response:
         snapshots = _pump(bot, turn)
@@ -555,12 +563,12 @@ def openai_router(bot: AdapterBot, api_key: str | None = None) -> APIRouter:
                     if text:
                         yield chunk({"content": text}, None)
                 reply = reply if final else Reply(deltas.sent, reply.skill)
-                yield chunk({}, finish_reason(bot, turn, reply, deltas.stopped))
+                finish = await run_in_threadpool(finish_reason, bot, turn, reply, deltas.stopped)
+                yield chunk({}, finish)
                 if turn.include_usage:
-                    prompt, completion = prompt_tokens(bot, turn.history), count_tokens(bot, deltas.sent)
+                    usage = await run_in_threadpool(_usage, bot, turn, deltas.sent)
                     yield _sse({"id": ident, "object": "chat.completion.chunk", "created": started, "model": turn.model,
-                                "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                                                         "total_tokens": prompt + completion}})
+                                "choices": [], "usage": usage})
                 yield b"data: [DONE]\n\n"
             except Exception as e:  # the status line has gone: the error travels as an event
                 log.exception("streamed chat completion failed")
