@@ -136,8 +136,11 @@ def add_skill_in_child(bot, name: str, data: str | Path, *, description: str = "
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    # Run from the project's folder (every path in the request is absolute), so nothing in the server's
+    # working folder (a ``bot.py`` of the user's, say) can shadow the packages.
     proc = subprocess.Popen([sys.executable, "-m", "bot.training_process"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=None, text=True, encoding="utf-8", bufsize=1, env=env)
+                            stdout=subprocess.PIPE, stderr=None, text=True, encoding="utf-8", bufsize=1, env=env,
+                            cwd=str(_PROJECT_ROOT))
     with _children_lock:
         _children[:] = [p for p in _children if p.poll() is None] + [proc]
     result: dict | None = None
