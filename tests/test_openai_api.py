@@ -373,3 +373,76 @@ def test_cli_passes_the_key(monkeypatch):
     assert cli.main(["chat", "--port", port]) == 0 and seen["api_key"] == "k2"
     monkeypatch.delenv("ADAPTERBOT_API_KEY")
     assert cli.main(["chat", "--port", port]) == 0 and seen["api_key"] is None
+
+
+# ---- the event loop and the seed, with stand-ins for the bot -----------------------------------------
+
+
+class Gated:
+    """The bot, with respond and stream held until ``gate`` opens."""
+
+    def __init__(self, bot, gate: threading.Event) -> None:
+        self._bot, self.gate = bot, gate
+
+    def __getattr__(self, name):
+        return getattr(self._bot, name)
+
+    def respond(self, history, skill="auto", *, seed=None, **decoding):
+        assert self.gate.wait(20)
+        return self._bot.respond(history, skill=skill, seed=seed, **decoding)
+
+    def stream(self, history, skill="auto", *, seed=None, **decoding):
+        assert self.gate.wait(20)
+        yield from self._bot.stream(history, skill=skill, seed=seed, **decoding)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_turn_in_progress_does_not_block_the_server(api_bot, stream):
+    from ui.openai_api import openai_app
+
+    gate = threading.Event()
+    done = {}
+    with TestClient(openai_app(Gated(api_bot, gate))) as c:
+        def turn():
+            done["r"] = c.post("/v1/chat/completions", json={"model": "adapterbot:alpha", "messages": [user(HELLO)],
+                                                               "stream": stream})
+
+        waiting = threading.Thread(target=turn)
+        waiting.start()
+        try:
+            assert c.get("/v1/models").status_code == 200  # answered while the turn waits in its thread
+            assert waiting.is_alive()
+        finally:
+            gate.set()
+            waiting.join(60)
+    assert done["r"].status_code == 200
+
+
+class Unseeded:
+    """A bot whose respond takes no seed (before the engine): its replies draw from torch's global generator."""
+
+    def __init__(self, bot) -> None:
+        self._bot = bot
+
+    def __getattr__(self, name):
+        return getattr(self._bot, name)
+
+    def respond(self, history, skill="auto", **decoding):
+        import torch
+
+        from bot.chatbot import Reply
+
+        return Reply(f"{torch.rand(1).item():.6f}", skill if skill != "auto" else None)
+
+
+def test_seed_without_an_engine_seed_sets_torchs(api_bot):
+    from ui.openai_api import openai_app, takes_seed
+
+    bot = Unseeded(api_bot)
+    assert takes_seed(api_bot) and not takes_seed(bot)
+    with TestClient(openai_app(bot)) as c:
+        def text(seed):
+            body = {"model": "adapterbot:alpha", "messages": [user(HELLO)], "seed": seed, "temperature": 1}
+            return c.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+
+        assert text(5) == text(5) != text(6)
