@@ -429,7 +429,8 @@ def _completion(bot: AdapterBot, turn: Turn, ident: str, started: int) -> dict:
 
 
 async def _pump(bot: AdapterBot, turn: Turn) -> AsyncIterator[tuple[Reply, bool]]:
-    """``(snapshot, final)`` from ``bot.stream``, which a thread of its own drives. Leaving early
+    """``(snapshot, False)`` for each of ``bot.stream``'s snapshots as it comes, then ``(the last one,
+    True)``. A thread of its own drives the stream. Leaving early
     closes the stream (with torch's global seed, it runs to its end first, so the next seeded turn
     starts from its own seed)."""
     loop = asyncio.get_running_loop()
@@ -447,13 +448,13 @@ async def _pump(bot: AdapterBot, turn: Turn) -> AsyncIterator[tuple[Reply, bool]
                 stream = bot.stream(turn.history, skill=turn.skill, **turn.decoding, **seed)
                 try:
                     last = None
-                    for snapshot in stream:
-                        if last is not None and not leave.is_set():
-                            put(("item", last))
-                        if leave.is_set() and (native or turn.seed is None):
-                            return
-                        last = snapshot
-                    put(("final", last))
+                    for last in stream:
+                        if leave.is_set():
+                            if native or turn.seed is None:
+                                return
+                            continue
+                        put(("item", last))
+                    put(("final", last))  # the last snapshot again: now known to be the finished reply
                 finally:
                     stream.close()
         except BaseException as e:  # noqa: BLE001 - handed to the event loop
