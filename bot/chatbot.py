@@ -30,6 +30,19 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 MANAGER_DIR = "_manager"
 BARE_DECODING = {"do_sample": False, "max_new_tokens": 60, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3}
+# Auto mode blends the manager's two best skills when their calibrated scores are within this margin (and
+# the top one answers): chosen by `python -m bot.evaluation.blending` (docs/reports/blending), None = off.
+AUTO_BLEND_MARGIN: float | None = 1.0
+
+
+def top_two_blend(scores: dict[str, float], skills: Sequence[str]) -> tuple[dict[str, float] | None, float]:
+    """The two best skills' blend, weighted by their scores normalised to sum to 1, and the gap between
+    the scores; ``None`` (and a gap of 1) with fewer than two skills."""
+    ranked = sorted(((p, s) for s, p in scores.items() if s in skills), reverse=True)
+    if len(ranked) < 2:
+        return None, 1.0
+    (p1, s1), (p2, s2) = ranked[:2]
+    return {s1: p1 / (p1 + p2), s2: p2 / (p1 + p2)}, p1 - p2
 DECODING_KEYS = tuple(f.name for f in dataclasses.fields(DecodingSpec))
 
 
@@ -60,8 +73,9 @@ class Reply:
         knowledge_used: whether ``knowledge`` went into the context. A retrieved passage that
             does not cover the message (see ``KnowledgeSpec.min_overlap``) is shown but not used,
             and the skill answers without it (a knowledge skill then says it doesn't know).
-        blend: the ``{skill: weight}`` mix the reply was generated with, when it was a blend; ``skill`` is
-            then its heaviest skill, whose decoding settings and knowledge the reply used.
+        blend: the ``{skill: weight}`` mix the reply was generated with, when it was a blend (asked for, or
+            Auto mode's blend of its two best skills, :meth:`AdapterBot.auto_blend`); ``skill`` is then the
+            chosen (heaviest) skill, whose decoding settings and knowledge the reply used.
     """
 
     text: str
@@ -100,6 +114,7 @@ class AdapterBot:
         self.retrievers: dict[str, Retriever] = {}
         self.skipped: dict[str, str] = {}
         self.engine = Engine(model, tokenizer)  # every turn's generation, continuously batched with the others
+        self.blend_margin = AUTO_BLEND_MARGIN
 
     # ---- loading ------------------------------------------------------------------
     @classmethod
@@ -143,17 +158,23 @@ class AdapterBot:
             self.retrievers.pop(name, None)
 
     def load_manager(self) -> None:
-        """Load the manager saved beside the skills (a class whose skill is not loaded routes to the bare backbone)."""
+        """Load the manager saved beside the skills (a class whose skill is not loaded routes to the bare backbone).
+
+        The new features and manager are built first and swapped in together, so a turn routed meanwhile
+        uses the old pair whole (or the new one), never a mix.
+        """
         folder = self.registry.root / MANAGER_DIR
-        self.manager = None
         manager_storage.recover(folder)
+        features, manager = self.features, None
         if (folder / "manager_config.json").exists():
             try:
                 recorded = ManagerConfig.load(folder).feature_name
-                self.features = BackboneFeatures.from_name(self.model, self.tokenizer, recorded) or self.features
-                self.manager = DialogueManager.load(folder, feature_fn=self.features)
+                features = BackboneFeatures.from_name(self.model, self.tokenizer, recorded) or self.features
+                manager = DialogueManager.load(folder, feature_fn=features)
             except Exception as e:  # a damaged manager never stops the bot
                 log.warning("dialogue manager not loaded: %s", e)
+                features = self.features
+        self.features, self.manager = features, manager
 
     @property
     def skills(self) -> list[str]:
@@ -178,7 +199,7 @@ class AdapterBot:
                 return Reply("", None)
             d = self.manager.route(history)
             chosen = d.skill if d.skill in self.specs else None
-            return Reply("", chosen, d.probability, d.scores)
+            return Reply("", chosen, d.probability, d.scores, blend=self.auto_blend(chosen, d.scores))
         if isinstance(skill, Mapping):
             unknown = [name for name in skill if name not in self.specs]
             if unknown or not skill:
@@ -193,6 +214,17 @@ class AdapterBot:
             raise ValueError(f"unknown skill {skill!r}; installed: {', '.join(self.skills) or 'none'} "
                              f"(or 'auto', or None for the bare backbone)")
         return Reply("", skill)
+
+    def auto_blend(self, chosen: str | None, scores: dict[str, float]) -> dict[str, float] | None:
+        """The blend Auto mode answers with instead of ``chosen`` alone (see :data:`AUTO_BLEND_MARGIN`), if any:
+        the top two skills, when ``chosen`` is the first, both of one kind that blends, within the margin."""
+        if self.blend_margin is None or chosen is None:
+            return None
+        blend, gap = top_two_blend(scores, self.skills)
+        if blend is None or chosen not in blend or gap > self.blend_margin:
+            return None
+        kinds = {self.model.configs[name].kind for name in blend}
+        return blend if len(kinds) == 1 and self.model.kind(kinds.pop()).blendable else None
 
     def _prepare(self, history: Sequence[str], skill: str | None, overrides: dict) -> _Turn:
         history = validate_history(history)

@@ -240,3 +240,31 @@ def test_the_bot_answers_with_a_blend_and_a_blend_at_weight_one_is_the_skill(tin
         bot.respond(history, skill={a: 0.5, "nope": 0.5})
     with pytest.raises(ValueError, match="weight above 0"):
         bot.respond(history, skill={a: 0.0})
+
+
+def test_auto_mode_blends_its_two_best_skills_within_the_margin(tiny_bot):
+    bot = tiny_bot
+    history = ["my printer will not print"]
+    bot.blend_margin = 1.0
+    blended = bot.respond(history)
+    if blended.skill is None:
+        pytest.skip("the toy manager sent this turn to the bare backbone")
+    assert blended.blend is not None and blended.skill in blended.blend
+    assert abs(sum(blended.blend.values()) - 1) < 1e-6
+    assert blended.text == bot.respond(history, skill=blended.blend).text
+    bot.blend_margin = None
+    single = bot.respond(history)
+    assert single.blend is None and single.text == bot.respond(history, skill=single.skill).text
+    bot.blend_margin = 0.0  # a margin of zero blends only a tie
+    assert bot.respond(history).blend is None
+
+
+def test_the_blending_measurement_scores_both_sets_at_every_margin(tiny_bot):
+    from bot.evaluation.blending import MARGINS, measure
+
+    report = measure(tiny_bot, seed=0)
+    assert set(report["by_margin"]) == {"mixed", "single"}
+    assert all(set(m) == {str(x) for x in MARGINS} for m in report["by_margin"].values())
+    widest = report["by_margin"]["mixed"][str(MARGINS[-1])]
+    assert widest["turns_blended"] >= report["by_margin"]["mixed"][str(MARGINS[0])]["turns_blended"]
+    assert report["recommendation"] == "off" or report["helps"]
