@@ -250,6 +250,14 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .evaluation.compare import run
+
+    paths = run(args)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -332,6 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--baseline", choices=["sequential-finetune"], help="also fine-tune the whole backbone skill after skill and report forgetting")
     ev.add_argument("--seed", type=int, default=0, help="torch seed of the run (default: %(default)s)")
     ev.set_defaults(func=cmd_eval)
+
+    # defaults as bot.evaluation.compare's (not imported here: it would pull in torch for --help)
+    c = sub.add_parser("compare", help="train every adapter kind on every skill at matched parameter budgets, "
+                                       "with full fine-tuning; writes compare.json, compare.md, compare.png")
+    _common(c)
+    c.add_argument("--out", type=Path, required=True, help="folder for compare.json, compare.md and compare.png")
+    c.add_argument("--kinds", nargs="+", default=["bottleneck", "houlsby", "lora", "prefix", "prompt"], help="adapter kinds to compare (default: all)")
+    c.add_argument("--skills", nargs="+", help="skills to train on (default: every installed skill)")
+    c.add_argument("--budgets", nargs="+", type=float, default=[1.0, 3.0], metavar="PERCENT",
+                   help="trainable-parameter budgets, in %% of the backbone (default: 1 3)")
+    c.add_argument("--epochs", type=int, default=1, help="training epochs per adapter (default: %(default)s; the recipe's are 4-15)")
+    c.add_argument("--limit", type=int, default=96, help="training examples per skill, sampled once (default: %(default)s)")
+    c.add_argument("--seeds", type=int, default=2, help="seeds per adapter, 0..N-1 (default: %(default)s)")
+    c.add_argument("--no-full-finetune", action="store_true", help="skip the full fine-tuning reference")
+    c.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s: OpenMP threads thrash on a shared "
+                                                       "2-core CPU; raise it on an idle machine)")
+    c.set_defaults(func=cmd_compare)
 
     b = sub.add_parser("bench", help="speed and memory benchmarks; writes bench.json and bench.md")
     _common(b)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Sequence
+import time
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -82,7 +83,8 @@ def _train_stage(model, tokenizer, examples: list[Example], spec, seed: int, max
 
 def sequential_finetune(bot, order: Sequence[str], test: dict[str, list[Example]], *, seed: int = 0,
                         max_epochs: int = MAX_EPOCHS, learning_rate: float = LEARNING_RATE,
-                        train: dict[str, list[Example]] | None = None, progress: bool = True) -> dict:
+                        train: dict[str, list[Example]] | None = None, progress: bool = True,
+                        on_stage: Callable[[int, str, object, float], None] | None = None) -> dict:
     """Fine-tune a copy of the backbone on ``order``'s skills in turn; perplexities after every stage.
 
     Args:
@@ -94,6 +96,9 @@ def sequential_finetune(bot, order: Sequence[str], test: dict[str, list[Example]
         learning_rate: AdamW learning rate of the whole backbone.
         train: each skill's training examples (default: its recorded train split with its knowledge).
         progress: show a tqdm bar (only on a terminal).
+        on_stage: called as ``on_stage(stage, skill, model, seconds)`` after each stage's training, with the
+            fine-tuned copy (an ``AdaptedModel`` without adapters) and that stage's training wall time
+            (``adapterbot compare`` scores the copy's replies there).
 
     Returns:
         The forgetting dict: ``order``, ``metric`` (``"ppl"``), ``sequential`` and ``adapters``.
@@ -118,7 +123,10 @@ def sequential_finetune(bot, order: Sequence[str], test: dict[str, list[Example]
         for stage, name in enumerate(order):
             bar.set_description(f"sequential fine-tune: {name}")
             torch.manual_seed(seed + stage)
+            started = time.perf_counter()
             _train_stage(model, bot.tokenizer, train[name], specs[name], seed, max_epochs, learning_rate, bar)
+            if on_stage is not None:
+                on_stage(stage, name, model, time.perf_counter() - started)
             for skill in order:
                 max_length = specs[skill].adapter.max_length
                 result["sequential"][skill].append(perplexity(model, bot.tokenizer, test[skill], None, max_length))
