@@ -267,6 +267,9 @@ def details_markdown(reply: Reply, forced: bool, settings: dict[str, Any], thres
                    f"scored {score}, so the bare backbone answered (chit-chat's own score: {reply.confidence:.2f}). {scores}")
         else:
             how = f"Routed by the dialogue manager (confidence {reply.confidence:.2f}, threshold {threshold:.2f}). {scores}"
+    if reply.blend:
+        mix = " + ".join(f"{name} {weight:.2f}" for name, weight in sorted(reply.blend.items(), key=lambda kv: -kv[1]))
+        how += f" Answered with a blend of adapters: {mix}."
     parts = [how, f"Decoding: {describe_decoding(settings)}."]
     if reply.knowledge:
         parts.append(passage_markdown(reply))
