@@ -52,8 +52,8 @@ INTRO = ("One frozen conversational backbone, a small adapter per skill. In **Au
 DECODING_RULE = ("Each control follows the answering skill's own setting until you move it; a moved control "
                  "applies to every reply until you change the routing mode or press *Reset*.")
 TRAINING = AdapterTraining()  # the Skills tab's training defaults
-MODEL_EVENTS = "model"  # chat, add and remove share the model (see build_app)
-MODEL_CONCURRENCY = 1  # how many of those run at once
+MODEL_EVENTS = "model"  # chat, the APIs and remove share the model (see build_app)
+MODEL_CONCURRENCY = 16  # turns run at once: the engine (bot/engine.py) decodes them together in shared steps
 TRAINING_EVENTS = "training"  # adding a skill: trains in a child process, never in the model's slot
 TRAINING_CONCURRENCY = 1  # one training at a time (the others queue)
 
@@ -246,9 +246,10 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
 
         gr.api(list_skills, api_name="skills", queue=False)
 
-    # Light events run two at a time. Chat and remove share MODEL_CONCURRENCY slot(s): they drive the
-    # one model. Adding a skill has its own slot (TRAINING_EVENTS): it trains in a child process and
-    # only swaps the finished skill in through bot.load_skill / bot.load_manager, so chat goes on.
+    # Light events run two at a time. Chat and remove share MODEL_CONCURRENCY slots: concurrent turns
+    # join the engine's shared batch, and a removal waits for the step boundary (AdapterBot.unload_skill).
+    # Adding a skill has its own slot (TRAINING_EVENTS): it trains in a child process and only swaps the
+    # finished skill in through bot.load_skill / bot.load_manager, so chat goes on.
     demo.queue(default_concurrency_limit=2)
     return demo
 
