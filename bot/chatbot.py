@@ -277,12 +277,15 @@ class AdapterBot:
         generation = self.engine.submit(Request(turn.context, turn.reply.route, turn.decoding, seed))
         tokens: list[int] = []
         shown = ""
-        for token in generation:
-            tokens.append(token)
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            if text != shown and not text.endswith("\ufffd"):  # a partial multi-byte character waits for its rest
-                shown = text
-                yield dataclasses.replace(turn.reply, text=shown)
+        try:
+            for token in generation:
+                tokens.append(token)
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                if text != shown and not text.endswith("\ufffd"):  # a partial multi-byte character waits for its rest
+                    shown = text
+                    yield dataclasses.replace(turn.reply, text=shown)
+        finally:  # the caller stopped reading (closed the stream): the engine drops the row at its next step
+            generation.cancel()
         turn.reply.text = self._finish(tokens, turn.decoding)
         yield turn.reply
 

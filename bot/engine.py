@@ -56,8 +56,13 @@ class Generation:
     def __init__(self) -> None:
         self.tokens: list[int] = []
         self.error: BaseException | None = None
+        self.cancelled = False
         self._events: queue.Queue = queue.Queue()
         self._done = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop generating (a client went away, a stop string ended the reply): the row leaves at the next step."""
+        self.cancelled = True
 
     def _push(self, token: int) -> None:
         self.tokens.append(token)
@@ -220,6 +225,9 @@ class Engine:
                 request, generation = self._waiting.get_nowait()
             except queue.Empty:
                 return
+            if generation.cancelled:
+                generation._finish()
+                continue
             try:
                 row = _Row(request, generation, self.eos)
                 self._prefill(row)
@@ -269,7 +277,7 @@ class Engine:
         self.steps += 1
         b.kv = [(layer.keys, layer.values) for layer in out.to_tuple()[1].layers]
         b.mask = mask
-        finished = [i for i, row in enumerate(b.rows) if row.choose(out.logits[i, -1])]
+        finished = [i for i, row in enumerate(b.rows) if row.generation.cancelled or row.choose(out.logits[i, -1])]
         if finished:
             for i in finished:
                 b.rows[i].generation._finish()

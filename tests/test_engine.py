@@ -128,3 +128,31 @@ def test_respond_batch_gives_each_row_its_own_decoding(tiny_bot):
     # rows on different skills keep their skill's own settings (the bug: row 0's applied to every row)
     mixed = bot.respond_batch(histories, ["alpha", "beta"])
     assert mixed[1] == bot.respond(histories[1], skill="beta").text
+
+
+def test_a_cancelled_turn_leaves_the_batch_and_the_others_go_on(engine):
+    eng, contexts = engine
+    long = Request(contexts[3], "lora", dict(max_new_tokens=40))
+    other = Request(contexts[0], "bottleneck", dict(max_new_tokens=40))
+    assert len(eng.generate(long)) == 40
+    solo_other = eng.generate(other)
+    first = eng.submit(long)
+    push = first._push
+
+    def push_then_cancel(token: int) -> None:
+        push(token)
+        if len(first.tokens) == 2:
+            first.cancel()
+
+    first._push = push_then_cancel
+    second = eng.submit(other)
+    assert len(first.result(60)) == 2 and second.result(60) == solo_other
+
+
+def test_closing_a_stream_cancels_its_generation(tiny_bot):
+    stream = tiny_bot.stream(["my printer will not print"], skill="alpha", max_new_tokens=40)
+    next(stream)
+    stream.close()  # as a client that disconnects
+    steps = tiny_bot.engine.steps
+    time.sleep(0.2)
+    assert tiny_bot.engine.active == 0 and tiny_bot.engine.steps - steps <= 2
