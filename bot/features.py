@@ -6,15 +6,55 @@ newest message, and over the turns before it. Two separate halves, rather than o
 the whole context, let the head weigh the newest message on its own (a long chit-chat history
 must not decide the class) while the turns before still show which exchange a short follow-up
 continues. Reading only the first blocks and the newest tokens keeps routing a small share of a turn.
+
+Beside them, hashed word and character n-grams of the newest message (:class:`HashedNgrams`):
+a 14M-parameter backbone's first blocks tell topics apart poorly ("my wifi keeps dropping" read
+as distress), while the words themselves say it. The hashing needs no fitting, so the features
+stay the same when a skill is added or removed later and the exemplar memory stays valid.
 """
 from __future__ import annotations
 
+import threading
+
 from typing import Sequence
 
+import re
+
 import torch
+from sklearn.feature_extraction.text import HashingVectorizer
 
 from .adapter import AdaptedModel
 from .dialogue import build_context, pad
+
+
+NGRAMS = 1024
+"""Width of the hashed n-grams of the newest message in the default features, chosen on validation
+routing (``docs/DESIGN.md``, the dialogue manager)."""
+
+
+class HashedNgrams:
+    """Callable ``texts -> [B, dim]``: hashed n-gram counts, nothing fitted.
+
+    The first half holds word 1-2-grams, the second character 2-4-grams inside word boundaries
+    (they match "wifi" in "wi-fi's"), each half L2-normalised. Lower-cased; scikit-learn's
+    ``HashingVectorizer`` (MurmurHash3), so the same text gives the same vector on every machine.
+    """
+
+    def __init__(self, dim: int = NGRAMS) -> None:
+        if dim < 2 or dim % 2:
+            raise ValueError(f"the hashed n-grams' width must be an even number of at least 2, got {dim}")
+        self.dim = dim
+        common = dict(n_features=dim // 2, alternate_sign=False, norm="l2", lowercase=True)
+        self._vectorizers = (
+            HashingVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", **common),
+            HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), **common),
+        )
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.cat([torch.from_numpy(v.transform(list(texts)).toarray()).float() for v in self._vectorizers], dim=1)
+
+
+_NAME = re.compile(r"backbone-lastprev:(?P<backbone>.+):blocks=(?P<layers>\d+):tokens=(?P<tokens>\d+)(?::ngrams=(?P<ngrams>\d+))?")
 
 
 class _Stop(Exception):
@@ -22,8 +62,9 @@ class _Stop(Exception):
 
 
 class BackboneFeatures:
-    """Callable ``histories -> [B, 2 * hidden]`` (the ``manager.FeatureFn`` protocol): the mean
-    hidden state over the newest message, then over the turns before it (zeros on a first turn).
+    """Callable ``histories -> [B, 2 * hidden + ngrams]`` (the ``manager.FeatureFn`` protocol): the
+    mean hidden state over the newest message, then over the turns before it (zeros on a first
+    turn), then the newest message's :class:`HashedNgrams` (none when ``ngrams`` is 0).
 
     Args:
         model: the adapted backbone; features always use the bare backbone.
@@ -34,9 +75,12 @@ class BackboneFeatures:
             DialoGPT-small's 12); fewer blocks cost proportionally less. How many blocks to read
             is chosen on validation routing (``python -m bot.recipes.skills`` records the sweep
             in its report).
+        ngrams: width of the newest message's hashed n-grams; 0 for none (managers saved before
+            they existed).
     """
 
-    def __init__(self, model: AdaptedModel, tokenizer, max_tokens: int = 64, layers: int | None = None) -> None:
+    def __init__(self, model: AdaptedModel, tokenizer, max_tokens: int = 64, layers: int | None = None,
+                 ngrams: int = NGRAMS) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
@@ -44,21 +88,22 @@ class BackboneFeatures:
         self.layers = max(1, n // 6) if layers is None else layers
         if not 1 <= self.layers <= n:
             raise ValueError(f"layers must be between 1 and the backbone's {n} blocks, got {layers}")
-        self.name = f"backbone-lastprev:{model.signature.backbone}:blocks={self.layers}:tokens={max_tokens}"
-        self.dim = 2 * model.signature.hidden_size
+        self.ngrams = HashedNgrams(ngrams) if ngrams else None
+        self.name = (f"backbone-lastprev:{model.signature.backbone}:blocks={self.layers}:tokens={max_tokens}"
+                     + (f":ngrams={ngrams}" if ngrams else ""))
+        self.dim = 2 * model.signature.hidden_size + ngrams
 
     @classmethod
     def from_name(cls, model: AdaptedModel, tokenizer, name: str) -> "BackboneFeatures | None":
-        """The features a manager recorded as ``name`` (its block and token counts), or ``None``
-        when ``name`` is not this class's on this backbone."""
-        kind, _, rest = name.partition(":")
-        backbone, _, settings = rest.rpartition(":blocks=")
-        layers, _, tokens = settings.partition(":tokens=")
-        if kind != "backbone-lastprev" or backbone != model.signature.backbone or not (layers.isdigit() and tokens.isdigit()):
+        """The features a manager recorded as ``name`` (its block, token and n-gram counts; no
+        ``:ngrams=`` part: none), or ``None`` when ``name`` is not this class's on this backbone."""
+        match = _NAME.fullmatch(name)
+        if match is None or match["backbone"] != model.signature.backbone:
             return None
-        if not 1 <= int(layers) <= model.signature.num_layers:
+        layers, ngrams = int(match["layers"]), int(match["ngrams"] or 0)
+        if not 1 <= layers <= model.signature.num_layers or (ngrams and (ngrams < 2 or ngrams % 2)):
             return None
-        return cls(model, tokenizer, max_tokens=int(tokens), layers=int(layers))
+        return cls(model, tokenizer, max_tokens=int(match["tokens"]), layers=layers, ngrams=ngrams)
 
     @torch.no_grad()
     def __call__(self, histories: Sequence[Sequence[str]]) -> torch.Tensor:
@@ -78,15 +123,21 @@ class BackboneFeatures:
         def pool(m: torch.Tensor) -> torch.Tensor:
             return (hidden * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
 
-        return torch.cat([pool(last_mask), pool(mask - last_mask)], dim=-1)
+        parts = [pool(last_mask), pool(mask - last_mask)]
+        if self.ngrams is not None:
+            parts.append(self.ngrams([list(history)[-1] for history in histories]))
+        return torch.cat(parts, dim=-1)
 
     def _hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The bare backbone's hidden states after block ``self.layers``; later blocks never run."""
         transformer = self.model.backbone.transformer
         device = next(transformer.parameters()).device
         captured: list[torch.Tensor] = []
+        caller = threading.get_ident()
 
         def stop(module, args, output) -> None:
+            if threading.get_ident() != caller:  # another thread's forward (the engine's) runs through this block too
+                return
             captured.append(output[0] if isinstance(output, tuple) else output)
             raise _Stop
 

@@ -12,13 +12,13 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
-from manager import NONE, DialogueManager, ManagerConfig
+from manager import NONE, DialogueManager, ManagerConfig, routing_report
 from skills.corpora import Split
 from skills.data import Example, read_source
 
 from . import conversations
 from .chatbot import MANAGER_DIR, AdapterBot
-from .features import BackboneFeatures
+from .features import NGRAMS, BackboneFeatures
 
 NONE_HISTORIES = {"train": 1200, "valid": 400}
 THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -58,11 +58,16 @@ def balanced_recall(report: dict) -> float:
 
 
 def calibrate_threshold(manager: DialogueManager, data: dict[str, list[list[str]]]) -> float:
-    """The threshold in THRESHOLDS with the best balanced recall on ``data`` (ties: the lowest)."""
+    """The threshold in THRESHOLDS with the best balanced recall on ``data`` (ties: the lowest).
+
+    The histories' features are computed once and routed under every threshold."""
+    gold = [name for name, histories in data.items() for _ in histories]
+    features = manager.features([h for histories in data.values() for h in histories])
     best, best_score = manager.config.threshold, -1.0
     for threshold in THRESHOLDS:
         manager.config.threshold = threshold
-        score = balanced_recall(manager.evaluate(data))
+        predicted = [d.skill or NONE for d in manager.route_features(features)]
+        score = balanced_recall(routing_report(gold, predicted, manager.classes))
         if score > best_score:
             best, best_score = threshold, score
     manager.config.threshold = best
@@ -70,22 +75,24 @@ def calibrate_threshold(manager: DialogueManager, data: dict[str, list[list[str]
 
 
 def train_manager(bot: AdapterBot, threshold: float | None = None, config: ManagerConfig | None = None,
-                  blocks: Sequence[int] = (), hidden: Sequence[int] = ()) -> dict:
+                  blocks: Sequence[int] = (), hidden: Sequence[int] = (), ngrams: Sequence[int] = ()) -> dict:
     """Fit a new manager on every loaded skill, save it beside the skills, load it into ``bot``.
 
     Without an explicit ``threshold`` it is chosen on validation histories (never the test ones).
-    ``blocks`` (numbers of backbone blocks the features read) and ``hidden`` (head widths, 0 for
-    linear) are candidates: every pair is fitted and the one with the best balanced recall on
+    ``blocks`` (numbers of backbone blocks the features read), ``ngrams`` (widths of the newest
+    message's hashed n-grams, 0 for none) and ``hidden`` (head widths, 0 for linear) are
+    candidates: every combination is fitted and the one with the best balanced recall on
     validation wins (defaults: the features ``bot`` has, and ``config.hidden``).
 
     Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out single turns,
-    plus ``"sweep"``: each candidate's validation balanced recall, keyed ``"blocks=N,hidden=H"``.
+    plus ``"sweep"``: each candidate's validation balanced recall, keyed ``"blocks=N,ngrams=G,hidden=H"``.
     """
     if not bot.skills:
         raise ValueError(f"no skills are installed in {bot.registry.root}; add one with `adapterbot skill add`")
     config = config or ManagerConfig()
     train, validation = routing_data(bot, "train"), routing_data(bot, "valid")
-    features = [BackboneFeatures(bot.model, bot.tokenizer, layers=n) for n in blocks] or [bot.features]
+    features = [BackboneFeatures(bot.model, bot.tokenizer, layers=n, ngrams=g)
+                for n in blocks or [bot.features.layers] for g in ngrams or [NGRAMS]] if blocks or ngrams else [bot.features]
     best, best_score, sweep = None, -1.0, {}
     for fn in features:
         for width in hidden or [config.hidden]:
@@ -96,7 +103,7 @@ def train_manager(bot: AdapterBot, threshold: float | None = None, config: Manag
             if threshold is None:
                 calibrate_threshold(manager, validation)
             score = balanced_recall(manager.evaluate(validation))
-            sweep[f"blocks={fn.layers},hidden={width}"] = round(score, 4)
+            sweep[f"blocks={fn.layers},ngrams={fn.ngrams.dim if fn.ngrams else 0},hidden={width}"] = round(score, 4)
             if score > best_score:
                 best, best_score = manager, score
     best.save(bot.registry.root / MANAGER_DIR)

@@ -105,3 +105,15 @@ def test_copy_nll_is_low_for_a_model_that_copies_and_high_for_one_that_cannot():
     stream = torch.randperm(100).repeat(2)
     assert copy_nll(Lookup(copies=True), stream, block=16, rows=4) < 0.01
     assert copy_nll(Lookup(copies=False), stream, block=16, rows=4) > 4.0
+
+
+def test_manager_only_refuses_a_folder_without_the_bundled_skills_and_changes_nothing(tiny_dir, tiny_bot):
+    import pytest
+
+    from bot.recipes.skills import main
+
+    root = tiny_bot.registry.root
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit, match="bundled skill.*empathetic.*not installed"):
+        main(["--manager-only", "--backbone", str(tiny_dir), "--out", str(root)])
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before

@@ -29,6 +29,7 @@ from skills.knowledge import Retriever
 from skills.spec import AdapterTraining, DecodingSpec
 
 from bot.evaluation.knowledge_check import out_of_knowledge
+from bot.features import NGRAMS
 
 def chitchat_phrases() -> list[str]:
     """Every turn of Chit-Chat's train split: the pool that counterfactual answers are cut from."""
@@ -175,10 +176,10 @@ BUNDLED = {
     },
 }
 # Candidates for the manager, chosen on validation: how many backbone blocks its features read
-# (routing cost grows with it) and its head's hidden width (0: linear). A 256-wide hidden layer
-# tied the linear head on validation but fitted its memory so tightly that temperature scaling
-# could not calibrate it, so the head is linear.
-MANAGER_BLOCKS, MANAGER_HIDDEN = (1, 3), (0,)
+# (routing cost grows with it), the width of the newest message's hashed n-grams, and its head's
+# hidden width (0: linear). A 256-wide hidden layer tied the linear head on validation but fitted
+# its memory so tightly that temperature scaling could not calibrate it, so the head is linear.
+MANAGER_BLOCKS, MANAGER_NGRAMS, MANAGER_HIDDEN = (1, 3), (NGRAMS,), (0,)
 MANAGER = ManagerConfig(exemplars_per_class=500)
 TRAINING = AdapterTraining(kind="bottleneck", settings={"bottleneck": 64}, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
 
@@ -239,10 +240,29 @@ def write_card(folder: Path, spec, report: dict) -> None:
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+def train_bundled_manager(bot) -> None:
+    """Fit the manager on ``bot``'s installed skills with the recipe's candidates, save it beside them."""
+    from bot.manager_training import train_manager
+
+    routing = train_manager(bot, config=MANAGER, blocks=MANAGER_BLOCKS, hidden=MANAGER_HIDDEN, ngrams=MANAGER_NGRAMS)
+    print(f"manager: validation sweep {routing['sweep']}; chosen {bot.manager.config.feature_name}, "
+          f"hidden {bot.manager.config.hidden}; held-out single-turn routing accuracy {100 * routing['accuracy']:.1f}%")
+
+
+def train_manager_only(backbone: str | None, out: Path) -> None:
+    """Retrain only the manager of the skills installed in ``out``; their adapters and files stay as they are."""
+    from bot import AdapterBot
+
+    bot = AdapterBot.from_pretrained(backbone, out)
+    missing = sorted(set(BUNDLED) - set(bot.skills))
+    if missing:
+        raise SystemExit(f"{out}: bundled skill(s) {', '.join(missing)} not installed; run the whole recipe first")
+    train_bundled_manager(bot)
+
+
 def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
     """Add every bundled skill and train the manager in a fresh folder, then swap it in for ``out``."""
     from bot import AdapterBot
-    from bot.manager_training import train_manager
     from bot.skill_builder import add_skill
 
     work = Path(tempfile.mkdtemp(prefix=".bundled-", dir=out.parent))
@@ -259,9 +279,7 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
             print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
             if knowledge:
                 print(f"{name}: knowledge min_overlap {choose_min_overlap(bot, name)['min_overlap']} (chosen on validation)")
-        routing = train_manager(bot, config=MANAGER, blocks=MANAGER_BLOCKS, hidden=MANAGER_HIDDEN)
-        print(f"manager: validation sweep {routing['sweep']}; chosen {bot.manager.config.feature_name}, "
-              f"hidden {bot.manager.config.hidden}; held-out single-turn routing accuracy {100 * routing['accuracy']:.1f}%")
+        train_bundled_manager(bot)
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)
@@ -302,13 +320,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=BUNDLED_DIR, help="skills folder to (re)create")
     p.add_argument("--report", type=Path, default=None, help="also keep the eval report here")
     p.add_argument("--skills", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
-    p.add_argument("--cards-only", action="store_true", help="skip training: evaluate the installed skills and rewrite the cards")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--cards-only", action="store_true", help="skip training: evaluate the installed skills and rewrite the cards")
+    which.add_argument("--manager-only", action="store_true",
+                       help="retrain only the dialogue manager on the installed skills (their adapters stay as they are), "
+                            "then rewrite the cards")
     args = p.parse_args(argv)
 
     start = time.time()
-    if not args.cards_only:
+    if args.manager_only:
+        train_manager_only(args.backbone, args.out)
+    elif not args.cards_only:
         train_all(args.backbone, args.out, args.skills)
-    write_cards(args.backbone, args.out, args.report, None if args.cards_only else (time.time() - start) / 60)
+    write_cards(args.backbone, args.out, args.report, None if args.cards_only or args.manager_only else (time.time() - start) / 60)
 
 
 if __name__ == "__main__":
