@@ -28,9 +28,11 @@ def test_offline_default_loads_every_bundled_skill_and_replies(bundled):
 
 
 # Clear cases with a margin (a score near 0.5 may flip between CPUs' rounding). Known misroutes
-# are in the README and the eval report, e.g. "my wifi keeps dropping every few minutes" -> empathetic.
+# are in the README and the eval report. "my wifi keeps dropping every few minutes" went to
+# empathetic before the manager read the newest message's words (hashed n-grams, issue 14).
 CLEAR = [
     ("My printer is not printing.", "tech_support"),
+    ("my wifi keeps dropping every few minutes", "tech_support"),
     ("my laptop won't connect to the wifi", "tech_support"),
     ("what is the capital of australia?", "trivia"),
     ("I failed my exam today and I feel awful", "empathetic"),
