@@ -25,7 +25,14 @@ THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def split_examples(bot: AdapterBot, split: str) -> dict[str, list[Example]]:
-    """Each loaded skill's examples from its recorded ``split`` file."""
+    """Each loaded skill's examples from its recorded ``split`` file; a skill without one (a PEFT import
+    without ``--data``) is refused by name, with what to do."""
+    missing = [name for name in bot.skills if not (bot.registry.path(name) / f"{split}.jsonl").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"skill(s) {', '.join(map(repr, missing))} have no recorded {split}.jsonl, so the manager cannot learn "
+            "them (a PEFT import without --data): run `adapterbot skill import NAME --peft DIR --replace --data FILE`, "
+            "or `adapterbot skill remove NAME`")
     return {name: read_source(str(bot.registry.path(name) / f"{split}.jsonl"), Path(".")).examples for name in bot.skills}
 
 
