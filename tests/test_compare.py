@@ -119,3 +119,11 @@ def test_the_cli_defaults_are_the_modules():
     args = build_parser().parse_args(["compare", "--out", "x"])
     assert (args.epochs, args.limit, args.seeds) == (compare.EPOCHS, compare.LIMIT, compare.SEEDS)
     assert args.kinds == list(compare.KINDS) and args.budgets == list(compare.BUDGETS)
+
+
+def test_the_report_renders_again_from_its_json(tiny_compare):
+    _, _, paths = tiny_compare
+    md = paths[1].read_text(encoding="utf-8")
+    paths[1].unlink()
+    assert compare.main(["--render", str(paths[0].parent)]) == 0
+    assert paths[1].read_text(encoding="utf-8") == md and paths[2].stat().st_size > 0

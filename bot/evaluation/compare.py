@@ -560,10 +560,13 @@ def settings_line(report: dict) -> str:
     st = report["settings"]
     lrs = ", ".join(f"{k} {v:g}" for k, v in st["learning_rates"].items())
     m = st["machine"]
-    return (f"Reduced-budget comparison, not the recipe's training: {st['epochs']} epoch(s) on at most {st['limit']} training "
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'' if count == 1 else 's'}"
+
+    return (f"Reduced-budget comparison, not the recipe's training: {n(st['epochs'], 'epoch')} on at most {st['limit']} training "
             f"examples per skill, seeds {', '.join(map(str, st['seeds']))} (mean ± sd over seeds), learning rates {lrs}"
             + (f", full fine-tuning {st['full_finetune_lr']:g} (seed 0)" if st.get("full_finetune_lr") else "")
-            + f"; {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, {st['seconds'] / 60:.0f} minutes.")
+            + f"; {m['cpu']}, {n(m['cores'], 'core')}, {n(m['torch_threads'], 'torch thread')}, {st['seconds'] / 60:.0f} minutes.")
 
 
 def markdown(report: dict) -> str:
@@ -573,6 +576,13 @@ def markdown(report: dict) -> str:
     memory = next((r["memory_method"] for r in report["rows"] if r["peak_memory_mib"] is not None), "not measured")
     rows = report["rows"]
     notes = []
+    for name in st["f1_skills"]:
+        best = max((r["f1"][name]["mean"] for r in rows if r["f1"].get(name, {}).get("mean") is not None), default=None)
+        bare_f1 = report["bare"]["f1"].get(name)
+        if best is not None and bare_f1 is not None and best - bare_f1 < 0.05:
+            notes.append(f"At this budget no kind lifts {name}'s F1 by 0.05 over the bare backbone's {fmt(bare_f1, 3)} "
+                         f"(best {fmt(best, 3)}): copying the answer from the passage is learned over the recipe's epochs, "
+                         "so the F1 column tells the kinds apart only at a larger training budget.")
     for r in rows:
         if not r["reachable"]:
             notes.append(f"`{r['kind']}` cannot reach {', '.join(f'{b:g}%' for b in r['budgets_percent'])}: its nearest "
@@ -611,7 +621,8 @@ def markdown(report: dict) -> str:
         "reply tokens, warm-up over the first tenth of the steps, the best validation epoch kept). Test perplexity "
         "is that of the reference replies; \"ppl mean\" is the arithmetic mean over skills per seed. "
         + (f"{', '.join(st['f1_skills'])} F1: greedy replies to the test questions with the recorded passages and the "
-           "skill's decoding settings, scored by unigram F1 (the eval's oracle routing). " if st["f1_skills"] else "")
+           "skill's decoding settings, scored by unigram F1 (the eval's oracle routing; the bare backbone and full "
+           "fine-tuning get the same passages). " if st["f1_skills"] else "")
         + "Training time is `train_adapter`'s wall time per skill, its per-epoch validation included (full fine-tuning: its "
         "training steps only). Peak training memory: a fresh subprocess per setting runs two training steps on a "
         f"batch of {st['memory_batch'][0]} x {st['memory_batch'][1]} random tokens, as `adapterbot bench` "
@@ -703,6 +714,20 @@ def write_compare(report: dict, out: Path) -> list[Path]:
     return paths
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bot.evaluation.compare --render DIR``: rewrite ``compare.md`` and ``compare.png`` from ``DIR/compare.json``
+    (the comparison itself runs as ``adapterbot compare``)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    p.add_argument("--render", type=Path, required=True, metavar="DIR", help="folder holding compare.json")
+    args = p.parse_args(argv)
+    report = json.loads((args.render / "compare.json").read_text(encoding="utf-8"))
+    paths = write_compare(report, args.render)
+    print("wrote " + ", ".join(str(x) for x in paths[1:]))
+    return 0
+
+
 def run(args) -> list[Path]:
     """``adapterbot compare``: load the bot named by ``args`` and run :func:`run_compare`."""
     import torch
@@ -719,3 +744,7 @@ def run(args) -> list[Path]:
                            epochs=args.epochs, limit=args.limit, seeds=args.seeds, backbone_arg=args.backbone,
                            full_finetune=not args.no_full_finetune, progress=True)
     return paths
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,7 @@ differs from what the reports say (the test suite runs that check). The reports 
 - ``docs/reports/eval/report.json``: ``adapterbot eval --out docs/reports/eval``;
 - ``docs/reports/incremental.json``: ``python -m bot.evaluation.incremental --data ... --out docs/reports/incremental.json``;
 - ``docs/reports/bench/bench.md``: ``adapterbot bench --out docs/reports/bench``;
+- ``docs/reports/compare/compare.json``: ``adapterbot compare --out docs/reports/compare``;
 - the skills' splits and sizes: their ``skill.yaml`` in ``skills/bundled/``.
 """
 from __future__ import annotations
@@ -65,6 +66,12 @@ def _bench_table(bench_md: str) -> str:
     return "\n".join([machine, "", *lines[start:end]])
 
 
+def _compare_block(compare: dict) -> str:
+    from .compare import compare_table, settings_line
+
+    return "\n".join([settings_line(compare), "", compare_table(compare)])
+
+
 def render(reports: Path = REPORTS) -> dict[str, str]:
     """Every block's text, from the reports in ``reports``."""
     report = json.loads((reports / "eval" / "report.json").read_text(encoding="utf-8"))
@@ -74,6 +81,9 @@ def render(reports: Path = REPORTS) -> dict[str, str]:
     bench = reports / "bench" / "bench.md"
     if bench.exists():
         blocks["bench"] = _bench_table(bench.read_text(encoding="utf-8"))
+    compare = reports / "compare" / "compare.json"
+    if compare.exists():
+        blocks["compare"] = _compare_block(json.loads(compare.read_text(encoding="utf-8")))
     return blocks
 
 
