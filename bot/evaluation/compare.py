@@ -585,7 +585,7 @@ def markdown(report: dict) -> str:
                          "so the F1 column tells the kinds apart only at a larger training budget.")
     for r in rows:
         if not r["reachable"]:
-            notes.append(f"`{r['kind']}` cannot reach {', '.join(f'{b:g}%' for b in r['budgets_percent'])}: its nearest "
+            notes.append(f"`{r['kind']}` cannot reach {' or '.join(f'{b:g}%' for b in r['budgets_percent'])}: its nearest "
                          f"setting ({r['knob']} {r['settings'][r['knob']]}) trains {r['trainable_params']:,} parameters, "
                          f"{fmt(r['trainable_percent'], 2)}% of the backbone.")
     lines = [
@@ -685,6 +685,10 @@ def plot(report: dict, path: Path) -> None:
             if ref_full is not None:
                 ax.axhline(ref_full, color="black", linestyle="--", label="full fine-tuning (100%)")
         ax.set_xscale("log")
+        shown = sorted({round(r["trainable_percent"], 2) for r in report["rows"] if not r["reachable"]}
+                       | set(report["settings"]["budgets_percent"]))  # the budgets, and where a kind fell short of them
+        ax.set_xticks(shown, [f"{x:g}" for x in shown])
+        ax.minorticks_off()
         ax.set_xlabel("trainable parameters, % of the backbone")
         ax.set_ylabel("mean test perplexity (lower is better)" if p == 0 else f"{f1_name} F1 (higher is better)")
         ax.set_title("Test perplexity, mean over skills" if p == 0 else f"{f1_name}: F1 of greedy answers")
