@@ -268,3 +268,12 @@ def test_the_blending_measurement_scores_both_sets_at_every_margin(tiny_bot):
     widest = report["by_margin"]["mixed"][str(MARGINS[-1])]
     assert widest["turns_blended"] >= report["by_margin"]["mixed"][str(MARGINS[0])]["turns_blended"]
     assert report["recommendation"] == "off" or report["helps"]
+
+
+def test_a_prompt_longer_than_the_backbones_window_is_refused_naming_the_setting(tiny):
+    model, _ = tiny
+    window = model.backbone.config.n_positions
+    model.add_adapter("fits", model.new_config("prompt", length=window))
+    with pytest.raises(AdapterConfigError) as e:
+        model.add_adapter("long", model.new_config("prompt", length=window + 1))
+    assert e.value.field == "length" and str(window) in str(e.value) and "long" not in model.skills

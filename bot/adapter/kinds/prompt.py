@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import AdapterConfigError
 from .attention import ExtraKeyValues
 from .base import positive
 
@@ -46,6 +47,9 @@ class Prompt(ExtraKeyValues):
     attaches = "before the input, as soft-prompt embeddings"
 
     def new_module(self, settings: PromptSettings, for_training: bool = True) -> nn.Module:
+        window = self.backbone.config.n_positions
+        if settings.length > window:  # its tokens take positions 0..length-1 of the backbone's window
+            raise AdapterConfigError("length", f"must be at most the backbone's {window} positions, got {settings.length}")
         return PromptModule(self.backbone.transformer.wte.weight, settings.length)
 
     def file_shapes(self, settings: PromptSettings) -> dict[str, tuple[int, ...]]:
