@@ -40,6 +40,9 @@ from bot.chatbot import AUTO, BARE_DECODING, AdapterBot, Reply
 from bot.errors import one_line
 from skills.spec import DecodingSpec
 
+# A streamed reply is sent to the page at most this often: each update carries the whole conversation, and with
+# many sessions on a small CPU, per-token updates cost the server more than the generation they show.
+STREAM_EVERY_S = 0.1
 log = logging.getLogger(__name__)
 
 AUTO_MODE = "auto"
@@ -372,12 +375,16 @@ def make_chat_handler(bot: AdapterBot) -> Callable[..., Iterator[tuple]]:
         reply: Reply | None = None
         settings: dict[str, Any] = {}
         label = details = ""
+        shown_at = 0.0
         try:
             for reply in bot.stream(history, skill=skill, **moved):
                 if not label:  # routing is decided before the first token
                     settings = {**decoding_defaults(bot, reply.skill), **moved}
                     label = skill_label(reply, forced, threshold)
                     details = details_markdown(reply, forced, settings, threshold)
+                elif time.perf_counter() - shown_at < STREAM_EVERY_S:
+                    continue  # the first text goes out at once; later text at most every STREAM_EVERY_S (the final below)
+                shown_at = time.perf_counter()
                 yield ("", before + bot_messages(reply, label, details, done=False), gr.skip(), gr.skip(), gr.skip(),
                        gr.skip(), *([gr.skip()] * n_controls))
         except ValueError as e:  # e.g. a skill removed from another tab while this page still offered it
