@@ -6,6 +6,7 @@ imports it too (the only thing it takes from ``skills/``); neither package impor
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import shutil
 import tempfile
@@ -27,6 +28,20 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ValueError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8") from None
+
+
+def read_json_object(path: Path, what: str) -> dict:
+    """The JSON object in ``path``; a missing file, bad JSON or another JSON value raises naming the file
+    (``FileNotFoundError`` "PATH: missing WHAT", else ``ValueError``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

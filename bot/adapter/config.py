@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from skills.fields import FieldError, check_types, from_mapping
+from skills.files import read_json_object
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -96,14 +97,7 @@ class AdapterConfig:
     @classmethod
     def load(cls, folder: Path) -> "AdapterConfig":
         path = Path(folder) / CONFIG_NAME
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: missing adapter config") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object")
+        data = read_json_object(path, "adapter config")
         try:
             return cls.from_dict(data)
         except ValueError as e:

@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from skills.fields import FieldError
+from skills.files import read_json_object
 
 from .config import WEIGHTS_NAME, AdapterConfig
 from .kinds.lora import TARGETS, LoraSettings
@@ -159,14 +160,7 @@ def read_peft(model, folder: Path | str) -> tuple[AdapterConfig, dict[str, torch
     """A PEFT LoRA folder as a ``lora`` skill of ``model``: its config and its tensors, named as the skill names them."""
     folder = Path(folder)
     path = folder / PEFT_CONFIG
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: missing PEFT adapter config") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+    data = read_json_object(path, "PEFT adapter config")
     if "peft_type" not in data:
         hint = " (this is an Adapter-Bot adapter config: install it as a skill folder instead)" if "kind" in data else ""
         raise PeftFormatError("peft_type", f"is missing; a PEFT adapter config names its method{hint}", path)

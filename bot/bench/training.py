@@ -165,7 +165,12 @@ def _peak(spec: dict) -> dict:
     _add_skill(model, spec["bottleneck"])
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.backbone.config.vocab_size, (spec["rows"], spec["tokens"]), generator=g).to(device)
-    step = train_step(model, spec["variant"], ids)
+    return peak_of_two_steps(train_step(model, spec["variant"], ids), cuda, before)
+
+
+def peak_of_two_steps(step, cuda: bool, before: int) -> dict:
+    """``{"peak_bytes", "method"}``: the peak memory of two calls of ``step`` beyond ``before`` (resident bytes
+    before the model; 0 on CUDA, whose allocator counts the weights too)."""
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

@@ -190,7 +190,7 @@ def memory_child(spec_json: str) -> None:
     from bot.adapter import AdaptedModel
     from bot.backbone import load_backbone
     from bot.bench.measure import TINY, random_model
-    from bot.bench.training import SKILL, _add_skill, _hwm, _reset_hwm, _rss, _trim, train_step
+    from bot.bench.training import SKILL, _add_skill, _rss, _trim, peak_of_two_steps, train_step
 
     spec = json.loads(spec_json)
     device = spec["device"]
@@ -212,25 +212,7 @@ def memory_child(spec_json: str) -> None:
     model.backbone.eval()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.backbone.config.vocab_size, (spec["rows"], spec["tokens"]), generator=g).to(device)
-    step = train_step(model, "adapter" if spec["kind"] else "full", ids)
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        method = "torch.cuda.max_memory_allocated (weights included)"
-    else:
-        method = "VmHWM after clear_refs, minus VmRSS before the model" if _reset_hwm() else "ru_maxrss minus VmRSS before the model"
-    for _ in range(2):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    elif method.startswith("VmHWM"):
-        peak = _hwm() - before
-    else:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    print(json.dumps({"peak_bytes": peak, "method": method}))
+    print(json.dumps(peak_of_two_steps(train_step(model, "adapter" if spec["kind"] else "full", ids), cuda, before)))
 
 
 # ---- statistics --------------------------------------------------------------------------------

@@ -64,6 +64,14 @@ class Kind:
         raise NotImplementedError
 
 
+def init_bottleneck(down: nn.Linear, up: nn.Linear) -> None:
+    """A bottleneck adapter's start: ``down`` small and random, ``up`` zero, so the adapter adds nothing yet."""
+    nn.init.normal_(down.weight, std=0.02)
+    nn.init.zeros_(down.bias)
+    nn.init.zeros_(up.weight)
+    nn.init.zeros_(up.bias)
+
+
 def positive(settings: Any, *names: str) -> None:
     """Check ``settings``' types, then that each named field is at least 1."""
     check_types(settings, AdapterConfigError)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Kind, apply_low_rank, gather_low_rank, normalized, positive, stack_low_rank
+from .base import Kind, apply_low_rank, gather_low_rank, init_bottleneck, normalized, positive, stack_low_rank
 
 
 @dataclass
@@ -33,10 +33,7 @@ class ResidualAdapter(nn.Module):
         self.ln = nn.LayerNorm(hidden_size, eps=eps)
         self.down = nn.Linear(hidden_size, bottleneck)
         self.up = nn.Linear(bottleneck, hidden_size)
-        nn.init.normal_(self.down.weight, std=0.02)
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        init_bottleneck(self.down, self.up)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return h + self.up(F.relu(self.down(self.ln(h))))
