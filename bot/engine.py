@@ -26,10 +26,10 @@ from transformers import (DynamicCache, LogitsProcessorList, NoRepeatNGramLogits
 
 from .adapter import AdaptedModel
 from .adapter.routing import Row
-from .generation import ReplyNoRepeatNGram
+from .generation import reply_processors
 
 DECODING_KEYS = ("do_sample", "temperature", "top_p", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size",
-                 "reply_no_repeat_ngram_size")
+                 "reply_no_repeat_ngram_size", "copy_boost")
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Request:
         context: the prompt's token ids.
         route: the row's skill, ``None`` (bare backbone) or a ``{skill: weight}`` blend.
         decoding: ``do_sample``, ``temperature``, ``top_p``, ``max_new_tokens``, ``repetition_penalty``,
-            ``no_repeat_ngram_size``, ``reply_no_repeat_ngram_size`` (as :meth:`DecodingSpec.generate_kwargs`).
+            ``no_repeat_ngram_size``, ``reply_no_repeat_ngram_size``, ``copy_boost`` (as :meth:`DecodingSpec.generate_kwargs`).
         seed: seed of the row's own generator when sampling (``None``: a fresh random one).
     """
 
@@ -107,8 +107,7 @@ class _Row:
             processors.append(RepetitionPenaltyLogitsProcessor(float(d["repetition_penalty"])))
         if d.get("no_repeat_ngram_size"):
             processors.append(NoRepeatNGramLogitsProcessor(int(d["no_repeat_ngram_size"])))
-        if d.get("reply_no_repeat_ngram_size"):
-            processors.append(ReplyNoRepeatNGram(int(d["reply_no_repeat_ngram_size"]), len(self.ids)))
+        processors.extend(reply_processors(dict(d), [self.ids], len(self.ids), eos))
         if self.sample:
             if d.get("temperature", 1.0) != 1.0:
                 processors.append(TemperatureLogitsWarper(float(d["temperature"])))

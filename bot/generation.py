@@ -5,7 +5,7 @@ import logging
 from typing import Sequence
 
 import torch
-from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
+from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from .adapter import AdaptedModel
 from .adapter.routing import Row
@@ -41,6 +41,48 @@ class ReplyNoRepeatNGram(NoRepeatNGramLogitsProcessor):
         return super().__call__(input_ids[:, self.prompt_length :], scores)
 
 
+class CopyBoost(LogitsProcessor):
+    """Raises by ``boost`` the score of every token that continues, somewhere in the row's source, the
+    longest suffix of the reply (up to ``max_ngram`` tokens) found there.
+
+    The source is the prompt before the user's newest message (the knowledge passage and earlier
+    turns), so a reply never gets a push to echo the message itself. A small backbone starts copying
+    a passage's answer and drops off mid-word ("Toron" for "Toronto", "Det" for "Detroit"); the
+    bonus carries a copy, once begun, to the passage's own end (its end-of-text included). The
+    first token is always the model's own choice.
+    """
+
+    def __init__(self, boost: float, prompts: Sequence[Sequence[int]], prompt_length: int, eos: int,
+                 max_ngram: int = 8) -> None:
+        self.boost, self.prompt_length, self.max_ngram = boost, prompt_length, max_ngram
+        self.sources = []
+        for prompt in prompts:
+            ends = [i for i, t in enumerate(prompt) if t == eos]
+            self.sources.append(list(prompt[: ends[-2] + 1]) if len(ends) >= 2 else [])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for b, source in enumerate(self.sources):
+            reply = input_ids[b, self.prompt_length :].tolist()
+            for n in range(min(self.max_ngram, len(reply)), 0, -1):
+                suffix = reply[-n:]
+                following = {source[i + n] for i in range(len(source) - n) if source[i : i + n] == suffix}
+                if following:
+                    scores[b, sorted(following)] += self.boost
+                    break
+        return scores
+
+
+def reply_processors(decoding: dict, prompts: Sequence[Sequence[int]], prompt_length: int, eos: int) -> LogitsProcessorList:
+    """The project's own logits processors for ``decoding``'s ``reply_no_repeat_ngram_size`` and
+    ``copy_boost`` (popped from it), for rows whose replies start at column ``prompt_length``."""
+    processors = LogitsProcessorList()
+    if ngram := int(decoding.pop("reply_no_repeat_ngram_size", 0) or 0):
+        processors.append(ReplyNoRepeatNGram(ngram, prompt_length))
+    if boost := float(decoding.pop("copy_boost", 0.0) or 0.0):
+        processors.append(CopyBoost(boost, prompts, prompt_length, eos))
+    return processors
+
+
 @torch.no_grad()
 def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int]], skills: Sequence[Row],
                  streamer=None, **decoding) -> list[list[int]]:
@@ -49,14 +91,15 @@ def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int
 
     All rows run in one ``generate()`` call: the adapters are gathered per row inside each
     block, so a batch that mixes skills costs one pass, not one per skill. ``decoding`` holds
-    ``generate()``'s keyword arguments, plus ``reply_no_repeat_ngram_size`` (see :class:`ReplyNoRepeatNGram`).
+    ``generate()``'s keyword arguments, plus ``reply_no_repeat_ngram_size`` and ``copy_boost`` (see
+    :func:`reply_processors`).
     """
     device = next(model.backbone.parameters()).device
     ids, mask = pad(contexts, tokenizer.pad_token_id, left=True)
-    reply_ngram = decoding.pop("reply_no_repeat_ngram_size", 0)
-    if reply_ngram:
-        decoding["logits_processor"] = LogitsProcessorList([ReplyNoRepeatNGram(reply_ngram, ids.shape[1])])
     eos = tokenizer.eos_token_id
+    processors = reply_processors(decoding, contexts, ids.shape[1], eos)
+    if processors:
+        decoding["logits_processor"] = processors
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=eos, streamer=streamer, route=list(skills), **decoding)
     new = out[:, ids.shape[1]:].tolist()

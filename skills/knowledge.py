@@ -73,8 +73,16 @@ def _bm25s() -> Any:
     return bm25s
 
 
+@functools.cache
+def _stemmer() -> Any:
+    """Snowball's English stemmer: "originally" and "originate" both become "origin"."""
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
 def _tokenize(texts: list[str], ids: bool) -> Any:
-    return _bm25s().tokenize(texts, lower=True, stopwords="en", return_ids=ids, show_progress=False)
+    return _bm25s().tokenize(texts, lower=True, stopwords="en", stemmer=_stemmer(), return_ids=ids, show_progress=False)
 
 
 @dataclass(frozen=True)
@@ -107,14 +115,9 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def content_words(text: str) -> set[str]:
-    """Lower-cased words of ``text`` without stop words and chat filler, a plural ``s`` folded."""
+    """Stems of the lower-cased words of ``text``, stop words and chat filler left out."""
     stop = _bm25s().stopwords.STOPWORDS_EN_PLUS
-    words = set()
-    for w in _WORD.findall(text.lower()):
-        if w in stop or w in _FILLER:
-            continue
-        words.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
-    return words
+    return set(_stemmer().stemWords([w for w in _WORD.findall(text.lower()) if w not in stop and w not in _FILLER]))
 
 
 def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: float) -> float:

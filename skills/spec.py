@@ -142,6 +142,9 @@ class DecodingSpec:
             the context may still be copied (0 = off). For skills that copy from their knowledge
             passage, where ``no_repeat_ngram_size`` would forbid the copy: it stops loops such as
             "Ivy Ivy Ivy".
+        copy_boost: bonus to the score of a token that continues, in the context, the reply's newest
+            tokens (0 = off). For skills that copy from their knowledge passage: a copied answer,
+            once begun, runs to its end instead of stopping mid-word (see ``bot.generation.CopyBoost``).
         context_turns: how many of the newest turns the reply reads (0: as many as fit the window).
             A skill trained on single questions, such as trivia, answers best from the question alone.
     """
@@ -153,6 +156,7 @@ class DecodingSpec:
     repetition_penalty: float = 1.2
     no_repeat_ngram_size: int = 3
     reply_no_repeat_ngram_size: int = 0
+    copy_boost: float = 0.0
     context_turns: int = 0
 
     def __post_init__(self) -> None:
@@ -165,6 +169,7 @@ class DecodingSpec:
         _require(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", "an integer >= 0", self.no_repeat_ngram_size)
         _require(self.reply_no_repeat_ngram_size >= 0, "reply_no_repeat_ngram_size", "an integer >= 0",
                  self.reply_no_repeat_ngram_size)
+        _require(self.copy_boost >= 0, "copy_boost", "a number >= 0", self.copy_boost)
 
     def generate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`bot.generation.generate_ids` (Hugging Face ``generate()``'s, plus
@@ -175,6 +180,7 @@ class DecodingSpec:
             "repetition_penalty": self.repetition_penalty,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,
             "reply_no_repeat_ngram_size": self.reply_no_repeat_ngram_size,
+            "copy_boost": self.copy_boost,
         }
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)

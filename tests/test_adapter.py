@@ -9,7 +9,7 @@ from transformers import NoRepeatNGramLogitsProcessor
 from bot.adapter import AdaptedModel, AdapterMismatchError
 from bot.backbone import load_backbone
 from bot.dialogue import pad
-from bot.generation import ReplyNoRepeatNGram, generate_ids
+from bot.generation import CopyBoost, ReplyNoRepeatNGram, generate_ids
 
 
 def randomize(model: AdaptedModel, name: str, seed: int) -> None:
@@ -122,6 +122,23 @@ def test_reply_ngram_ban_covers_the_reply_but_lets_the_context_be_copied():
     copying = ReplyNoRepeatNGram(2, len(prompt))(torch.tensor([prompt + [5]]), scores.clone())
     assert not torch.isinf(copying).any()  # "5 6" of the context may be copied
     assert torch.isinf(NoRepeatNGramLogitsProcessor(2)(torch.tensor([prompt + [5]]), scores.clone())[0, 6])
+
+
+def test_copy_boost_carries_a_begun_copy_of_the_passage_but_never_echoes_the_message():
+    eos, passage, message = 0, [5, 6, 7, 8], [9, 10]
+    prompt = passage + [eos] + message + [eos]
+    boost = CopyBoost(3.0, [prompt], len(prompt), eos)
+    scores = torch.zeros(1, 12)
+
+    def boosted(reply: list[int]) -> list[int]:
+        return (boost(torch.tensor([prompt + reply]), scores.clone())[0] != 0).nonzero().flatten().tolist()
+
+    assert boosted([]) == []  # the first token is the model's own choice
+    assert boosted([6]) == [7] and boosted([5, 6, 7]) == [8] and boosted([7, 8]) == [eos]  # the copy runs to the end
+    assert boosted([9]) == [] and boosted([10]) == []  # the user's own message is no source
+    assert boosted([3]) == []
+    alone = [9, 10, eos]  # no passage or earlier turn: nothing to copy
+    assert (CopyBoost(3.0, [alone], len(alone), eos)(torch.tensor([alone + [9]]), scores.clone()) == 0).all()
 
 
 def test_generation_with_the_reply_ngram_ban_never_repeats_a_bigram(three_skills):

@@ -151,3 +151,14 @@ def test_chat_filler_around_a_question_does_not_hide_its_passage(tmp_path):
     plain = retriever.lookup("what is the largest planet in our solar system?")
     chatty = retriever.lookup("ok thanks! what is the largest planet in our solar system?")
     assert chatty.coverage == plain.coverage == 1.0 and chatty.text == plain.text
+
+
+def test_words_match_by_their_stem(tmp_path):
+    from skills.knowledge import content_words
+
+    assert content_words("originally") == content_words("originate") == content_words("originated")
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"text": "Where did Heineken beer originate?\\nThe Netherlands"}\n'
+                    '{"text": "Which country consumes the most chocolate?\\nSwitzerland"}\n', encoding="utf-8")
+    found = Retriever.from_file(path).lookup("heineken beer originally")
+    assert found.text.startswith("Where did Heineken") and found.coverage == 1.0

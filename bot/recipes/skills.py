@@ -28,7 +28,7 @@ from skills.data import Example, read_source, write_jsonl
 from skills.knowledge import Retriever
 from skills.spec import AdapterTraining, DecodingSpec
 
-from bot.evaluation.knowledge_check import out_of_knowledge
+from bot.evaluation.knowledge_check import knowledge_check, out_of_knowledge
 from bot.features import NGRAMS
 
 def chitchat_phrases() -> list[str]:
@@ -76,6 +76,8 @@ REJECTED_BAD_NEWS = ("2d716f74", "3d26ea57")
 ABSTAIN = ("I'm not sure, I don't know that one.", "Hmm, I don't know the answer to that, sorry.",
            "I'm afraid I don't know that one.", "Sorry, I'm not sure about that one.")
 OVERLAPS = tuple(round(0.05 * i, 2) for i in range(4, 19))  # min_overlap candidates 0.20 .. 0.90
+BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates
+ABSTAIN_TARGET = 0.9  # share of out-of-knowledge questions the gate must turn away (issue #14's target)
 
 
 def mined_empathy() -> list[Example]:
@@ -132,23 +134,34 @@ def with_abstentions(knowledge: Path) -> Callable[[list[Example]], list[Example]
     return augment
 
 
-def choose_min_overlap(bot, name: str) -> dict:
-    """The ``min_overlap`` with the best balanced accuracy on validation questions: the skill's valid
-    split (the passage should be used) against out-of-knowledge valid questions (it should not).
-    Saved into the skill's spec; returns the sweep."""
+def choose_knowledge_settings(bot, name: str) -> dict:
+    """A knowledge skill's gate and copy bonus, chosen on validation questions and saved into its spec.
+
+    - ``min_overlap``: the lowest candidate at which at least :data:`ABSTAIN_TARGET` of the
+      out-of-knowledge validation questions find no passage covering them: the abstention target
+      met, with as many of the skill's own validation questions answered as it allows.
+    - ``copy_boost``: the candidate with the best F1 on the skill's validation questions, through
+      that gate (ties: the smaller).
+
+    Returns ``{"min_overlap", "copy_boost", "abstention": {t: share}, "f1": {boost: f1}}``.
+    """
     from bot.evaluation.runner import split_examples_of
 
-    retriever = bot.retrievers[name]
-    inside = [retriever.lookup(e.context[-1]).coverage for e in split_examples_of(bot, name, "valid")]
-    outside = [retriever.lookup(q).coverage for q in out_of_knowledge("valid")]
-    sweep = {t: (sum(c >= t for c in inside) / len(inside) + sum(c < t for c in outside) / len(outside)) / 2
-             for t in OVERLAPS}
-    best = max(OVERLAPS, key=lambda t: (sweep[t], -t))
-    spec = bot.registry.spec(name)
-    spec.knowledge.min_overlap = best
+    retriever, spec = bot.retrievers[name], bot.specs[name]
+    inside = split_examples_of(bot, name, "valid")
+    outside = out_of_knowledge("valid")
+    covered = [retriever.lookup(q).coverage for q in outside]
+    abstention = {t: sum(c < t for c in covered) / len(covered) for t in OVERLAPS}
+    spec.knowledge.min_overlap = min((t for t in OVERLAPS if abstention[t] >= ABSTAIN_TARGET), default=OVERLAPS[-1])
+    f1 = {}
+    for boost in BOOSTS:
+        spec.decoding.copy_boost = boost
+        f1[boost] = knowledge_check(bot, name, inside, [])["in_file"]["f1"]
+    spec.decoding.copy_boost = max(BOOSTS, key=lambda b: (round(f1[b], 4), -b))
     spec.save(bot.registry.path(name))
     bot.load_skill(name)
-    return {"min_overlap": best, "balanced_accuracy": sweep}
+    return {"min_overlap": spec.knowledge.min_overlap, "copy_boost": spec.decoding.copy_boost,
+            "abstention": abstention, "f1": f1}
 
 
 BUNDLED = {
@@ -278,7 +291,8 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
                           augment=with_abstentions(knowledge) if knowledge else None)
             print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
             if knowledge:
-                print(f"{name}: knowledge min_overlap {choose_min_overlap(bot, name)['min_overlap']} (chosen on validation)")
+                chosen = choose_knowledge_settings(bot, name)
+                print(f"{name}: knowledge min_overlap {chosen['min_overlap']}, copy_boost {chosen['copy_boost']:g} (chosen on validation)")
         train_bundled_manager(bot)
         if out.exists():
             shutil.rmtree(out)
@@ -286,6 +300,18 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def tune_knowledge_only(backbone: str | None, out: Path) -> None:
+    """:func:`choose_knowledge_settings` for each installed knowledge skill of ``out``; adapters untouched."""
+    from bot import AdapterBot
+
+    bot = AdapterBot.from_pretrained(backbone, out)
+    for name in bot.skills:
+        if bot.specs[name].knowledge.mode == "retrieval":
+            chosen = choose_knowledge_settings(bot, name)
+            print(f"{name}: knowledge min_overlap {chosen['min_overlap']}, copy_boost {chosen['copy_boost']:g} "
+                  f"(validation F1 by boost: {', '.join(f'{b:g}: {f:.3f}' for b, f in chosen['f1'].items())})")
 
 
 def write_cards(backbone: str | None, out: Path, report_dir: Path | None, minutes: float | None) -> None:
@@ -325,14 +351,20 @@ def main(argv: list[str] | None = None) -> None:
     which.add_argument("--manager-only", action="store_true",
                        help="retrain only the dialogue manager on the installed skills (their adapters stay as they are), "
                             "then rewrite the cards")
+    which.add_argument("--knowledge-only", action="store_true",
+                       help="rechoose only the knowledge skills' gate and copy bonus on validation (no training), "
+                            "then rewrite the cards")
     args = p.parse_args(argv)
 
     start = time.time()
     if args.manager_only:
         train_manager_only(args.backbone, args.out)
+    elif args.knowledge_only:
+        tune_knowledge_only(args.backbone, args.out)
     elif not args.cards_only:
         train_all(args.backbone, args.out, args.skills)
-    write_cards(args.backbone, args.out, args.report, None if args.cards_only or args.manager_only else (time.time() - start) / 60)
+    retrained = not (args.cards_only or args.manager_only or args.knowledge_only)
+    write_cards(args.backbone, args.out, args.report, (time.time() - start) / 60 if retrained else None)
 
 
 if __name__ == "__main__":
