@@ -9,7 +9,10 @@ continues. Reading only the first blocks and the newest tokens keeps routing a s
 
 Beside them, hashed word and character n-grams of the newest message (:class:`HashedNgrams`):
 a 14M-parameter backbone's first blocks tell topics apart poorly ("my wifi keeps dropping" read
-as distress), while the words themselves say it. The hashing needs no fitting, so the features
+as distress), while the words themselves say it. Optionally, the n-grams of the user's previous
+message too, on their own: a follow-up such as "i tried that already" carries no topic, and the
+pooled turns before it mix the bot's reply (in use, the bot's own words, not a reference's) into
+the message that named the problem. The hashing needs no fitting, so the features
 stay the same when a skill is added or removed later and the exemplar memory stays valid.
 """
 from __future__ import annotations
@@ -54,7 +57,8 @@ class HashedNgrams:
         return torch.cat([torch.from_numpy(v.transform(list(texts)).toarray()).float() for v in self._vectorizers], dim=1)
 
 
-_NAME = re.compile(r"backbone-lastprev:(?P<backbone>.+):blocks=(?P<layers>\d+):tokens=(?P<tokens>\d+)(?::ngrams=(?P<ngrams>\d+))?")
+_NAME = re.compile(r"backbone-lastprev:(?P<backbone>.+):blocks=(?P<layers>\d+):tokens=(?P<tokens>\d+)"
+                   r"(?::ngrams=(?P<ngrams>\d+))?(?::previous=(?P<previous>\d+))?")
 
 
 class _Stop(Exception):
@@ -62,9 +66,10 @@ class _Stop(Exception):
 
 
 class BackboneFeatures:
-    """Callable ``histories -> [B, 2 * hidden + ngrams]`` (the ``manager.FeatureFn`` protocol): the
-    mean hidden state over the newest message, then over the turns before it (zeros on a first
-    turn), then the newest message's :class:`HashedNgrams` (none when ``ngrams`` is 0).
+    """Callable ``histories -> [B, 2 * hidden + ngrams + previous]`` (the ``manager.FeatureFn`` protocol):
+    the mean hidden state over the newest message, then over the turns before it (zeros on a first
+    turn), then the newest message's :class:`HashedNgrams` (none when ``ngrams`` is 0), then the
+    user's previous message's (``history[-3]``; zeros before it exists; none when ``previous`` is 0).
 
     Args:
         model: the adapted backbone; features always use the bare backbone.
@@ -77,10 +82,11 @@ class BackboneFeatures:
             in its report).
         ngrams: width of the newest message's hashed n-grams; 0 for none (managers saved before
             they existed).
+        previous: width of the user's previous message's hashed n-grams; 0 for none.
     """
 
     def __init__(self, model: AdaptedModel, tokenizer, max_tokens: int = 64, layers: int | None = None,
-                 ngrams: int = NGRAMS) -> None:
+                 ngrams: int = NGRAMS, previous: int = 0) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
@@ -89,9 +95,10 @@ class BackboneFeatures:
         if not 1 <= self.layers <= n:
             raise ValueError(f"layers must be between 1 and the backbone's {n} blocks, got {layers}")
         self.ngrams = HashedNgrams(ngrams) if ngrams else None
+        self.previous = HashedNgrams(previous) if previous else None
         self.name = (f"backbone-lastprev:{model.signature.backbone}:blocks={self.layers}:tokens={max_tokens}"
-                     + (f":ngrams={ngrams}" if ngrams else ""))
-        self.dim = 2 * model.signature.hidden_size + ngrams
+                     + (f":ngrams={ngrams}" if ngrams else "") + (f":previous={previous}" if previous else ""))
+        self.dim = 2 * model.signature.hidden_size + ngrams + previous
 
     @classmethod
     def from_name(cls, model: AdaptedModel, tokenizer, name: str) -> "BackboneFeatures | None":
@@ -100,10 +107,10 @@ class BackboneFeatures:
         match = _NAME.fullmatch(name)
         if match is None or match["backbone"] != model.signature.backbone:
             return None
-        layers, ngrams = int(match["layers"]), int(match["ngrams"] or 0)
-        if not 1 <= layers <= model.signature.num_layers or (ngrams and (ngrams < 2 or ngrams % 2)):
+        layers, ngrams, previous = int(match["layers"]), int(match["ngrams"] or 0), int(match["previous"] or 0)
+        if not 1 <= layers <= model.signature.num_layers or any(w and (w < 2 or w % 2) for w in (ngrams, previous)):
             return None
-        return cls(model, tokenizer, max_tokens=int(match["tokens"]), layers=layers, ngrams=ngrams)
+        return cls(model, tokenizer, max_tokens=int(match["tokens"]), layers=layers, ngrams=ngrams, previous=previous)
 
     @torch.no_grad()
     def __call__(self, histories: Sequence[Sequence[str]]) -> torch.Tensor:
@@ -126,6 +133,8 @@ class BackboneFeatures:
         parts = [pool(last_mask), pool(mask - last_mask)]
         if self.ngrams is not None:
             parts.append(self.ngrams([list(history)[-1] for history in histories]))
+        if self.previous is not None:
+            parts.append(self.previous([history[-3] if len(history) >= 3 else "" for history in map(list, histories)]))
         return torch.cat(parts, dim=-1)
 
     def _hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -82,24 +82,27 @@ def calibrate_threshold(manager: DialogueManager, data: dict[str, list[list[str]
 
 
 def train_manager(bot: AdapterBot, threshold: float | None = None, config: ManagerConfig | None = None,
-                  blocks: Sequence[int] = (), hidden: Sequence[int] = (), ngrams: Sequence[int] = ()) -> dict:
+                  blocks: Sequence[int] = (), hidden: Sequence[int] = (), ngrams: Sequence[int] = (),
+                  previous: Sequence[int] = ()) -> dict:
     """Fit a new manager on every loaded skill, save it beside the skills, load it into ``bot``.
 
     Without an explicit ``threshold`` it is chosen on validation histories (never the test ones).
     ``blocks`` (numbers of backbone blocks the features read), ``ngrams`` (widths of the newest
-    message's hashed n-grams, 0 for none) and ``hidden`` (head widths, 0 for linear) are
+    message's hashed n-grams, 0 for none), ``previous`` (widths of the user's previous message's
+    hashed n-grams, 0 for none) and ``hidden`` (head widths, 0 for linear) are
     candidates: every combination is fitted and the one with the best balanced recall on
     validation wins (defaults: the features ``bot`` has, and ``config.hidden``).
 
     Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out single turns,
-    plus ``"sweep"``: each candidate's validation balanced recall, keyed ``"blocks=N,ngrams=G,hidden=H"``.
+    plus ``"sweep"``: each candidate's validation balanced recall, keyed ``"blocks=N,ngrams=G,previous=P,hidden=H"``.
     """
     if not bot.skills:
         raise ValueError(f"no skills are installed in {bot.registry.root}; add one with `adapterbot skill add`")
     config = config or ManagerConfig()
     train, validation = routing_data(bot, "train"), routing_data(bot, "valid")
-    features = [BackboneFeatures(bot.model, bot.tokenizer, layers=n, ngrams=g)
-                for n in blocks or [bot.features.layers] for g in ngrams or [NGRAMS]] if blocks or ngrams else [bot.features]
+    features = [BackboneFeatures(bot.model, bot.tokenizer, layers=n, ngrams=g, previous=v)
+                for n in blocks or [bot.features.layers] for g in ngrams or [NGRAMS] for v in previous or [0]
+                ] if blocks or ngrams or previous else [bot.features]
     best, best_score, sweep = None, -1.0, {}
     for fn in features:
         for width in hidden or [config.hidden]:
@@ -110,7 +113,8 @@ def train_manager(bot: AdapterBot, threshold: float | None = None, config: Manag
             if threshold is None:
                 calibrate_threshold(manager, validation)
             score = balanced_recall(manager.evaluate(validation))
-            sweep[f"blocks={fn.layers},ngrams={fn.ngrams.dim if fn.ngrams else 0},hidden={width}"] = round(score, 4)
+            sweep[f"blocks={fn.layers},ngrams={fn.ngrams.dim if fn.ngrams else 0},"
+                  f"previous={fn.previous.dim if fn.previous else 0},hidden={width}"] = round(score, 4)
             if score > best_score:
                 best, best_score = manager, score
     best.save(bot.registry.root / MANAGER_DIR)

@@ -186,3 +186,19 @@ def test_cli_eval_writes_the_report(tiny_dir, tiny_skills_dir, tmp_path):
     assert all(data["skills"][s]["n"] <= 3 for s in TOY)
     assert data["settings"]["limit"] == 3
     assert folder_digest(tiny_skills_dir) == before  # evaluation writes nothing into the skills folder
+
+
+def test_follow_up_turns_are_a_set_of_their_own_outside_the_calibration_union(tiny_bot):
+    from bot.evaluation.conversation_routing import CALIBRATION_SETS, conversation_routing, routing_sets
+
+    test_file = tiny_bot.registry.path("alpha") / "test.jsonl"
+    follow_up = ["my wifi keeps dropping", "Restart the router.", "i tried that already, still nothing"]
+    with test_file.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"context": follow_up, "response": "Then check the cable."}) + "\n")
+    sets = routing_sets(tiny_bot)
+    assert [gold for gold, _ in sets["follow_up"]] == ["alpha", "alpha"]
+    as_is, after_chat = (h for _, h in sets["follow_up"])
+    assert as_is == follow_up and after_chat[-3:] == follow_up and len(after_chat) > 3
+    result = conversation_routing(tiny_bot)
+    assert result["sets"]["follow_up"]["n"] == 2
+    assert result["calibration"]["n"] == sum(len(sets[name]) for name in CALIBRATION_SETS)

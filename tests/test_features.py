@@ -51,6 +51,19 @@ def test_the_newest_message_s_hashed_ngrams_follow_the_pooled_states(deep):
     torch.testing.assert_close(row[: -NGRAMS], BackboneFeatures(model, tok, ngrams=0)([history])[0])
 
 
+def test_the_user_s_previous_message_has_its_own_hashed_ngrams(deep):
+    model, tok = deep
+    features = BackboneFeatures(model, tok, ngrams=NGRAMS, previous=256)
+    assert features.name.endswith(f":ngrams={NGRAMS}:previous=256") and features.dim == 2 * model.signature.hidden_size + NGRAMS + 256
+    history = ["my printer says it's offline", "Turn it off and on again.", "i tried that already"]
+    row = features([history])[0]
+    torch.testing.assert_close(row[-256:], HashedNgrams(256)([history[0]])[0])
+    torch.testing.assert_close(row[:-256], BackboneFeatures(model, tok, ngrams=NGRAMS)([history])[0])
+    assert torch.count_nonzero(features([history[-1:]])[0][-256:]) == 0  # a first message has no previous one
+    again = BackboneFeatures.from_name(model, tok, features.name)
+    assert again is not None and again.name == features.name and again.previous.dim == 256
+
+
 def test_hashed_ngrams_are_deterministic_and_need_no_fitting():
     texts = ["My WiFi keeps dropping every few minutes", "hello there", ""]
     a, b = HashedNgrams(64)(texts), HashedNgrams(64)(texts[:1])

@@ -7,9 +7,13 @@ Chit-Chat's ``test`` conversations) by :mod:`bot.conversations`, with a fixed se
 - ``skill_after_chitchat``: each skill's test contexts after a Chit-Chat opening of 1-5 turns;
 - ``chitchat_after_skill``: a Chit-Chat turn after a skill's test exchange (gold ``none``);
 - ``out_of_set``: conversations of chatterbot-corpus categories that no skill and no manager
-  ever trained or validated on (greetings, jokes, questions about the bot, ...), gold ``none``.
+  ever trained or validated on (greetings, jokes, questions about the bot, ...), gold ``none``;
+- ``follow_up``: each skill's multi-turn test contexts (a follow-up such as "i tried that
+  already, still nothing" after the skill's reply), as they stand and after a Chit-Chat opening:
+  the follow-up should stay on the skill. Its turns are also in the first two sets, so it is
+  not part of the calibration union.
 
-Calibration is measured on the union of the four: the probability of the class chosen against
+Calibration is measured on the union of the first four: the probability of the class chosen against
 whether it was right, in 10 bins (expected calibration error, and the bins for the diagram).
 """
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ..manager_training import first_turn_data, split_examples
 
 OUTSIDE_CATEGORIES = ("greetings", "conversations", "gossip", "humor", "food", "health", "money", "computers", "ai", "botprofile")
 SETS = ("first_turn", "skill_after_chitchat", "chitchat_after_skill", "out_of_set")
+CALIBRATION_SETS = SETS
+SETS += ("follow_up",)
 
 
 def out_of_set_histories() -> list[list[str]]:
@@ -40,8 +46,10 @@ def routing_sets(bot, seed: int = 0) -> dict[str, list[tuple[str, list[str]]]]:
     after_chat = [(name, h) for name, rows in examples.items()
                   for h in conversations.after_chitchat([e.context for e in rows], "test", seed)]
     after_skill = [(NONE, h) for rows in examples.values() for h in conversations.chitchat_after_skill(rows, "test", seed)]
+    follow_up = [(name, h) for name, rows in examples.items()
+                 for h in conversations.skill_histories([e.context for e in rows if len(e.context) >= 3], "test", seed)]
     return {"first_turn": first, "skill_after_chitchat": after_chat, "chitchat_after_skill": after_skill,
-            "out_of_set": [(NONE, h) for h in out_of_set_histories()]}
+            "out_of_set": [(NONE, h) for h in out_of_set_histories()], "follow_up": follow_up}
 
 
 def conversation_routing(bot, seed: int = 0) -> dict:
@@ -60,8 +68,9 @@ def conversation_routing(bot, seed: int = 0) -> dict:
             chosen = d.skill or NONE
             routed[chosen] = routed.get(chosen, 0) + 1
             hits += chosen == gold
-            confidences.append(d.probability)
-            correct.append(chosen == gold)
+            if name in CALIBRATION_SETS:
+                confidences.append(d.probability)
+                correct.append(chosen == gold)
         out[name] = {"n": len(rows), "accuracy": hits / len(rows) if rows else 0.0, "routed": routed}
     return {"sets": out, "calibration": calibration_report(confidences, correct),
             "threshold": bot.manager.config.threshold, "temperature": bot.manager.config.temperature}

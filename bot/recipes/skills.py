@@ -192,7 +192,7 @@ BUNDLED = {
 # (routing cost grows with it), the width of the newest message's hashed n-grams, and its head's
 # hidden width (0: linear). A 256-wide hidden layer tied the linear head on validation but fitted
 # its memory so tightly that temperature scaling could not calibrate it, so the head is linear.
-MANAGER_BLOCKS, MANAGER_NGRAMS, MANAGER_HIDDEN = (1, 3), (NGRAMS,), (0,)
+MANAGER_BLOCKS, MANAGER_NGRAMS, MANAGER_PREVIOUS, MANAGER_HIDDEN = (1, 3), (NGRAMS,), (0, NGRAMS), (0,)
 MANAGER = ManagerConfig(exemplars_per_class=500)
 TRAINING = AdapterTraining(kind="bottleneck", settings={"bottleneck": 64}, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
 
@@ -257,7 +257,8 @@ def train_bundled_manager(bot) -> None:
     """Fit the manager on ``bot``'s installed skills with the recipe's candidates, save it beside them."""
     from bot.manager_training import train_manager
 
-    routing = train_manager(bot, config=MANAGER, blocks=MANAGER_BLOCKS, hidden=MANAGER_HIDDEN, ngrams=MANAGER_NGRAMS)
+    routing = train_manager(bot, config=MANAGER, blocks=MANAGER_BLOCKS, hidden=MANAGER_HIDDEN, ngrams=MANAGER_NGRAMS,
+                            previous=MANAGER_PREVIOUS)
     print(f"manager: validation sweep {routing['sweep']}; chosen {bot.manager.config.feature_name}, "
           f"hidden {bot.manager.config.hidden}; held-out single-turn routing accuracy {100 * routing['accuracy']:.1f}%")
 
@@ -274,13 +275,17 @@ def train_manager_only(backbone: str | None, out: Path) -> None:
 
 
 def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
-    """Add every bundled skill and train the manager in a fresh folder, then swap it in for ``out``."""
+    """Train the bundled skills ``names`` and then the manager in a fresh folder, then swap it in for
+    ``out``. The skills of ``out`` not named are carried over as they are (their files copied)."""
     from bot import AdapterBot
     from bot.skill_builder import add_skill
 
     work = Path(tempfile.mkdtemp(prefix=".bundled-", dir=out.parent))
     scratch = Path(tempfile.mkdtemp(prefix="adapterbot-recipe-"))
     try:
+        if out.exists():
+            for kept in sorted(p for p in out.iterdir() if p.is_dir() and p.name in BUNDLED and p.name not in names):
+                shutil.copytree(kept, work / kept.name)
         bot = AdapterBot.from_pretrained(backbone, work)
         for name in names:
             recipe = BUNDLED[name]
@@ -345,7 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backbone", default=None, help="default: the bundled backbone")
     p.add_argument("--out", type=Path, default=BUNDLED_DIR, help="skills folder to (re)create")
     p.add_argument("--report", type=Path, default=None, help="also keep the eval report here")
-    p.add_argument("--skills", nargs="+", default=list(BUNDLED), choices=list(BUNDLED))
+    p.add_argument("--skills", nargs="+", default=list(BUNDLED), choices=list(BUNDLED),
+                   help="skills to (re)train; the others installed in --out are kept as they are")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--cards-only", action="store_true", help="skip training: evaluate the installed skills and rewrite the cards")
     which.add_argument("--manager-only", action="store_true",
