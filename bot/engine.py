@@ -195,7 +195,7 @@ def _stacked(parts: list[torch.Tensor], width: int) -> torch.Tensor:
     """``parts`` ``[b, heads, t, head_dim]`` stacked along the batch, each left-padded with zeros to ``width``
     columns, in a buffer with room for more columns after them."""
     first = parts[0]
-    out = first.new_zeros(sum(p.shape[0] for p in parts), first.shape[1], width + max(ROOM, width), first.shape[3])
+    out = first.new_zeros(sum(p.shape[0] for p in parts), first.shape[1], width + ROOM, first.shape[3])
     row = 0
     for p in parts:
         out[row:row + p.shape[0], :, width - p.shape[2]:width] = p
