@@ -23,7 +23,7 @@ from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .dialogue import DialogueError, build_context, context_budget, end_at_sentence, validate_history
 from .features import BackboneFeatures
-from .engine import Engine, Request
+from .engine import Engine, Generation, Pending, Request
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +193,15 @@ class AdapterBot:
             return found.text, found.used
         return None, False
 
-    def _choose(self, history: list[str], skill: str | None) -> Reply:
+    def _routed(self, decision) -> Reply:
+        """The reply, still without text, of an Auto turn the manager decided (a skill not loaded: the bare backbone)."""
+        chosen = decision.skill if decision.skill in self.specs else None
+        return Reply("", chosen, decision.probability, decision.scores, blend=self.auto_blend(chosen, decision.scores))
+
+    def _choose(self, skill: str | None) -> Reply:
+        """The reply, still without text, of a turn whose route is given (not Auto with a manager)."""
         if skill == AUTO:
-            if self.manager is None:
-                return Reply("", None)
-            d = self.manager.route(history)
-            chosen = d.skill if d.skill in self.specs else None
-            return Reply("", chosen, d.probability, d.scores, blend=self.auto_blend(chosen, d.scores))
+            return Reply("", None)
         if isinstance(skill, Mapping):
             unknown = [name for name in skill if name not in self.specs]
             if unknown or not skill:
@@ -226,9 +228,8 @@ class AdapterBot:
         kinds = {self.model.configs[name].kind for name in blend}
         return blend if len(kinds) == 1 and self.model.kind(kinds.pop()).blendable else None
 
-    def _prepare(self, history: Sequence[str], skill: str | None, overrides: dict) -> _Turn:
-        history = validate_history(history)
-        reply = self._choose(history, skill)
+    def _prepare(self, history: list[str], reply: Reply, overrides: dict) -> _Turn:
+        """The turn's knowledge, decoding settings and context, once its route is known."""
         base = DecodingSpec(**BARE_DECODING)
         if reply.skill is not None:
             spec = self.specs[reply.skill]
@@ -243,6 +244,30 @@ class AdapterBot:
         budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])
         knowledge = reply.knowledge if reply.knowledge_used else None
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding)
+
+    def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,
+                seed: int | None) -> tuple[list[_Turn], Generation]:
+        """Start one turn in the engine. The list gets the :class:`_Turn` once the route is known: at once for a
+        given route; for Auto, when the engine admits the turn and routes it in one batch with the others."""
+        history = validate_history(history)
+        turns: list[_Turn] = []
+
+        def request(reply: Reply) -> Request:
+            turns.append(self._prepare(history, reply, overrides))
+            return Request(turns[0].context, turns[0].reply.route, turns[0].decoding, seed)
+
+        if skill == AUTO and self.manager is not None:
+            return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))
+        return turns, self.engine.submit(request(self._choose(skill)))
+
+    def manager_scores(self, history: Sequence[str]) -> dict[str, float]:
+        """The manager's scores for ``history`` (``{}`` without a manager), routed in the engine in one batch
+        with the turns it admits next."""
+        if self.manager is None:
+            return {}
+        decisions: list = []
+        self.engine.submit(Pending(validate_history(history), self.manager.route_batch, decisions.append)).result()
+        return dict(decisions[0].scores)
 
     def respond(self, history: Sequence[str], skill: str | None = AUTO, *, seed: int | None = None, **decoding) -> Reply:
         """Answer the last message of ``history`` (oldest turn first).
@@ -259,8 +284,9 @@ class AdapterBot:
 
         The turn runs in the shared :class:`~bot.engine.Engine`: concurrent turns decode together.
         """
-        turn = self._prepare(history, skill, decoding)
-        ids = self.engine.generate(Request(turn.context, turn.reply.route, turn.decoding, seed))
+        turns, generation = self._submit(history, skill, decoding, seed)
+        ids = generation.result()
+        turn = turns[0]
         turn.reply.text = self._finish(ids, turn.decoding)
         return turn.reply
 
@@ -273,8 +299,7 @@ class AdapterBot:
                **decoding) -> Iterator[Reply]:
         """Like :meth:`respond`, yielding the reply as it grows, token by token: each yield is its own
         snapshot (a new :class:`Reply`), and the last one is complete."""
-        turn = self._prepare(history, skill, decoding)
-        generation = self.engine.submit(Request(turn.context, turn.reply.route, turn.decoding, seed))
+        turns, generation = self._submit(history, skill, decoding, seed)
         tokens: list[int] = []
         shown = ""
         try:
@@ -283,9 +308,10 @@ class AdapterBot:
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 if text != shown and not text.endswith("\ufffd"):  # a partial multi-byte character waits for its rest
                     shown = text
-                    yield dataclasses.replace(turn.reply, text=shown)
+                    yield dataclasses.replace(turns[0].reply, text=shown)
         finally:  # the caller stopped reading (closed the stream): the engine drops the row at its next step
             generation.cancel()
+        turn = turns[0]
         turn.reply.text = self._finish(tokens, turn.decoding)
         yield turn.reply
 
@@ -296,9 +322,8 @@ class AdapterBot:
             raise DialogueError(f"respond_batch got {len(histories)} histories but {len(skills)} skills")
         if not histories:
             return []
-        turns = [self._prepare(h, s, decoding) for h, s in zip(histories, skills)]
-        pending = [self.engine.submit(Request(t.context, t.reply.route, t.decoding)) for t in turns]
-        return [self._finish(g.result(), t.decoding) for g, t in zip(pending, turns)]
+        started = [self._submit(h, s, decoding, None) for h, s in zip(histories, skills)]
+        return [self._finish(g.result(), turns[0].decoding) for turns, g in started]
 
 
 __all__ = ["AdapterBot", "Reply", "DialogueError", "AUTO"]

@@ -1,8 +1,10 @@
 """The engine: one thread owns generation and runs every turn in shared, continuously batched steps.
 
-Turns from every caller (web UI, HTTP APIs, Python) are submitted as :class:`Request` objects. The
-engine thread admits waiting requests between decoding steps (each is prefilled alone, on its own
-skill, then joins the batch's KV cache, left-padded), runs one forward pass per step for all active
+Turns from every caller (web UI, HTTP APIs, Python) are submitted as :class:`Request` objects, or as
+:class:`Pending` ones whose route the dialogue manager still has to choose. The engine thread admits
+waiting turns between decoding steps (the pending ones routed in one ``route_batch`` call, then all
+newcomers prefilled in one pass, each on its own skill, joining the batch's KV cache left-padded),
+runs one forward pass per step for all active
 rows (each row on its own skill or blend: the route is data, :mod:`bot.adapter.routing`), and lets a
 row leave as soon as it ends. Each row keeps its own decoding settings, its own random generator
 (sampling with a seed gives the same reply alone or in any batch) and its own token stream.
@@ -18,10 +20,10 @@ import inspect
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
-from transformers import (DynamicCache, LogitsProcessorList, NoRepeatNGramLogitsProcessor,
+from transformers import (Cache, DynamicCache, DynamicLayer, LogitsProcessorList, NoRepeatNGramLogitsProcessor,
                           RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper)
 
 from .adapter import AdaptedModel
@@ -48,6 +50,23 @@ class Request:
     route: Row
     decoding: dict[str, Any]
     seed: int | None = None
+
+
+@dataclass
+class Pending:
+    """A turn whose request depends on routing: the engine routes the histories of all the pending turns it
+    admits together in one ``route_batch`` call (one backbone pass for all), then asks each for its request.
+
+    Attributes:
+        history: the conversation to route, oldest turn first.
+        route_batch: the router, e.g. ``DialogueManager.route_batch`` (histories -> decisions).
+        build: the turn's :class:`Request` for its decision, or ``None`` when only the decision was wanted
+            (the generation then ends with no tokens). Runs in the engine thread; an error fails this turn alone.
+    """
+
+    history: list[str]
+    route_batch: Callable[[list[list[str]]], list[Any]]
+    build: Callable[[Any], Request | None]
 
 
 class Generation:
@@ -140,12 +159,53 @@ class _Row:
 
 
 _STALE = object()
+ROOM = 64  # most tokens a batch's cache grows by before its buffers are copied into larger ones
+
+
+class _GrowingLayer(DynamicLayer):
+    """A layer's keys and values ``[B, heads, T, head_dim]`` in buffers with room to grow: a step writes its
+    token in place (``DynamicLayer`` copies the whole cache into a new tensor at every step)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        super().__init__()
+        self.device, self.is_initialized = keys.device, True
+        self._buffers, self._length = (keys, values), length
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self._length + key_states.shape[2]
+        if end > self._buffers[0].shape[2]:
+            self._buffers = (_stacked([self.keys], self._length), _stacked([self.values], self._length))
+        keys, values = self._buffers
+        keys[:, :, self._length:end] = key_states
+        values[:, :, self._length:end] = value_states
+        self._length = end
+        self.keys, self.values = keys[:, :, :end], values[:, :, :end]
+        return self.keys, self.values
+
+
+class _GrowingCache(DynamicCache):
+    def __init__(self, kv: list[tuple[list[torch.Tensor], list[torch.Tensor]]], width: int) -> None:
+        """Per layer, the keys and the values of row groups, each group left-padded to ``width``."""
+        Cache.__init__(self, layers=[_GrowingLayer(_stacked(k, width), _stacked(v, width), width) for k, v in kv])
+
+
+def _stacked(parts: list[torch.Tensor], width: int) -> torch.Tensor:
+    """``parts`` ``[b, heads, t, head_dim]`` stacked along the batch, each left-padded with zeros to ``width``
+    columns, in a buffer with room for more columns after them."""
+    first = parts[0]
+    out = first.new_zeros(sum(p.shape[0] for p in parts), first.shape[1], width + ROOM, first.shape[3])
+    row = 0
+    for p in parts:
+        out[row:row + p.shape[0], :, width - p.shape[2]:width] = p
+        row += p.shape[0]
+    return out
 
 
 @dataclass
 class _Batch:
     rows: list[_Row] = field(default_factory=list)
-    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # per layer [B, heads, T, head_dim]
+    cache: _GrowingCache | None = None
     mask: torch.Tensor | None = None  # [B, T]: 1 where the cache holds a real token
     plan: Any = _STALE  # the route plan of the current rows (rebuilt when rows join or leave)
 
@@ -156,10 +216,15 @@ class Engine:
     Args:
         model, tokenizer: the model every request runs on.
         max_batch: most rows decoding at once; more requests wait for a free row.
+        threads: torch intra-op threads, set by the engine thread when it starts (``None``: leave torch's).
+            One by default: the serving shapes are too small to gain from a second thread, and an OpenMP team
+            of two waits at every op for its other thread, which a busy machine (the web server's own threads,
+            other processes) keeps descheduled: a reply took 1.85 s instead of 0.24 s on a loaded 2-core
+            machine. torch's setting is the process's: threads that start torch work later get it too.
     """
 
-    def __init__(self, model: AdaptedModel, tokenizer, max_batch: int = 16) -> None:
-        self.model, self.tokenizer, self.max_batch = model, tokenizer, max_batch
+    def __init__(self, model: AdaptedModel, tokenizer, max_batch: int = 16, threads: int | None = 1) -> None:
+        self.model, self.tokenizer, self.max_batch, self.threads = model, tokenizer, max_batch, threads
         self.eos = tokenizer.eos_token_id
         self._waiting: queue.Queue = queue.Queue()
         self._wake = threading.Event()
@@ -170,11 +235,13 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.steps = 0  # decoding steps run, for tests and the load report
+        self.row_steps = 0  # rows decoded, summed over the steps
+        self.prefills = 0  # prefill passes run (one per group of turns admitted together)
         forward = inspect.signature(model.backbone.forward).parameters
         self._cache_arg = "cache" if "cache" in forward else "past_key_values"  # renamed in transformers 5.24
 
     # ---- callers ------------------------------------------------------------------
-    def submit(self, request: Request) -> Generation:
+    def submit(self, request: Request | Pending) -> Generation:
         """Queue ``request``; it joins the running batch at the next step boundary."""
         generation = Generation()
         self._waiting.put((request, generation))
@@ -201,6 +268,8 @@ class Engine:
                 self._thread.start()
 
     def _loop(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
         while True:
             if not self._batch.rows and self._waiting.empty():
                 self._wake.wait()  # sleep until a request comes
@@ -219,43 +288,97 @@ class Engine:
 
     @torch.no_grad()
     def _admit(self) -> None:
-        while len(self._batch.rows) < self.max_batch:
+        """Take the waiting turns there is room for, route the pending ones, and prefill them all together."""
+        taken = []
+        while len(self._batch.rows) + len(taken) < self.max_batch:
             try:
                 request, generation = self._waiting.get_nowait()
             except queue.Empty:
-                return
+                break
             if generation.cancelled:
                 generation._finish()
-                continue
+            else:
+                taken.append((request, generation))
+        rows = []
+        for request, generation in self._routed(taken):
             try:
-                row = _Row(request, generation, self.eos)
-                self._prefill(row)
+                self.model.plan([request.route])  # an unknown skill or a bad blend fails this turn alone
+                rows.append(_Row(request, generation, self.eos))
             except BaseException as e:
                 generation._finish(e)
+        if rows:
+            self._prefill(rows)
 
-    def _prefill(self, row: _Row) -> None:
-        """Run the row's prompt alone on its own route, pick its first token, and join the batch cache."""
+    def _routed(self, taken: list[tuple[Request | Pending, Generation]]) -> list[tuple[Request, Generation]]:
+        """The requests of ``taken``, the pending ones routed: one ``route_batch`` call per router."""
+        decisions: dict[int, Any] = {}
+        groups: dict[Callable, list[int]] = {}
+        for i, (item, _) in enumerate(taken):
+            if isinstance(item, Pending):
+                groups.setdefault(item.route_batch, []).append(i)
+        for route_batch, members in groups.items():
+            try:
+                decisions.update(zip(members, route_batch([taken[i][0].history for i in members])))
+            except BaseException as e:
+                for i in members:
+                    taken[i][1]._finish(e)
+        ready = []
+        for i, (item, generation) in enumerate(taken):
+            if isinstance(item, Pending):
+                if i not in decisions:
+                    continue  # its routing failed
+                try:
+                    item = item.build(decisions[i])
+                except BaseException as e:
+                    generation._finish(e)
+                    continue
+                if item is None:
+                    generation._finish()
+                    continue
+            ready.append((item, generation))
+        return ready
+
+    def _prefill(self, rows: list[_Row]) -> None:
+        """Run the new rows' prompts in one pass, left-padded, each on its own route; pick each row's first
+        token; the rows that go on join the batch's cache."""
         device = next(self.model.backbone.parameters()).device
-        ids = torch.tensor([row.ids], device=device)
-        out = self.model(input_ids=ids, use_cache=True, route=[row.request.route])
-        if row.choose(out.logits[0, -1]) or row.max_new <= 0:
-            row.generation._finish()
+        width = max(len(row.ids) for row in rows)
+        ids = torch.full((len(rows), width), self.eos, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row.ids):] = torch.tensor(row.ids)
+            mask[i, width - len(row.ids):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                         route=[row.request.route for row in rows])
+        self.prefills += 1
+        going = []
+        for i, row in enumerate(rows):
+            if row.choose(out.logits[i, -1]) or row.max_new <= 0:
+                row.generation._finish()
+            else:
+                going.append(i)
+        if not going:
             return
-        cache = out.to_tuple()[1]
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
-        self._join(row, kv, torch.ones(1, ids.shape[1], dtype=torch.long, device=device))
+        index = torch.tensor(going, device=device)
+        mask = mask[index]
+        start = int((mask.sum(0) > 0).nonzero()[0])  # leading columns that are padding in every row
+        pad = (mask[:, None, start:, None] == 0)
+        kv = [(layer.keys[index, :, start:].masked_fill(pad, 0), layer.values[index, :, start:].masked_fill(pad, 0))
+              for layer in out.to_tuple()[1].layers]
+        self._join([rows[i] for i in going], kv, mask[:, start:])
 
-    def _join(self, row: _Row, kv: list, mask: torch.Tensor) -> None:
+    def _join(self, rows: list[_Row], kv: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor) -> None:
         b = self._batch
         if not b.rows:
-            b.rows, b.kv, b.mask = [row], kv, mask
+            b.rows, b.mask = rows, mask
+            b.cache = _GrowingCache([([k], [v]) for k, v in kv], mask.shape[1])
         else:
-            t_old, t_new = b.mask.shape[1], mask.shape[1]
-            width = max(t_old, t_new)
-            b.kv = [(torch.cat([_left_pad(k0, width), _left_pad(k1, width)]), torch.cat([_left_pad(v0, width), _left_pad(v1, width)]))
-                    for (k0, v0), (k1, v1) in zip(b.kv, kv)]
+            width = max(b.mask.shape[1], mask.shape[1])
+            b.cache = _GrowingCache([([old.keys, k], [old.values, v]) for old, (k, v) in zip(b.cache.layers, kv)], width)
             b.mask = torch.cat([_left_pad_mask(b.mask, width), _left_pad_mask(mask, width)])
-            b.rows.append(row)
+            b.rows = b.rows + rows
         b.plan = _STALE
 
     @torch.no_grad()
@@ -270,11 +393,11 @@ class Engine:
         inputs = torch.tensor([[row.ids[-1]] for row in b.rows], device=device)
         positions = torch.tensor([[row.position] for row in b.rows], device=device)
         mask = torch.cat([b.mask, torch.ones(len(b.rows), 1, dtype=b.mask.dtype, device=device)], dim=1)
-        cache = {self._cache_arg: DynamicCache(ddp_cache_data=b.kv)}
         with self.model.route(b.plan):
-            out = self.model.backbone(input_ids=inputs, attention_mask=mask, position_ids=positions, use_cache=True, **cache)
+            out = self.model.backbone(input_ids=inputs, attention_mask=mask, position_ids=positions, use_cache=True,
+                                      **{self._cache_arg: b.cache})  # the cache grows in place
         self.steps += 1
-        b.kv = [(layer.keys, layer.values) for layer in out.to_tuple()[1].layers]
+        self.row_steps += len(b.rows)
         b.mask = mask
         finished = [i for i, row in enumerate(b.rows) if row.generation.cancelled or row.choose(out.logits[i, -1])]
         if finished:
@@ -306,16 +429,9 @@ class Engine:
         b.mask = b.mask[index]
         start = int((b.mask.sum(0) > 0).nonzero()[0])  # leading columns that are padding in every row
         b.mask = b.mask[:, start:]
-        b.kv = [(k[index, :, start:], v[index, :, start:]) for k, v in b.kv]
+        b.cache = _GrowingCache([([layer.keys[index, :, start:]], [layer.values[index, :, start:]]) for layer in b.cache.layers],
+                                b.mask.shape[1])
         b.plan = _STALE
-
-
-def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
-    """``[B, heads, T, head_dim]`` padded with zeros on the left of ``T`` to ``width``."""
-    if t.shape[2] == width:
-        return t
-    pad = t.new_zeros(t.shape[0], t.shape[1], width - t.shape[2], t.shape[3])
-    return torch.cat([pad, t], dim=2)
 
 
 def _left_pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ from typing import Iterator
 import pytest
 import torch
 
+from bot.chatbot import Reply
 from bot.dialogue import DialogueError, end_at_sentence
 
 
@@ -133,10 +134,13 @@ def test_a_skill_with_context_turns_reads_only_the_newest_turns(tiny_bot):
 
     spec = tiny_bot.specs["alpha"]
     history = ["an older turn about something else", "a reply", "my printer will not print"]
-    full = tiny_bot._prepare(history, "alpha", {}).context
+    def context(turns: list[str]) -> list[int]:
+        return tiny_bot._prepare(turns, Reply("", "alpha"), {}).context
+
+    full = context(history)
     tiny_bot.specs["alpha"] = dataclasses.replace(spec, decoding=dataclasses.replace(spec.decoding, context_turns=1))
     try:
-        alone = tiny_bot._prepare(history, "alpha", {}).context
-        assert alone == tiny_bot._prepare(history[-1:], "alpha", {}).context and len(alone) < len(full)
+        alone = context(history)
+        assert alone == context(history[-1:]) and len(alone) < len(full)
     finally:
         tiny_bot.specs["alpha"] = spec

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bot.adapter import AdaptedModel
-from bot.engine import Engine, Request
+from bot.engine import Engine, Pending, Request
 from bot.generation import generate_ids
 from tests.test_adapter_kinds import SMALL, perturb
 
@@ -156,3 +156,67 @@ def test_closing_a_stream_cancels_its_generation(tiny_bot):
     steps = tiny_bot.engine.steps
     time.sleep(0.2)
     assert tiny_bot.engine.active == 0 and tiny_bot.engine.steps - steps <= 2
+
+
+def test_turns_admitted_together_are_prefilled_in_one_pass(engine):
+    eng, contexts = engine
+    requests = [Request(c, r, settings(i), seed=i) for i, (c, r) in enumerate(zip(contexts, ROUTES))]
+    alone = [eng.generate(r) for r in requests]
+    prefills = eng.prefills
+    with eng.paused():  # every request waits, so the engine admits them all at its next step
+        pending = [eng.submit(r) for r in requests]
+    assert [g.result(60) for g in pending] == alone
+    assert eng.prefills - prefills == 1
+
+
+def test_a_cache_that_outgrows_its_room_is_moved_to_a_larger_one(engine, monkeypatch):
+    import bot.engine
+
+    eng, contexts = engine
+    requests = [Request(c, r, dict(max_new_tokens=30)) for c, r in zip(contexts[:4], ROUTES[:4])]
+    alone = [eng.generate(r) for r in requests]
+    monkeypatch.setattr(bot.engine, "ROOM", 1)  # buffers now grow every few steps
+    assert [g.result(60) for g in [eng.submit(r) for r in requests]] == alone
+
+
+def test_pending_turns_are_routed_in_one_call_when_admitted(engine):
+    eng, contexts = engine
+    routes = {"printer": "lora", "sad": None, "who": {"bottleneck": 0.5, "extra": 0.5}}
+    calls: list[list[list[str]]] = []
+
+    def route_batch(histories: list[list[str]]) -> list:
+        calls.append(histories)
+        return [routes[h[-1]] for h in histories]
+
+    def request(context: list[int]):
+        return lambda route: Request(context, route, dict(GREEDY))
+
+    alone = [eng.generate(Request(c, routes[m], dict(GREEDY))) for c, m in zip(contexts, routes)]
+    decided: list = []
+    with eng.paused():
+        pending = [eng.submit(Pending([m], route_batch, request(c))) for c, m in zip(contexts, routes)]
+        only_routed = eng.submit(Pending(["sad"], route_batch, decided.append))  # no request: routing only
+    assert [g.result(60) for g in pending] == alone
+    assert only_routed.result(60) == [] and decided == [None]
+    assert calls == [[["printer"], ["sad"], ["who"], ["sad"]]]
+
+
+def test_a_failed_routing_fails_its_turns_alone(engine):
+    eng, contexts = engine
+
+    def broken(histories: list[list[str]]) -> list:
+        raise RuntimeError("router down")
+
+    fine = Request(contexts[0], "lora", dict(GREEDY))
+    solo = eng.generate(fine)
+    with eng.paused():
+        doomed = eng.submit(Pending(["x"], broken, lambda route: fine))
+        other = eng.submit(fine)
+    with pytest.raises(RuntimeError, match="router down"):
+        doomed.result(60)
+    assert other.result(60) == solo
+
+
+def test_manager_scores_are_the_managers_routing_scores(tiny_bot):
+    history = ["my printer will not print"]
+    assert tiny_bot.manager_scores(history) == pytest.approx(tiny_bot.manager.route(history).scores)

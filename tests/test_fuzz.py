@@ -18,6 +18,7 @@ not hide others.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 
 from bot import AdapterBot, Reply
 from bot.dialogue import DialogueError, build_context, context_budget
+from bot.engine import Pending
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -76,10 +78,17 @@ def fuzz_bot(tiny_dir, tiny_skills_dir):
     calls: list[tuple[int, object]] = []
     lock = threading.Lock()
 
+    def record(request):
+        if request is not None:
+            with lock:
+                calls.append((len(request.context), request.decoding.get("max_new_tokens")))
+        return request
+
     def spy(request):
-        with lock:
-            calls.append((len(request.context), request.decoding.get("max_new_tokens")))
-        return real(request)
+        if isinstance(request, Pending):  # an Auto turn: its request is built once the engine has routed it
+            build = request.build
+            return real(dataclasses.replace(request, build=lambda decision: record(build(decision))))
+        return real(record(request))
 
     bot.engine.submit = spy
     bot.generate_calls = calls

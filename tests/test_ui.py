@@ -46,9 +46,10 @@ def client(server):
 
 
 def chat(c, message: str, mode: str = "auto", overrides: dict | None = None) -> tuple:
-    """One ``/chat`` call; returns (textbox, messages, scores, knowledge)."""
-    out = c.predict(message, mode, overrides or {}, api_name="/chat")
-    return out[0], out[1], out[2], out[3]
+    """One ``/chat`` call, then the side panel the page shows after it; returns (textbox, messages, scores, knowledge)."""
+    box, messages = c.predict(message, mode, overrides or {}, api_name="/chat")
+    scores, knowledge = c.predict(api_name="/chat_panel")[:2]
+    return box, messages, scores, knowledge
 
 
 def text(message: dict) -> str:

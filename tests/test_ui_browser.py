@@ -52,7 +52,7 @@ def words(text: str) -> list[str]:
 
 def test_chat_in_the_browser(browser, tiny_bot, tmp_path):
     from ui.app import launch
-    from ui.chat import manager_threshold, skill_label
+    from ui.chat import display_scores, manager_threshold, skill_label
 
     expected = tiny_bot.respond([MESSAGE], skill="auto")  # greedy and deterministic: what the page must show
     label = skill_label(expected, forced=False, threshold=manager_threshold(tiny_bot))
@@ -73,6 +73,8 @@ def test_chat_in_the_browser(browser, tiny_bot, tmp_path):
         chat.get_by_text(label, exact=True).wait_for(timeout=60_000)
         # The turn is over when the label's thought shows its duration, e.g. "(0.4s)".
         page.wait_for_function("() => document.querySelector('#ab-chatbot .duration') !== null", timeout=60_000)
+        top = max(display_scores(expected.scores).items(), key=lambda kv: kv[1])[0]
+        page.locator("#ab-scores").get_by_text(top, exact=True).first.wait_for(timeout=30_000)  # the panel follows the turn
         page.screenshot(path=str(tmp_path / "ui.png"), full_page=True)
         if os.environ.get("ADAPTERBOT_UI_SCREENSHOT"):
             page.screenshot(path=os.environ["ADAPTERBOT_UI_SCREENSHOT"], full_page=True)

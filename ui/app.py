@@ -21,9 +21,10 @@ Beside them, on the same host and port, :func:`launch` serves the OpenAI-compati
 :mod:`ui.openai_api` (``POST /v1/chat/completions``, ``GET /v1/models``).
 
 Undocumented (the page's own events; ``conversation`` is per-session state, kept by the client's
-session and never sent): ``/chat`` ``(message, mode, overrides) -> (textbox, chatbot, scores,
-knowledge, knowledge accordion, do_sample, temperature, top_p, max_new_tokens,
-repetition_penalty)``, streamed, and ``/clear`` ``() -> (chatbot, scores, knowledge)``.
+session and never sent): ``/chat`` ``(message, mode, overrides) -> (textbox, chatbot)``, streamed;
+``/chat_panel`` ``() -> (scores, knowledge, knowledge accordion, do_sample, temperature, top_p,
+max_new_tokens, repetition_penalty)``, the side panel of the last turn, which the page runs once ``/chat`` is
+done; and ``/clear`` ``() -> (chatbot, scores, knowledge)``.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ from skills.spec import AdapterTraining  # noqa: E402
 
 from .chat import (  # noqa: E402
     AUTO_MODE, DECODING_KEYS, MAX_MESSAGE_CHARS, MAX_NEW_TOKENS, NO_KNOWLEDGE, RESPOND_DOC, decoding_defaults,
-    make_chat_handler, make_chat_validator, make_respond_handler, mode_choices, mode_info, new_conversation, parse_mode,
+    make_chat_handler, make_chat_validator, make_panel_handler, make_respond_handler, mode_choices, mode_info,
+    new_conversation, parse_mode,
 )
 from .skills_tab import CANCELLED, make_add_handler, make_remove_handler, skills_summary, skills_table  # noqa: E402
 
@@ -188,11 +190,12 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
 
         # ---- chat -------------------------------------------------------------------------
         chat_inputs = [message, mode, overrides, conversation]
-        chat_outputs = [message, chatbot, conversation, scores, knowledge, knowledge_box, *controls]
         chat = make_chat_handler(bot)
-        message.submit(chat, chat_inputs, chat_outputs, api_name="chat", api_visibility="undocumented",
+        message.submit(chat, chat_inputs, [message, chatbot, conversation], api_name="chat", api_visibility="undocumented",
                        validator=make_chat_validator(bot), concurrency_id=MODEL_EVENTS, concurrency_limit=MODEL_CONCURRENCY,
-                       show_progress="minimal", show_progress_on=chatbot)
+                       show_progress="minimal", show_progress_on=chatbot,
+                       ).success(make_panel_handler(), conversation, [scores, knowledge, knowledge_box, *controls],
+                                 api_name="chat_panel", api_visibility="undocumented", queue=False)
         gr.api(make_respond_handler(bot), api_name="respond", api_description=RESPOND_DOC, concurrency_id=MODEL_EVENTS,
                concurrency_limit=MODEL_CONCURRENCY)
 

@@ -304,11 +304,10 @@ def bot_messages(reply: Reply | None, label: str, details: str, done: bool, seco
 
 
 def manager_opinion(bot: AdapterBot, history: list[str]) -> dict[str, float]:
-    """The manager's scores for a turn whose skill was picked by hand ({} without a manager, or on failure)."""
-    if bot.manager is None:
-        return {}
+    """The manager's scores for a turn whose skill was picked by hand ({} without a manager, or on failure), routed
+    in the engine with the turns it admits next."""
     try:
-        return dict(bot.manager.route(history).scores)
+        return bot.manager_scores(history)
     except Exception:  # only informative: never let it stop the reply
         log.warning("manager scores for a hand-picked turn failed", exc_info=True)
         return {}
@@ -338,19 +337,18 @@ def make_chat_validator(bot: AdapterBot) -> Callable[..., tuple]:
 
 def make_chat_handler(bot: AdapterBot) -> Callable[..., Iterator[tuple]]:
     """The page's chat event (``/chat``, undocumented: the page's own outputs; API users call
-    ``/respond``): ``(message, mode, overrides, conversation)`` -> ``(textbox, chatbot,
-    conversation, scores, knowledge, knowledge accordion, do_sample, temperature, top_p,
-    max_new_tokens, repetition_penalty)``, yielded as the reply grows.
+    ``/respond``): ``(message, mode, overrides, conversation)`` -> ``(textbox, chatbot, conversation)``,
+    yielded as the reply grows. The side panel (scores, knowledge, decoding controls) follows once the
+    turn is done, from :func:`make_panel_handler` (``/chat_panel``).
 
     Its validator (:func:`make_chat_validator`) refuses bad input before the turn is queued; the
     same checks here give the turn its values and refuse with ``gr.Error`` should the input have
     changed meaning since (a skill removed meanwhile). A turn that fails once generation has
     begun first restores the conversation shown.
     """
-    n_controls = len(DECODING_KEYS)
 
     def unchanged(message: str, conversation: dict) -> tuple:
-        return (message, conversation["messages"], conversation, gr.skip(), gr.skip(), gr.skip(), *([gr.skip()] * n_controls))
+        return message, conversation["messages"], conversation
 
     def chat(message: str | None, mode: str | None, overrides: Any, conversation: dict | None) -> Iterator[tuple]:
         conversation = conversation if isinstance(conversation, dict) and "turns" in conversation else new_conversation()
@@ -368,8 +366,8 @@ def make_chat_handler(bot: AdapterBot) -> Callable[..., Iterator[tuple]]:
         start = time.perf_counter()
         first = ("Routing…", "The dialogue manager is choosing a skill…") if not forced else \
             (f"{skill or CHITCHAT} · picked by hand", "Generating…")
-        yield ("", before + bot_messages(None, *first, done=False),
-               gr.skip(), gr.skip(), gr.skip(), gr.skip(), *([gr.skip()] * n_controls))
+        # Only the conversation streams: Gradio rebuilds every component a yield leaves unchanged (gr.skip()).
+        yield "", before + bot_messages(None, *first, done=False), gr.skip()
 
         opinion = manager_opinion(bot, history) if forced else None
         reply: Reply | None = None
@@ -385,8 +383,7 @@ def make_chat_handler(bot: AdapterBot) -> Callable[..., Iterator[tuple]]:
                 elif time.perf_counter() - shown_at < STREAM_EVERY_S:
                     continue  # the first text goes out at once; later text at most every STREAM_EVERY_S (the final below)
                 shown_at = time.perf_counter()
-                yield ("", before + bot_messages(reply, label, details, done=False), gr.skip(), gr.skip(), gr.skip(),
-                       gr.skip(), *([gr.skip()] * n_controls))
+                yield "", before + bot_messages(reply, label, details, done=False), gr.skip()
         except ValueError as e:  # e.g. a skill removed from another tab while this page still offered it
             log.warning("chat turn refused: %s", e)
             yield unchanged(message or "", conversation)
@@ -401,20 +398,34 @@ def make_chat_handler(bot: AdapterBot) -> Callable[..., Iterator[tuple]]:
             raise gr.Error("The bot returned no reply; please try again.", title="No reply", print_exception=False)
 
         messages = before + bot_messages(reply, label, details, done=True, seconds=time.perf_counter() - start)
-        conversation = {"turns": [*history, reply.text], "messages": messages}
-        if reply.scores:
-            scores = gr.Label(value=display_scores(reply.scores), label="Skill scores · last turn")
-        elif opinion:
-            scores = gr.Label(value=display_scores(opinion), label="Manager's scores · skill picked by hand")
-        else:
-            scores = gr.Label(value=None, label="Skill scores · no manager installed")
+        scores = (display_scores(reply.scores), "Skill scores · last turn") if reply.scores else \
+            (display_scores(opinion), "Manager's scores · skill picked by hand") if opinion else \
+            (None, "Skill scores · no manager installed")
         knowledge_title = f"Knowledge used · {reply.skill}" if reply.knowledge_used else \
             f"Knowledge retrieved, not used · {reply.skill}" if reply.knowledge else "Knowledge used"
-        controls = [gr.skip() if k in moved else settings[k] for k in DECODING_KEYS]
-        yield ("", messages, conversation, scores, knowledge_markdown(reply),
-               gr.Accordion(label=knowledge_title, open=bool(reply.knowledge)), *controls)
+        panel = {"scores": scores, "knowledge": knowledge_markdown(reply), "knowledge_title": knowledge_title,
+                 "knowledge_open": bool(reply.knowledge), "controls": {k: settings[k] for k in DECODING_KEYS if k not in moved}}
+        yield "", messages, {"turns": [*history, reply.text], "messages": messages, "panel": panel}
 
     return chat
+
+
+def make_panel_handler() -> Callable[[dict | None], tuple]:
+    """The side panel after a chat turn (``/chat_panel``, undocumented, chained to ``/chat``): ``(conversation)``
+    -> ``(scores, knowledge, knowledge accordion, do_sample, temperature, top_p, max_new_tokens,
+    repetition_penalty)`` of the session's last turn; the controls the user moved are left as they are."""
+
+    def panel(conversation: dict | None) -> tuple:
+        shown = conversation.get("panel") if isinstance(conversation, dict) else None
+        if not shown:
+            return tuple(gr.skip() for _ in range(3 + len(DECODING_KEYS)))
+        value, label = shown["scores"]
+        controls = shown["controls"]
+        return (gr.Label(value=value, label=label), shown["knowledge"],
+                gr.Accordion(label=shown["knowledge_title"], open=shown["knowledge_open"]),
+                *(controls[k] if k in controls else gr.skip() for k in DECODING_KEYS))
+
+    return panel
 
 
 # ---- the API endpoint -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ The bot is loaded once (the bundled backbone and skills unless told otherwise) a
 contacted. A child process then runs ``--sessions`` threads; each opens its own
 ``gradio_client.Client`` (one Gradio session, so one server-side conversation), waits until all
 are connected, and sends ``--turns`` messages through ``/chat``, one after another, waiting for
-each reply. Messages are tagged with their session and turn
+each reply, then asks for the turn's side panel (``/chat_panel``) as the page does. Messages are tagged with their session and turn
 (``"session 7 turn 3: my printer will not print"``) and rotate over skill-flavoured prompts and
 the three routing modes (auto, a skill picked by hand, the bare backbone). The tags change what
 the dialogue manager reads, so where auto turns were routed is reported but is no measure of
@@ -312,6 +312,10 @@ def _talk(url: str, session: int, turns: int, skills: list[str], overrides: dict
                     stop.set()
                 break  # the server's idea of this conversation is unknown now: stop this session
             record.latency_s = round(time.perf_counter() - t0, 4)
+            try:
+                client.predict(api_name="/chat_panel")  # the side panel the page asks for after each turn
+            except Exception as e:
+                record.error = f"chat panel: {one_line(e, limit=300, where=True)}"
             box, messages = out[0], out[1]
             record.answered, problems = check_turn(box, messages, sent, previous, session)
             result.mixing.extend(f"turn {turn}: {p}" for p in problems)
@@ -408,6 +412,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
     if max_batch is not None:
         bot.engine.max_batch = max_batch
     demo = launch(bot, host=host, port=port or free_port(host), prevent_thread_lock=True, quiet=True)
+    counts = (bot.engine.steps, bot.engine.row_steps, bot.engine.prefills)
     try:
         with RssSampler() as rss:
             time.sleep(2 * SAMPLE_EVERY_S)
@@ -435,6 +440,8 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
         demo.close()
         bot.engine.max_batch = kept_batch
 
+    steps, row_steps, prefills = (now - then for now, then in
+                                  zip((bot.engine.steps, bot.engine.row_steps, bot.engine.prefills), counts))
     failed = got.get("failed")
     per_session = [SessionResult(d["session"], [TurnRecord(**r) for r in d["turns"]], d["mixing"], d["error"])
                    for d in got.get("sessions", [])]
@@ -489,7 +496,8 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
                       "mean": rnd(sum(latencies) / len(latencies) if latencies else None)},
         "first_token_s": {"p50": rnd(_percentile(first_tokens, 50)), "p95": rnd(_percentile(first_tokens, 95)),
                           "n": len(first_tokens)},
-        "engine": {"max_batch": bot.engine.max_batch if max_batch is None else max_batch},
+        "engine": {"max_batch": bot.engine.max_batch if max_batch is None else max_batch, "threads": bot.engine.threads,
+                   "steps": steps, "prefills": prefills, "rows_per_step": round(row_steps / steps, 2) if steps else None},
         "memory_mib": {"baseline": _mib(baseline), "clients_connected": _mib(connected) if connected else None,
                        "peak": _mib(rss.peak), "growth": _mib(rss.peak - baseline), "after": _mib(after),
                        "lifetime_max": _max_rss_mib(), "samples": rss.samples, "every_s": SAMPLE_EVERY_S,
@@ -537,7 +545,8 @@ def summary_markdown(report: dict) -> str:
         "",
         f"Backbone `{c['backbone']}`, skills {c['skills'] or 'none'}, manager {'on' if c['manager'] else 'off'}, "
         f"replies capped at {c['max_new_tokens']} new tokens, server on {c['server']}, clients in {c['clients']}; "
-        f"{report['machine']['cores']} cores, torch threads {report['machine']['torch_threads']}.",
+        f"{report['machine']['cores']} cores, torch threads {report['machine']['torch_threads']}, "
+        f"engine threads {report['engine']['threads'] or 'torch threads'}.",
         "",
         "| figure | value |",
         "|---|---|",
@@ -556,6 +565,8 @@ def summary_markdown(report: dict) -> str:
         f"| load average (1 min) | {cpu['loadavg_1min_start']:.1f} at start, {cpu['loadavg_1min_end']:.1f} at end |",
         f"| client process RSS peak (not in the server's) | {clients_rss} |",
         f"| by mode (answered/sent) | {modes} |",
+        f"| engine: decoding steps / rows per step / prefill passes | {report['engine']['steps']} / "
+        f"{report['engine']['rows_per_step']} / {report['engine']['prefills']} |",
     ]
     if t["auto_routed_to"]:
         routed = ", ".join(f"{k} {v}" for k, v in sorted(t["auto_routed_to"].items()))
