@@ -92,7 +92,8 @@ class Lookup:
     Attributes:
         passage: the best BM25 passage, or ``None`` when no passage shares a word with the message.
         coverage: how much of the message the passage covers (see :func:`coverage`), in ``[0, 1]``.
-        used: whether the passage goes into the context (``coverage >= min_overlap``). An unused
+        used: whether the passage goes into the context (``coverage >= min_overlap``, and its answer
+            is more than the message's own words: :func:`answer_echoes`). An unused
             passage is still shown to the user, marked as not used, and the skill answers without it.
     """
 
@@ -132,6 +133,15 @@ def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: floa
     found = content_words(passage)
     weight = {w: idf.get(w, unseen_idf) for w in words}
     return sum(v for w, v in weight.items() if w in found) / sum(weight.values())
+
+
+def answer_echoes(query: str, passage: str) -> bool:
+    """Whether a question-and-answer passage (its answer on its last line) answers with nothing but
+    words of the query: "Canberra is the capital of which country?\\nAustralia" for "what's the
+    capital of australia" covers the question well and answers the inverse one."""
+    lines = [line for line in passage.splitlines() if line.strip()]
+    answer = content_words(lines[-1]) if len(lines) > 1 else set()
+    return bool(answer) and answer <= content_words(query)
 
 
 @dataclass(frozen=True)
@@ -217,4 +227,4 @@ class Retriever:
             return Lookup(None, 0.0, False)
         index = self._index
         share = coverage(query, hits[0].text, index.idf, index.unseen_idf)
-        return Lookup(hits[0], share, share >= min_overlap)
+        return Lookup(hits[0], share, share >= min_overlap and not answer_echoes(query, hits[0].text))

@@ -162,3 +162,14 @@ def test_words_match_by_their_stem(tmp_path):
                     '{"text": "Which country consumes the most chocolate?\\nSwitzerland"}\n', encoding="utf-8")
     found = Retriever.from_file(path).lookup("heineken beer originally")
     assert found.text.startswith("Where did Heineken") and found.coverage == 1.0
+
+
+def test_a_passage_answering_with_the_question_s_own_words_is_not_used(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"text": "Canberra is the capital city of which country?\\nAustralia"}\n'
+                    '{"text": "Who wrote Hamlet?\\nWilliam Shakespeare"}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    inverse = retriever.lookup("what's the capital of australia", min_overlap=0.5)
+    assert inverse.text.endswith("Australia") and inverse.coverage == 1.0 and not inverse.used
+    assert retriever.lookup("which country has canberra as its capital", min_overlap=0.5).used
+    assert retriever.lookup("who wrote hamlet", min_overlap=0.5).used
