@@ -1,9 +1,11 @@
 """A trained manager on disk: ``manager_config.json`` + ``manager_model.safetensors``.
 
 The safetensors file holds the head (``head.*``, standardisation buffers included), the
-exemplar memory (``memory.features`` ``[N, D]`` float32, ``memory.labels`` ``[N]`` int64 indices
-into the config's ``classes``) and, when there is one, the held-out calibration memory in the same
-form (``calibration.features``, ``calibration.labels``). Nothing is pickled; reading never runs
+exemplar memory (``memory.features`` ``[N, D]``, ``memory.labels`` ``[N]`` int64 indices into the
+config's ``classes``) and, when there is one, the held-out calibration memory in the same form
+(``calibration.features``, ``calibration.labels``). Exemplar features are stored in float16 and
+read back as float32: they are half the file's size, and only a refit after ``skill add`` or
+``remove`` reads them (files written in float32, or features beyond float16's range, load as they are). Nothing is pickled; reading never runs
 code from the file.
 """
 from __future__ import annotations
@@ -24,6 +26,12 @@ from .config import CONFIG_NAME, WEIGHTS_NAME, ManagerConfig, ManagerFileError
 from .memory import ExemplarMemory
 
 
+def _compact(features: torch.Tensor) -> torch.Tensor:
+    """``features`` in float16, or as they are when a value lies beyond float16's range."""
+    fits = not features.numel() or features.abs().max() <= torch.finfo(torch.float16).max
+    return (features.half() if fits else features).contiguous()
+
+
 def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: ExemplarMemory,
                calibration: ExemplarMemory) -> None:
     """Write both files into a temporary sibling folder, then move it into place (:func:`skills.files.replace_folder`).
@@ -42,10 +50,10 @@ def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: E
     folder.parent.mkdir(parents=True, exist_ok=True)
     features, labels = memory.tensors()
     tensors = {f"head.{k}": v.detach().contiguous() for k, v in head.state_dict().items()}
-    tensors |= {"memory.features": features.contiguous(), "memory.labels": labels.contiguous()}
+    tensors |= {"memory.features": _compact(features), "memory.labels": labels.contiguous()}
     if len(calibration):
         held_out, held_labels = calibration.tensors(config.classes)
-        tensors |= {"calibration.features": held_out.contiguous(), "calibration.labels": held_labels.contiguous()}
+        tensors |= {"calibration.features": _compact(held_out), "calibration.labels": held_labels.contiguous()}
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
@@ -91,7 +99,9 @@ def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory
     for memory in memories:
         labels = state.get(f"{memory}.labels")
         n = labels.shape[0] if labels is not None and labels.dim() == 1 else -1
-        expected |= {f"{memory}.features": ((n, dim), torch.float32), f"{memory}.labels": ((n,), torch.int64)}
+        stored = state.get(f"{memory}.features")
+        precision = torch.float16 if stored is not None and stored.dtype == torch.float16 else torch.float32
+        expected |= {f"{memory}.features": ((n, dim), precision), f"{memory}.labels": ((n,), torch.int64)}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ManagerFileError(f"{path}: tensors do not match {CONFIG_NAME} (hidden={config.hidden}, "
@@ -116,5 +126,5 @@ def load_state(folder: Path) -> tuple[ManagerConfig, RoutingHead, ExemplarMemory
     head = RoutingHead(dim, num_classes, hidden)
     head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     head.eval()
-    loaded = [ExemplarMemory.from_tensors(config.classes, state[f"{m}.features"], state[f"{m}.labels"]) for m in memories]
+    loaded = [ExemplarMemory.from_tensors(config.classes, state[f"{m}.features"].float(), state[f"{m}.labels"]) for m in memories]
     return config, head, loaded[0], loaded[1] if len(loaded) > 1 else ExemplarMemory()

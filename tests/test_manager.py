@@ -161,6 +161,22 @@ def test_save_load_routes_identically(tmp_path):
         manager.save(tmp_path)
 
 
+def test_exemplars_are_stored_in_half_precision_and_float32_files_still_load(tmp_path, three):
+    from safetensors.torch import load_file, save_file
+
+    three.save(tmp_path / "mgr")
+    weights = tmp_path / "mgr" / WEIGHTS_NAME
+    stored = load_file(str(weights))
+    assert stored["memory.features"].dtype == torch.float16 and stored["head.net.0.weight"].dtype == torch.float32
+    loaded = DialogueManager.load(tmp_path / "mgr", feature_fn=HashingBag())
+    features, _ = loaded.memory.tensors()
+    assert features.dtype == torch.float32
+    torch.testing.assert_close(features, three.memory.tensors()[0], rtol=1e-3, atol=1e-3)
+    save_file({k: v.float() if k.endswith(".features") else v for k, v in stored.items()}, str(weights))  # an older file
+    old = DialogueManager.load(tmp_path / "mgr", feature_fn=HashingBag())
+    assert torch.equal(old.memory.tensors()[0], features)
+
+
 def test_load_refuses_other_feature_function(tmp_path, three):
     three.save(tmp_path)
     with pytest.raises(FeatureMismatchError, match=r"'hashing-bag:64'.*'other-encoder'"):
