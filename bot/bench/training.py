@@ -100,15 +100,22 @@ def training_figures(model: AdaptedModel, *, bottleneck: int, rows: int, tokens:
     return figures, context
 
 
-def peak_memory(spec: dict) -> dict:
-    """Run one variant's steps in a fresh interpreter; ``{"peak_bytes": int, "method": str}``."""
+def in_child(child: str, spec: dict, what: str) -> dict:
+    """``child(json_spec)`` (a ``module:function`` of this project) run in a fresh interpreter; the JSON
+    object its last output line holds. RuntimeError naming ``what`` with the child's stderr if it fails."""
+    module, function = child.split(":")
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    code = "import sys; from bot.bench.training import child; child(sys.argv[1])"
+    code = f"import sys; from {module} import {function}; {function}(sys.argv[1])"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"memory benchmark of {spec['variant']!r} failed:\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peak_memory(spec: dict) -> dict:
+    """Run one variant's steps in a fresh interpreter; ``{"peak_bytes": int, "method": str}``."""
+    return in_child("bot.bench.training:child", spec, f"memory benchmark of {spec['variant']!r}")
 
 
 # ---- the subprocess -------------------------------------------------------------------

@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -174,13 +172,9 @@ def greedy_f1(model, tokenizer, bot, skill: str, examples: Sequence, route) -> f
 
 def peak_memory(spec: dict) -> dict:
     """Peak memory of two training steps in a fresh interpreter; ``{"peak_bytes", "method"}``."""
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    code = "import sys; from bot.evaluation.compare import memory_child; memory_child(sys.argv[1])"
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory measurement of {spec.get('kind')!r} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from bot.bench.training import in_child
+
+    return in_child("bot.evaluation.compare:memory_child", spec, f"memory measurement of {spec.get('kind')!r}")
 
 
 def memory_child(spec_json: str) -> None:
