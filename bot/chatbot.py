@@ -17,11 +17,11 @@ from manager import DialogueManager, ManagerConfig
 from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
-from skills.knowledge import Retriever
+from skills.knowledge import Retriever, search_query
 
 from .adapter import AdaptedModel
 from .backbone import load_backbone
-from .dialogue import DialogueError, build_context, context_budget, end_at_sentence, validate_history
+from .dialogue import DialogueError, build_context, context_budget, copy_source, end_at_sentence, validate_history
 from .features import BackboneFeatures
 from .engine import Engine, Generation, Pending, Request
 
@@ -99,6 +99,7 @@ class _Turn:
     reply: Reply
     context: list[int]
     decoding: dict
+    copy_source: list[int]
 
 
 class AdapterBot:
@@ -182,14 +183,19 @@ class AdapterBot:
         return self.model.skills
 
     # ---- one turn -----------------------------------------------------------------
-    def knowledge(self, skill: str, message: str) -> tuple[str | None, bool]:
-        """The knowledge ``skill`` has for ``message``: ``(text, used)``, as in :attr:`Reply.knowledge`
-        and :attr:`Reply.knowledge_used` (``(None, False)`` for a skill without knowledge)."""
-        spec = self.specs[skill]
-        if spec.knowledge.mode == "static":
-            return spec.knowledge.text, True
-        if spec.knowledge.mode == "retrieval":
-            found = self.retrievers[skill].lookup(message, spec.knowledge.min_overlap)
+    def knowledge(self, skill: str, history: Sequence[str]) -> tuple[str | None, bool]:
+        """The knowledge ``skill`` has for the conversation ``history`` (oldest turn first, the user's
+        message last): ``(text, used)``, as in :attr:`Reply.knowledge` and :attr:`Reply.knowledge_used`
+        (``(None, False)`` for a skill without knowledge). The query is the spec's ``query_turns``
+        newest turns; with more than one, a passage whose answer the bot already gave is passed over."""
+        spec = self.specs[skill].knowledge
+        if spec.mode == "static":
+            return spec.text, True
+        if spec.mode == "retrieval":
+            history = validate_history(history)
+            follows = spec.query_turns > 1
+            found = self.retrievers[skill].lookup(search_query(history, spec.query_turns), spec.min_overlap,
+                                                  avoid=history[:-1] if follows else (), message=history[-1] if follows else None)
             return found.text, found.used
         return None, False
 
@@ -234,7 +240,7 @@ class AdapterBot:
         if reply.skill is not None:
             spec = self.specs[reply.skill]
             base = spec.decoding
-            reply.knowledge, reply.knowledge_used = self.knowledge(reply.skill, history[-1])
+            reply.knowledge, reply.knowledge_used = self.knowledge(reply.skill, history)
         settings = _decoding(base, overrides)
         decoding = settings.generate_kwargs()
         if settings.context_turns:
@@ -243,7 +249,8 @@ class AdapterBot:
         decoding["max_new_tokens"] = min(int(decoding["max_new_tokens"]), window // 2)
         budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])
         knowledge = reply.knowledge if reply.knowledge_used else None
-        return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding)
+        return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
+                     copy_source(self.tokenizer, knowledge))
 
     def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,
                 seed: int | None) -> tuple[list[_Turn], Generation]:
@@ -254,7 +261,8 @@ class AdapterBot:
 
         def request(reply: Reply) -> Request:
             turns.append(self._prepare(history, reply, overrides))
-            return Request(turns[0].context, turns[0].reply.route, turns[0].decoding, seed)
+            turn = turns[0]
+            return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source)
 
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))

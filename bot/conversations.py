@@ -8,6 +8,8 @@ length, and the history's length cannot predict its class:
   ``MAX_TURNS`` turns long;
 - a skill: each of its contexts as it is, and after a Chit-Chat opening of 1 to ``MAX_TURNS - 1`` turns;
 - ``none`` again: a Chit-Chat turn after a skill's whole exchange (context, reply);
+- a skill after another skill's whole exchange: the user changes the subject ("thanks. anyway,
+  my wifi keeps dropping" after a bereavement), and the newest message decides;
 - ``none`` also: messages people send a chatbot that no skill answers (greetings, thanks, jokes,
   questions about the bot: ``skills/sources/open_chitchat.jsonl``, written for the project), as
   they stand and after a Chit-Chat opening; 75% ``train``, 25% ``valid``, none in ``test``.
@@ -78,6 +80,14 @@ def chitchat_after_skill(examples: Sequence[Example], split: Split, seed: int = 
     rng = random.Random(f"chitchat-after-skill:{split}:{seed}")
     tails = chitchat_histories(split, len(examples), seed)
     return [[*e.context, e.response, tail[rng.randrange(len(tail))]] for e, tail in zip(examples, tails)]
+
+
+def after_other_skills(contexts: Sequence[list[str]], others: Sequence[Example], split: Split, seed: int = 0) -> list[list[str]]:
+    """Each context after a random exchange (context, reply) of ``others``, other skills' examples of ``split``."""
+    if not others:
+        return []
+    rng = random.Random(f"after-other-skills:{split}:{seed}")
+    return [[*e.context, e.response, *c] for c in contexts for e in [rng.choice(others)]]
 
 
 def open_chitchat(split: Split, path: Path = OPEN_CHITCHAT) -> list[list[str]]:

@@ -95,6 +95,17 @@ def build_context(tokenizer, history: Sequence[str], budget: int, knowledge: str
     return [t for seg in segments + turns[::-1] for t in seg]
 
 
+def copy_source(tokenizer, knowledge: str | None, max_tokens: int = 128) -> list[int]:
+    """What a reply may copy from ``knowledge`` (see ``DecodingSpec.copy_boost``): the passage's answer
+    (its last line, which after the line break encodes as at the start of a reply) and EOS; nothing
+    without a passage."""
+    from skills.knowledge import answer_of
+
+    if not knowledge or not knowledge.strip():
+        return []
+    return _encode(tokenizer, answer_of(knowledge), max_tokens, keep="start") + [tokenizer.eos_token_id]
+
+
 def response_ids(tokenizer, response: str, max_tokens: int) -> list[int]:
     """Token ids of a reference response followed by EOS (for training and perplexity)."""
     return _encode(tokenizer, response, max_tokens - 1, keep="start") + [tokenizer.eos_token_id]

@@ -44,12 +44,14 @@ class Request:
         decoding: ``do_sample``, ``temperature``, ``top_p``, ``max_new_tokens``, ``repetition_penalty``,
             ``no_repeat_ngram_size``, ``reply_no_repeat_ngram_size``, ``copy_boost`` (as :meth:`DecodingSpec.generate_kwargs`).
         seed: seed of the row's own generator when sampling (``None``: a fresh random one).
+        copy_source: the tokens ``copy_boost`` may copy (:func:`bot.dialogue.copy_source`; empty: none).
     """
 
     context: list[int]
     route: Row
     decoding: dict[str, Any]
     seed: int | None = None
+    copy_source: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -126,7 +128,7 @@ class _Row:
             processors.append(RepetitionPenaltyLogitsProcessor(float(d["repetition_penalty"])))
         if d.get("no_repeat_ngram_size"):
             processors.append(NoRepeatNGramLogitsProcessor(int(d["no_repeat_ngram_size"])))
-        processors.extend(reply_processors(dict(d), [self.ids], len(self.ids), eos))
+        processors.extend(reply_processors(dict(d), [request.copy_source], len(self.ids)))
         if self.sample:
             if d.get("temperature", 1.0) != 1.0:
                 processors.append(TemperatureLogitsWarper(float(d["temperature"])))

@@ -43,26 +43,28 @@ class ReplyNoRepeatNGram(NoRepeatNGramLogitsProcessor):
 
 class CopyBoost(LogitsProcessor):
     """Raises by ``boost`` the score of every token that continues, somewhere in the row's source, the
-    longest suffix of the reply (up to ``max_ngram`` tokens) found there.
+    longest suffix of the reply (up to ``max_ngram`` tokens) found there; at the first step, the
+    source's first token.
 
-    The source is the prompt before the user's newest message (the knowledge passage and earlier
-    turns), so a reply never gets a push to echo the message itself. A small backbone starts copying
-    a passage's answer and drops off mid-word ("Toron" for "Toronto", "Det" for "Detroit"); the
-    bonus carries a copy, once begun, to the passage's own end (its end-of-text included). The
-    first token is always the model's own choice.
+    The source is what the reply may copy: a knowledge passage's answer and its end-of-text
+    (:func:`bot.dialogue.copy_source`), never the conversation. A small backbone starts a copy in
+    the wrong place ("B cable and plug it..." for "Use a USB cable and plug it...") or drops off
+    mid-word ("Toron" for "Toronto"); the bonus starts the copy at the answer's start and carries
+    it to the answer's own end. A row with an empty source gets no bonus.
     """
 
-    def __init__(self, boost: float, prompts: Sequence[Sequence[int]], prompt_length: int, eos: int,
-                 max_ngram: int = 8) -> None:
+    def __init__(self, boost: float, sources: Sequence[Sequence[int]], prompt_length: int, max_ngram: int = 8) -> None:
         self.boost, self.prompt_length, self.max_ngram = boost, prompt_length, max_ngram
-        self.sources = []
-        for prompt in prompts:
-            ends = [i for i, t in enumerate(prompt) if t == eos]
-            self.sources.append(list(prompt[: ends[-2] + 1]) if len(ends) >= 2 else [])
+        self.sources = [list(source) for source in sources]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for b, source in enumerate(self.sources):
+            if not source:
+                continue
             reply = input_ids[b, self.prompt_length :].tolist()
+            if not reply:
+                scores[b, source[0]] += self.boost
+                continue
             for n in range(min(self.max_ngram, len(reply)), 0, -1):
                 suffix = reply[-n:]
                 following = {source[i + n] for i in range(len(source) - n) if source[i : i + n] == suffix}
@@ -72,32 +74,33 @@ class CopyBoost(LogitsProcessor):
         return scores
 
 
-def reply_processors(decoding: dict, prompts: Sequence[Sequence[int]], prompt_length: int, eos: int) -> LogitsProcessorList:
+def reply_processors(decoding: dict, sources: Sequence[Sequence[int]], prompt_length: int) -> LogitsProcessorList:
     """The project's own logits processors for ``decoding``'s ``reply_no_repeat_ngram_size`` and
-    ``copy_boost`` (popped from it), for rows whose replies start at column ``prompt_length``."""
+    ``copy_boost`` (popped from it), for rows whose replies start at column ``prompt_length`` and may
+    copy from ``sources`` (one per row, see :class:`CopyBoost`)."""
     processors = LogitsProcessorList()
     if ngram := int(decoding.pop("reply_no_repeat_ngram_size", 0) or 0):
         processors.append(ReplyNoRepeatNGram(ngram, prompt_length))
     if boost := float(decoding.pop("copy_boost", 0.0) or 0.0):
-        processors.append(CopyBoost(boost, prompts, prompt_length, eos))
+        processors.append(CopyBoost(boost, sources, prompt_length))
     return processors
 
 
 @torch.no_grad()
 def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int]], skills: Sequence[Row],
-                 streamer=None, **decoding) -> list[list[int]]:
+                 streamer=None, copy_sources: Sequence[Sequence[int]] | None = None, **decoding) -> list[list[int]]:
     """New token ids for each context, row ``b`` generated with the adapter of ``skills[b]`` (a skill, ``None``
     for the bare backbone, or a ``{skill: weight}`` blend).
 
     All rows run in one ``generate()`` call: the adapters are gathered per row inside each
     block, so a batch that mixes skills costs one pass, not one per skill. ``decoding`` holds
     ``generate()``'s keyword arguments, plus ``reply_no_repeat_ngram_size`` and ``copy_boost`` (see
-    :func:`reply_processors`).
+    :func:`reply_processors`); ``copy_sources`` are what each row may copy (default: nothing).
     """
     device = next(model.backbone.parameters()).device
     ids, mask = pad(contexts, tokenizer.pad_token_id, left=True)
     eos = tokenizer.eos_token_id
-    processors = reply_processors(decoding, contexts, ids.shape[1], eos)
+    processors = reply_processors(decoding, copy_sources or [[]] * len(contexts), ids.shape[1])
     if processors:
         decoding["logits_processor"] = processors
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=tokenizer.pad_token_id,

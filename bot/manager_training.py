@@ -1,8 +1,10 @@
 """Training the dialogue manager on the installed skills plus open chit-chat (``none``).
 
 Each skill's contexts come from the splits recorded in its folder at install time, shaped
-into conversations by :mod:`bot.conversations` (after chit-chat openings; chit-chat after the
-skill's exchanges goes to ``none``); ``none`` histories of every length come from Chit-Chat.
+into conversations by :mod:`bot.conversations` (after chit-chat openings and after other
+skills' exchanges; chit-chat after the skill's exchanges goes to ``none``); ``none`` histories
+of every length come from Chit-Chat. A skill added later (``skill add``) joins with its own
+contexts only (no other skill's data is read then): as they stand and after chit-chat.
 The skills' ``train`` splits and Chit-Chat's ``train`` conversations fill the training memory,
 their ``valid`` counterparts the calibration memory and the threshold; nothing of ``test``.
 """
@@ -47,7 +49,10 @@ def routing_data(bot: AdapterBot, split: Split) -> dict[str, list[list[str]]]:
     n = NONE_HISTORIES.get(split, NONE_HISTORIES["valid"])
     after = [h for name in bot.skills for h in conversations.chitchat_after_skill(examples[name], split)]
     data = {NONE: conversations.chitchat_histories(split, n) + after + conversations.open_chitchat(split)}
-    data.update({name: class_histories(examples[name], split) for name in bot.skills})
+    for name in bot.skills:
+        others = [e for other in bot.skills if other != name for e in examples[other]]
+        data[name] = class_histories(examples[name], split) + conversations.after_other_skills(
+            [e.context for e in examples[name]], others, split)
     return data
 
 

@@ -19,7 +19,7 @@ from manager import CONFIG_NAME, DialogueManager
 from skills import SkillRegistry
 from skills.data import Example, split_examples, write_jsonl
 from skills.readers import read_source
-from skills.knowledge import Retriever
+from skills.knowledge import Retriever, search_query
 from skills.spec import AdapterTraining, DecodingSpec, KnowledgeSpec, SkillSpec, validate_skill_name
 
 from .chatbot import MANAGER_DIR, AdapterBot
@@ -55,11 +55,11 @@ class AddResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def with_knowledge(examples: list[Example], retriever: Retriever) -> list[Example]:
-    """Give each example without a passage the best one its last context turn retrieves
-    (:meth:`Retriever.lookup`, the running bot's lookup; its group and everything else kept)."""
-    return [dataclasses.replace(e, knowledge=retriever.lookup(e.context[-1]).text) if e.knowledge is None else e
-            for e in examples]
+def with_knowledge(examples: list[Example], retriever: Retriever, query_turns: int = 1) -> list[Example]:
+    """Give each example without a passage the best one its context retrieves (:meth:`Retriever.lookup`
+    on the ``query_turns`` newest turns, as the running bot searches; its group and everything else kept)."""
+    return [dataclasses.replace(e, knowledge=retriever.lookup(search_query(e.context, query_turns)).text)
+            if e.knowledge is None else e for e in examples]
 
 
 def learning_warnings(test_size: int, test_ppl: float, test_ppl_backbone: float, epochs_run: int,
@@ -83,7 +83,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
               replace: bool = False, training: AdapterTraining | None = None, decoding: DecodingSpec | None = None,
               columns: dict | None = None, progress: Progress | None = None, show_bar: bool = True,
               max_examples: int | None = None, data_label: str | None = None,
-              augment: Callable[[list[Example]], list[Example]] | None = None) -> AddResult:
+              augment: Callable[[list[Example]], list[Example]] | None = None, query_turns: int = 1) -> AddResult:
     """Train and install skill ``name`` from ``data`` (a JSONL/CSV path or ``hf:NAME``), and load it into ``bot``.
 
     Every check that can refuse the skill (its name and folder, the data, the knowledge file, the
@@ -96,6 +96,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         data: the dialogue examples.
         description: shown in ``skill list`` and the UI.
         knowledge: a passage file (one per line, or JSONL) for a retrieval skill.
+        query_turns: how many of the conversation's newest turns search ``knowledge`` (``KnowledgeSpec.query_turns``).
         training, decoding: settings (defaults: ``AdapterTraining()``, ``DecodingSpec()``).
         columns: column mapping for ``hf:`` datasets.
         progress: ``callback(fraction, message)`` for a UI progress bar.
@@ -120,8 +121,9 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
     if knowledge is not None:
         knowledge = Path(knowledge)
         retriever = Retriever.from_file(knowledge)
-        knowledge_spec = KnowledgeSpec(mode="retrieval", file="knowledge" + "".join(knowledge.suffixes[-1:]))
-        examples = with_knowledge(examples, retriever)
+        knowledge_spec = KnowledgeSpec(mode="retrieval", file="knowledge" + "".join(knowledge.suffixes[-1:]),
+                                       query_turns=query_turns)
+        examples = with_knowledge(examples, retriever, query_turns)
     try:
         splits = split_examples(examples)
     except ValueError as e:

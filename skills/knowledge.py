@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -139,9 +139,22 @@ def answer_echoes(query: str, passage: str) -> bool:
     """Whether a question-and-answer passage (its answer on its last line) answers with nothing but
     words of the query: "Canberra is the capital of which country?\\nAustralia" for "what's the
     capital of australia" covers the question well and answers the inverse one."""
-    lines = [line for line in passage.splitlines() if line.strip()]
-    answer = content_words(lines[-1]) if len(lines) > 1 else set()
+    two_lines = sum(bool(line.strip()) for line in passage.splitlines()) > 1
+    answer = content_words(answer_of(passage)) if two_lines else set()
     return bool(answer) and answer <= content_words(query)
+
+
+def search_query(history: Sequence[str], turns: int = 1) -> str:
+    """The search query of a conversation (oldest turn first): its ``turns`` newest turns, joined, the
+    newest (the user's message) twice, so that it weighs as much as the turns before it together."""
+    turns_ = [t.strip() for t in history[-turns:] if t.strip()]
+    return " ".join(turns_ + turns_[-1:] if len(turns_) > 1 else turns_)
+
+
+def answer_of(passage: str) -> str:
+    """A passage's last non-blank line: the answer of a question-and-answer passage."""
+    lines = [line.strip() for line in passage.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 @dataclass(frozen=True)
@@ -216,15 +229,34 @@ class Retriever:
         best = np.argsort(-scores, kind="stable")[:k]
         return [Passage(index.passages[i], float(scores[i])) for i in best if scores[i] > 0]
 
-    def lookup(self, query: str, min_overlap: float = 0.0) -> Lookup:
+    def lookup(self, query: str, min_overlap: float = 0.0, avoid: Collection[str] = (), message: str | None = None) -> Lookup:
         """The one place a turn's knowledge is looked up: the best passage and whether it covers the query.
 
         The passage is used when its :func:`coverage` of ``query`` is at least ``min_overlap``; a
-        skill's threshold is chosen on validation questions (in its file and not in it).
+        skill's threshold is chosen on validation questions (in its file and not in it). Passages whose
+        answer (:func:`answer_of`) was already said in ``avoid`` (most of its content words in one text
+        of it) are passed over: given the bot's earlier replies, a follow-up never gets the same answer twice.
+
+        ``message``, the user's newest message when ``query`` also holds earlier turns: the passage is
+        also used when it covers the message alone.
         """
-        hits = self.search(query, k=1)
+        said = [content_words(a) for a in avoid]
+        found = self._best(query, min_overlap, said)
+        if message is None or found.passage is None or found.used:
+            return found
+        index = self._index
+        share = max(found.coverage, coverage(message, found.passage.text, index.idf, index.unseen_idf))
+        return Lookup(found.passage, share, share >= min_overlap and not answer_echoes(query, found.passage.text))
+
+    def _best(self, query: str, min_overlap: float, said: list[set[str]]) -> Lookup:
+        hits = [h for h in self.search(query, k=1 + len(said)) if not _already_said(answer_of(h.text), said)][:1]
         if not hits:
             return Lookup(None, 0.0, False)
         index = self._index
         share = coverage(query, hits[0].text, index.idf, index.unseen_idf)
         return Lookup(hits[0], share, share >= min_overlap and not answer_echoes(query, hits[0].text))
+
+
+def _already_said(answer: str, said: list[set[str]], share: float = 0.7) -> bool:
+    words = content_words(answer)
+    return bool(words) and any(len(words & s) >= share * len(words) for s in said)

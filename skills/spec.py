@@ -63,12 +63,17 @@ class KnowledgeSpec:
             this share of the message's content words, weighted by how rare each word is in the
             file (see ``skills.knowledge.coverage``); otherwise the skill gets no passage and says
             it doesn't know. 0 always uses the best passage.
+        query_turns: for ``retrieval``: how many of the conversation's newest turns make the search
+            query (1: the user's message alone; 3: the message, the reply before it and the
+            message before that, so a follow-up such as "I tried that already" finds its problem;
+            and a passage whose answer the bot already gave is passed over).
     """
 
     mode: str = "none"
     file: str | None = None
     text: str | None = None
     min_overlap: float = 0.0
+    query_turns: int = 1
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
@@ -84,6 +89,7 @@ class KnowledgeSpec:
         elif self.text is not None:
             raise SpecError("text", f"is only used when mode is 'static' (mode is {self.mode!r})")
         _require(0.0 <= self.min_overlap <= 1.0, "min_overlap", "a number in [0, 1]", self.min_overlap)
+        _require(self.query_turns >= 1, "query_turns", "an integer >= 1", self.query_turns)
 
 
 @dataclass

@@ -124,21 +124,30 @@ def test_reply_ngram_ban_covers_the_reply_but_lets_the_context_be_copied():
     assert torch.isinf(NoRepeatNGramLogitsProcessor(2)(torch.tensor([prompt + [5]]), scores.clone())[0, 6])
 
 
-def test_copy_boost_carries_a_begun_copy_of_the_passage_but_never_echoes_the_message():
-    eos, passage, message = 0, [5, 6, 7, 8], [9, 10]
-    prompt = passage + [eos] + message + [eos]
-    boost = CopyBoost(3.0, [prompt], len(prompt), eos)
+def test_copy_boost_starts_a_copy_at_the_answer_and_carries_it_to_the_end_and_copies_nothing_else():
+    eos, answer, message = 0, [5, 6, 7, 8], [9, 10]
+    prompt = [3, 4, 11, 5, 6, 7, 8, eos] + message + [eos]  # a passage (question, answer), then the message
+    boost = CopyBoost(3.0, [answer + [eos]], len(prompt))
     scores = torch.zeros(1, 12)
 
     def boosted(reply: list[int]) -> list[int]:
         return (boost(torch.tensor([prompt + reply]), scores.clone())[0] != 0).nonzero().flatten().tolist()
 
-    assert boosted([]) == []  # the first token is the model's own choice
-    assert boosted([6]) == [7] and boosted([5, 6, 7]) == [8] and boosted([7, 8]) == [eos]  # the copy runs to the end
-    assert boosted([9]) == [] and boosted([10]) == []  # the user's own message is no source
-    assert boosted([3]) == []
-    alone = [9, 10, eos]  # no passage or earlier turn: nothing to copy
-    assert (CopyBoost(3.0, [alone], len(alone), eos)(torch.tensor([alone + [9]]), scores.clone()) == 0).all()
+    assert boosted([]) == [5]  # the copy starts at the answer's start
+    assert boosted([6]) == [7] and boosted([5, 6, 7]) == [8] and boosted([7, 8]) == [eos]  # and runs to its end
+    assert boosted([9]) == [] and boosted([10]) == [] and boosted([3, 4]) == []  # the message and question are no source
+    nothing = CopyBoost(3.0, [[]], len(prompt))  # no passage: no bonus, whatever the context holds
+    assert (nothing(torch.tensor([prompt + [5]]), scores.clone()) == 0).all()
+    assert (nothing(torch.tensor([prompt]), scores.clone()) == 0).all()
+
+
+def test_copy_source_is_the_passage_answer_and_eos(tiny):
+    from bot.dialogue import copy_source
+
+    _, tok = tiny
+    assert copy_source(tok, None) == [] and copy_source(tok, "  ") == []
+    assert copy_source(tok, "Who wrote Hamlet?\nWilliam Shakespeare") == tok.encode("William Shakespeare") + [tok.eos_token_id]
+    assert copy_source(tok, "a plain passage") == tok.encode("a plain passage") + [tok.eos_token_id]
 
 
 def test_generation_with_the_reply_ngram_ban_never_repeats_a_bigram(three_skills):

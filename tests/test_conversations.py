@@ -47,3 +47,14 @@ def test_a_group_never_straddles_splits():
     groups = {name: {e.group for e in split} for name, split in splits.items()}
     assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["valid"])
     assert not (groups["valid"] & groups["test"]) and all(groups.values())
+
+
+def test_a_skill_turn_after_another_skill_s_whole_exchange():
+    contexts = [["my wifi keeps dropping"], ["printer offline", "Restart it.", "still offline"]]
+    others = [Example(["my dog died"], "I'm so sorry.", None), Example(["i failed my exam"], "That's hard.", None)]
+    histories = conversations.after_other_skills(contexts, others, "train")
+    assert histories == conversations.after_other_skills(contexts, others, "train")
+    assert [h[-len(c):] for h, c in zip(histories, contexts)] == contexts
+    for h, c in zip(histories, contexts):
+        assert any(h[: -len(c)] == [*e.context, e.response] for e in others)
+    assert conversations.after_other_skills(contexts, [], "train") == []

@@ -173,3 +173,38 @@ def test_a_passage_answering_with_the_question_s_own_words_is_not_used(tmp_path)
     assert inverse.text.endswith("Australia") and inverse.coverage == 1.0 and not inverse.used
     assert retriever.lookup("which country has canberra as its capital", min_overlap=0.5).used
     assert retriever.lookup("who wrote hamlet", min_overlap=0.5).used
+
+
+def test_a_follow_up_searches_its_conversation_and_never_gets_the_same_answer_twice(tmp_path):
+    from skills.knowledge import search_query
+
+    path = tmp_path / "fixes.jsonl"
+    path.write_text('{"text": "my wifi keeps dropping\\nRestart the router."}\n'
+                    '{"text": "wifi keeps dropping Restart the router. tried that, still drops\\nUpdate the Wi-Fi driver."}\n'
+                    '{"text": "printer says offline\\nTurn the printer off and on."}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    history = ["my wifi keeps dropping", "Restart the router.", "tried that, still drops"]
+    assert search_query(history, 1) == "tried that, still drops"
+    assert search_query(history, 3) == "my wifi keeps dropping Restart the router. tried that, still drops tried that, still drops"
+    assert retriever.lookup(search_query(history, 3)).text.endswith("Update the Wi-Fi driver.")
+    again = retriever.lookup("my wifi keeps dropping", avoid=["Restart the router."])
+    assert again.text.endswith("Update the Wi-Fi driver.")
+    assert retriever.lookup("my wifi keeps dropping", avoid=["Restart the router.", "Update the Wi-Fi driver."]).passage is None
+
+
+def test_a_reply_said_in_other_words_counts_as_said_and_a_covered_message_passes_the_gate(tmp_path):
+    path = tmp_path / "fixes.jsonl"
+    path.write_text('{"text": "printer offline\\nRestart the printer and your computer, then check the cable."}\n'
+                    '{"text": "printer offline still\\nSet the printer as the default and clear the print queue."}\n',
+                    encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    garbled = "Restart the printer and your computer, then make sure the prinway cable."
+    found = retriever.lookup("printer offline", avoid=[garbled])
+    assert found.text.endswith("clear the print queue.")
+    noisy = "I would love to travel the world and visit Europe printer offline"
+    assert retriever.lookup(noisy, min_overlap=0.6).used is False
+    named = retriever.lookup(noisy, min_overlap=0.6, message="printer offline")  # the message names its problem
+    assert named.used and named.coverage == 1.0
+    follow_up = retriever.lookup("printer offline Restart the printer. tried that", min_overlap=0.1, message="tried that",
+                                 avoid=["Restart the printer and your computer, then check the cable."])
+    assert follow_up.used and follow_up.text.endswith("clear the print queue.")  # found with its conversation

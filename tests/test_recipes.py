@@ -7,8 +7,8 @@ import torch
 
 from bot.recipes.backbone import copy_nll, sample_batch
 from bot.recipes.skills import (
-    ABSTAIN, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data, trivia_examples,
-    with_abstentions,
+    ABSTAIN, CLARIFY, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data,
+    tech_examples, trivia_examples, with_abstentions, with_clarifications,
 )
 from skills.data import Example
 from skills.knowledge import Retriever
@@ -54,6 +54,34 @@ def test_trivia_learns_to_abstain_without_a_passage_and_with_an_unrelated_one(tm
     unknown = set(out_of_knowledge("train"))
     assert any(e.knowledge and e.context[0] in unknown for e in abstaining)  # BM25's unrelated passage, not copied
     assert not set(out_of_knowledge("test")) & {e.context[0] for e in out}  # test questions never trained on
+
+
+def test_tech_passages_are_the_exchanges_their_fix_last_as_a_reply_starts(tmp_path):
+    from transformers import AutoTokenizer
+
+    from bot.backbone import BUNDLED_BACKBONE
+
+    data, path = skill_data("tech_support", tmp_path)
+    examples = tech_examples()
+    assert examples == tech_examples() and len({e.group for e in examples}) >= 30
+    passages = {json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()}
+    assert passages == {e.knowledge for e in examples}
+    tok = AutoTokenizer.from_pretrained(BUNDLED_BACKBONE)
+    for e in examples:
+        assert e.knowledge.endswith("\n" + e.response) and e.knowledge.startswith(e.context[0])
+        assert tok.encode(e.knowledge)[-len(tok.encode(e.response)):] == tok.encode(e.response), e.knowledge
+
+
+def test_tech_learns_to_copy_any_fix_and_to_ask_back_without_a_passage(tmp_path):
+    _, knowledge = skill_data("tech_support", tmp_path)
+    train = tech_examples()[:40]
+    out = with_clarifications(knowledge)(train)
+    assert out == with_clarifications(knowledge)(train)
+    asking = [e for e in out if e.response in CLARIFY]
+    assert all(e.knowledge is None for e in asking) and 0 < len(asking) < len(train)
+    swapped = [e for e in out[len(train):] if e.knowledge]
+    assert len(swapped) == 2 * len(train) and all(e.knowledge.endswith(e.response) for e in swapped)
+    assert not {e.response for e in swapped} & {e.response for e in train}
 
 
 def test_mined_empathy_keeps_the_hand_checked_exchanges_only():

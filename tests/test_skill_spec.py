@@ -170,10 +170,16 @@ def test_generate_kwargs_sampling():
 def test_saved_yaml_is_plain(tmp_path):
     SkillSpec(name="persona", knowledge=KnowledgeSpec(mode="static", text="I love hiking.")).save(tmp_path)
     data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
-    assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0}
+    assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0, "query_turns": 1}
 
 
 def test_a_skill_yaml_from_before_adapter_kinds_reads_as_a_bottleneck_adapter(tmp_path):
     (tmp_path / SPEC_FILE).write_text("name: old\nadapter:\n  bottleneck: 32\n  epochs: 3\n", encoding="utf-8")
     adapter = SkillSpec.load(tmp_path).adapter
     assert (adapter.kind, adapter.settings, adapter.epochs) == ("bottleneck", {"bottleneck": 32}, 3)
+
+
+@pytest.mark.parametrize("turns", [0, -1])
+def test_knowledge_query_turns_below_one_is_refused_by_name(turns):
+    with pytest.raises(SpecError, match="query_turns"):
+        KnowledgeSpec(mode="retrieval", file="knowledge.jsonl", query_turns=turns)

@@ -10,7 +10,7 @@ whose perplexities after every stage give its forgetting. The bare backbone is t
 The data are the skills' committed splits (``DIR/NAME/{train,valid,test}.jsonl``) with each skill's
 knowledge filled in as ``adapterbot eval`` does (:func:`bot.evaluation.runner.skill_examples`); a
 knowledge skill's training split gets the recipe's augmentation (counterfactual copies and
-abstentions, :func:`bot.recipes.skills.with_abstentions`) before ``--limit`` samples it. Columns:
+abstentions, :func:`bot.recipes.skills.augmentation`) before ``--limit`` samples it. Columns:
 
 - trainable % (and, where it differs, the % its file stores: ``prefix`` drops its MLP);
 - test perplexity of the reference replies per skill and their mean (:func:`bot.training.perplexity`);
@@ -124,9 +124,9 @@ def skill_splits(bot, name: str, limit: int | None, seed: int = 0) -> dict[str, 
     train = skill_examples(bot, name, None, split="train")
     spec = bot.specs[name]
     if spec.knowledge.mode == "retrieval" and spec.knowledge.file:
-        from bot.recipes.skills import with_abstentions
+        from bot.recipes.skills import augmentation
 
-        train = with_abstentions(bot.registry.path(name) / spec.knowledge.file)(train)
+        train = augmentation(name, bot.registry.path(name) / spec.knowledge.file)(train)
     if limit is not None and len(train) > limit:
         train = random.Random(seed).sample(train, limit)
     return {"train": train, "valid": skill_examples(bot, name, None, split="valid"),
@@ -147,7 +147,7 @@ def knowledge_skills(bot, names: Sequence[str]) -> list[str]:
 def greedy_f1(model, tokenizer, bot, skill: str, examples: Sequence, route) -> float:
     """Mean unigram F1 of greedy replies to ``examples`` (knowledge filled in) on ``route``, with ``skill``'s
     decoding settings and context turns: the ``oracle`` routing of ``adapterbot eval``, on any model."""
-    from bot.dialogue import build_context, context_budget
+    from bot.dialogue import build_context, context_budget, copy_source
     from bot.generation import generate_ids
 
     from .metrics import text_metrics
@@ -157,11 +157,13 @@ def greedy_f1(model, tokenizer, bot, skill: str, examples: Sequence, route) -> f
     budget = context_budget(tokenizer, model.backbone.config.n_positions, decoding["max_new_tokens"])
     turns = bot.specs[skill].decoding.context_turns
     contexts = [build_context(tokenizer, e.context[-turns:] if turns else e.context, budget, e.knowledge) for e in examples]
+    sources = [copy_source(tokenizer, e.knowledge) for e in examples]
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
     texts = [""] * len(contexts)
     for start in range(0, len(order), F1_BATCH):
         chunk = order[start : start + F1_BATCH]
-        ids = generate_ids(model, tokenizer, [contexts[i] for i in chunk], [route] * len(chunk), **dict(decoding))
+        ids = generate_ids(model, tokenizer, [contexts[i] for i in chunk], [route] * len(chunk),
+                           copy_sources=[sources[i] for i in chunk], **dict(decoding))
         for i, row in zip(chunk, ids):
             texts[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
     return text_metrics(texts, [e.response for e in examples])["f1"]

@@ -44,11 +44,8 @@ def knowledge_check(bot, name: str, examples, questions: list[str]) -> dict:
     Returns ``{"in_file": {"n", "f1", "false_abstention", "passage_used"}, "out_of_file": {"n",
     "abstention", "passage_used"}, "samples": [{"question", "passage", "used", "reply", "in_file"}]}``.
     """
-    def replies(messages: list[str]) -> list:
-        return [bot.respond([m], skill=name) for m in messages]
-
-    inside = replies([e.context[-1] for e in examples])
-    outside = replies(questions)
+    inside = [bot.respond(e.context, skill=name) for e in examples]
+    outside = [bot.respond([q], skill=name) for q in questions]
     n_in, n_out = max(1, len(inside)), max(1, len(outside))
     result = {
         "in_file": {"n": len(inside),

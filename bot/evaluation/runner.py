@@ -73,14 +73,14 @@ def knowledge_for(bot, route: str | None, example: Example, gold: str | None) ->
     """The passage that skill ``route`` puts first in the context of ``example`` (``None``: none).
 
     The gold skill uses the passage recorded with the example when there is one; otherwise a
-    skill's passage is what :meth:`AdapterBot.knowledge` gives the running bot for the last turn
-    (none when it is not used). The bare backbone (``route=None``) has none.
+    skill's passage is what :meth:`AdapterBot.knowledge` gives the running bot for the example's
+    context (none when it is not used). The bare backbone (``route=None``) has none.
     """
     if route is None:
         return None
     if route == gold and example.knowledge:
         return example.knowledge
-    text, used = bot.knowledge(route, example.context[-1])
+    text, used = bot.knowledge(route, example.context)
     return text if used else None
 
 
@@ -110,6 +110,7 @@ def greedy_settings(bot, name: str) -> dict:
 class _Job:
     route: str | None
     context: tuple[int, ...]
+    copy_source: tuple[int, ...] = ()
 
 
 def _generate(bot, jobs: list[_Job], decoding: dict, batch_size: int, bar) -> dict[_Job, str]:
@@ -120,7 +121,8 @@ def _generate(bot, jobs: list[_Job], decoding: dict, batch_size: int, bar) -> di
     out: dict[_Job, str] = {}
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        ids = generate_ids(bot.model, bot.tokenizer, [list(j.context) for j in chunk], [j.route for j in chunk], **decoding)
+        ids = generate_ids(bot.model, bot.tokenizer, [list(j.context) for j in chunk], [j.route for j in chunk],
+                           copy_sources=[list(j.copy_source) for j in chunk], **decoding)
         for job, row in zip(chunk, ids):
             out[job] = bot.tokenizer.decode(row, skip_special_tokens=True).strip()
         bar.update(len(chunk))
@@ -137,13 +139,13 @@ def _auto_routes(bot, examples: Sequence[Example]) -> list[str | None]:
 
 def _skill_responses(bot, name: str, examples: list[Example], auto: list[str | None], batch_size: int, bar) -> dict:
     """Generated replies of ``examples`` under every routing: ``{routing: [text, ...]}``."""
-    from bot.dialogue import build_context, context_budget
+    from bot.dialogue import build_context, context_budget, copy_source
 
     decoding = greedy_settings(bot, name)
     budget = context_budget(bot.tokenizer, bot.model.backbone.config.n_positions, decoding["max_new_tokens"])
     routes = {"backbone": [None] * len(examples), "oracle": [name] * len(examples), "auto": auto}
     jobs: dict[str, list[_Job]] = {}
-    cache: dict[tuple, tuple[int, ...]] = {}
+    cache: dict[tuple, _Job] = {}
     for routing, per_row in routes.items():
         jobs[routing] = []
         for example, route in zip(examples, per_row):
@@ -152,8 +154,9 @@ def _skill_responses(bot, name: str, examples: list[Example], auto: list[str | N
                 knowledge = knowledge_for(bot, route, example, name)
                 turns = bot.specs[route].decoding.context_turns if route is not None else 0
                 context = example.context[-turns:] if turns else example.context
-                cache[key] = tuple(build_context(bot.tokenizer, context, budget, knowledge))
-            jobs[routing].append(_Job(route, cache[key]))
+                cache[key] = _Job(route, tuple(build_context(bot.tokenizer, context, budget, knowledge)),
+                                  tuple(copy_source(bot.tokenizer, knowledge)))
+            jobs[routing].append(cache[key])
     every = [j for js in jobs.values() for j in js]
     texts = _generate(bot, every, decoding, batch_size, bar)
     bar.update(len(every) - len(texts))  # rows answered by an identical row count as done

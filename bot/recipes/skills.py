@@ -25,7 +25,7 @@ from manager import ManagerConfig
 from skills import BUNDLED_DIR
 from skills.corpora import bad_news_exchanges, chitchat_conversations, split_of
 from skills.data import Example, read_source, write_jsonl
-from skills.knowledge import Retriever
+from skills.knowledge import Retriever, answer_of, search_query
 from skills.spec import AdapterTraining, DecodingSpec
 
 from bot.evaluation.knowledge_check import knowledge_check, out_of_knowledge
@@ -75,6 +75,8 @@ TO_THE_BOT = re.compile(r"\b(you|your|yours|yourself)\b", re.IGNORECASE)
 REJECTED_BAD_NEWS = ("2d716f74", "3d26ea57")
 ABSTAIN = ("I'm not sure, I don't know that one.", "Hmm, I don't know the answer to that, sorry.",
            "I'm afraid I don't know that one.", "Sorry, I'm not sure about that one.")
+CLARIFY = ("I'm not sure how to fix that one. What device is it, and what exactly happens?",
+           "Sorry, I don't know that problem yet. Which device is it, and what do you see on the screen?")
 OVERLAPS = tuple(round(0.05 * i, 2) for i in range(4, 19))  # min_overlap candidates 0.20 .. 0.90
 BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates
 ABSTAIN_TARGET = 0.9  # share of out-of-knowledge questions the gate must turn away (issue #14's target)
@@ -106,9 +108,40 @@ def trivia_examples() -> list[Example]:
     return out
 
 
+def exchange_passage(example: Example) -> str:
+    """A troubleshooting exchange as a passage: its turns on one line, a line break, the reply
+    (after the line break the reply encodes as at the start of a reply, as trivia's answers do)."""
+    return " ".join(t.strip() for t in example.context) + "\n" + example.response
+
+
+def tech_examples() -> list[Example]:
+    """``tech_support.jsonl``'s exchanges, each with its own passage: the knowledge file is every
+    exchange, a troubleshooting FAQ the adapter learns to copy a fix from."""
+    rows = read_source(str(SOURCES / "tech_support.jsonl"), Path(".")).examples
+    return [dataclasses.replace(e, knowledge=exchange_passage(e)) for e in rows]
+
+
+def _pick(replies: tuple[str, ...], text: str) -> str:
+    return replies[int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16) % len(replies)]
+
+
 def abstain_reply(question: str) -> str:
     """One of the natural "I don't know" replies, the same for the same question."""
-    return ABSTAIN[int(hashlib.sha1(question.encode("utf-8")).hexdigest(), 16) % len(ABSTAIN)]
+    return _pick(ABSTAIN, question)
+
+
+def with_clarifications(knowledge: Path) -> Callable[[list[Example]], list[Example]]:
+    """Tech support's augmentation: counterfactual copies (a fix swapped for open text, in the passage
+    and the reply), and a quarter of the training contexts (by hash) without a passage, answered by a
+    question back (:data:`CLARIFY`): what the skill says when no passage covers the problem."""
+
+    def augment(train: list[Example]) -> list[Example]:
+        out = counterfactual(train, copies=2)
+        out += [Example(e.context, _pick(CLARIFY, e.context[-1]), None) for e in train
+                if split_of(e.context[-1], valid_pct=0, test_pct=25) == "test"]
+        return out
+
+    return augment
 
 
 def with_abstentions(knowledge: Path) -> Callable[[list[Example]], list[Example]]:
@@ -134,25 +167,56 @@ def with_abstentions(knowledge: Path) -> Callable[[list[Example]], list[Example]
     return augment
 
 
-def choose_knowledge_settings(bot, name: str) -> dict:
-    """A knowledge skill's gate and copy bonus, chosen on validation questions and saved into its spec.
+def gate_for_abstention(bot, name: str) -> tuple[float, dict]:
+    """Trivia's gate: the lowest candidate at which at least :data:`ABSTAIN_TARGET` of the
+    out-of-knowledge validation questions find no passage covering them (the abstention target met,
+    with as many of the skill's own questions answered as it allows). Returns it and the abstention by candidate."""
+    covered = [bot.retrievers[name].lookup(q).coverage for q in out_of_knowledge("valid")]
+    abstention = {t: sum(c < t for c in covered) / len(covered) for t in OVERLAPS}
+    return min((t for t in OVERLAPS if abstention[t] >= ABSTAIN_TARGET), default=OVERLAPS[-1]), abstention
 
-    - ``min_overlap``: the lowest candidate at which at least :data:`ABSTAIN_TARGET` of the
-      out-of-knowledge validation questions find no passage covering them: the abstention target
-      met, with as many of the skill's own validation questions answered as it allows.
-    - ``copy_boost``: the candidate with the best F1 on the skill's validation questions, through
+
+def same_problem(bot, name: str, split: str) -> list[tuple[float, bool]]:
+    """For each example of ``split``, what a fresh phrasing of its problem finds: the coverage of the best
+    passage other than the example's own, and whether that passage is of the example's problem (group)."""
+    from bot.evaluation.runner import split_examples_of
+
+    rows = [e for s in ("train", "valid", "test") for e in split_examples_of(bot, name, s)]
+    group = {e.response.strip(): e.group for e in rows}
+    spec, out = bot.specs[name].knowledge, []
+    for e in split_examples_of(bot, name, split):
+        found = bot.retrievers[name].lookup(search_query(e.context, spec.query_turns), avoid=[e.response, *e.context[:-1]],
+                                            message=e.context[-1])
+        out.append((found.coverage, found.text is not None and group.get(answer_of(found.text)) == e.group))
+    return out
+
+
+def gate_for_problems(bot, name: str) -> tuple[float, dict]:
+    """Tech support's gate: the candidate (or 0) that decides best between a passage of the user's own
+    problem (used) and another problem's (turned away), each context searched without its own passage
+    (:func:`same_problem`). Nothing of the search is fitted to the train split, so its contexts count
+    beside the validation ones (349, not 33: on 33 the choice swung from 0.55 on validation to 0.3 on test).
+    Returns it and the share decided right by candidate."""
+    found = same_problem(bot, name, "train") + same_problem(bot, name, "valid")
+    right = {t: sum((c >= t) == hit for c, hit in found) / len(found) for t in (0.0, *OVERLAPS)}
+    return max(right, key=lambda t: (round(right[t], 4), -t)), right
+
+
+def choose_knowledge_settings(bot, name: str) -> dict:
+    """A knowledge skill's gate and copy bonus, chosen on validation and saved into its spec.
+
+    - ``min_overlap``: by the skill's gate rule (``BUNDLED[name]["gate"]``: :func:`gate_for_abstention`
+      or :func:`gate_for_problems`);
+    - ``copy_boost``: the candidate with the best F1 on the skill's validation examples, through
       that gate (ties: the smaller).
 
-    Returns ``{"min_overlap", "copy_boost", "abstention": {t: share}, "f1": {boost: f1}}``.
+    Returns ``{"min_overlap", "copy_boost", "gate": {t: share}, "f1": {boost: f1}}``.
     """
     from bot.evaluation.runner import split_examples_of
 
-    retriever, spec = bot.retrievers[name], bot.specs[name]
+    spec = bot.specs[name]
+    spec.knowledge.min_overlap, gate = BUNDLED[name]["gate"](bot, name)
     inside = split_examples_of(bot, name, "valid")
-    outside = out_of_knowledge("valid")
-    covered = [retriever.lookup(q).coverage for q in outside]
-    abstention = {t: sum(c < t for c in covered) / len(covered) for t in OVERLAPS}
-    spec.knowledge.min_overlap = min((t for t in OVERLAPS if abstention[t] >= ABSTAIN_TARGET), default=OVERLAPS[-1])
     f1 = {}
     for boost in BOOSTS:
         spec.decoding.copy_boost = boost
@@ -160,8 +224,7 @@ def choose_knowledge_settings(bot, name: str) -> dict:
     spec.decoding.copy_boost = max(BOOSTS, key=lambda b: (round(f1[b], 4), -b))
     spec.save(bot.registry.path(name))
     bot.load_skill(name)
-    return {"min_overlap": spec.knowledge.min_overlap, "copy_boost": spec.decoding.copy_boost,
-            "abstention": abstention, "f1": f1}
+    return {"min_overlap": spec.knowledge.min_overlap, "copy_boost": spec.decoding.copy_boost, "gate": gate, "f1": f1}
 
 
 BUNDLED = {
@@ -181,13 +244,33 @@ BUNDLED = {
         "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, reply_no_repeat_ngram_size=2,
                                  max_new_tokens=32, context_turns=1),
         # 1,800 augmented examples an epoch; validation perplexity flattens within a few epochs (the card's log).
-        "epochs": 4,
+        "training": {"epochs": 4},
+        "augment": with_abstentions,
+        "gate": gate_for_abstention,
     },
     "tech_support": {
-        "source": "`skills/sources/tech_support.jsonl` (written for the project; split by problem)",
+        "source": "`skills/sources/tech_support.jsonl` (written for the project; split by problem); its knowledge "
+                  "file is every exchange, test ones included, as a troubleshooting FAQ would hold them",
         "description": "Troubleshoots Wi-Fi, printers, passwords, slow or hot computers, sound, phones and more.",
+        "knowledge": True,
+        # The 14M backbone garbled fixes it had to write itself ("Check the cable. If it's still on, restart the
+        # router." for a paper jam): it copies the fix of the exchange most like the conversation instead.
+        # The search reads the last three turns, so a follow-up finds the exchange it continues.
+        "query_turns": 3,
+        "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, reply_no_repeat_ngram_size=0,
+                                 max_new_tokens=56, context_turns=3),
+        # The passage (up to 96 tokens), three turns and the reply (up to 51) need the backbone's whole window.
+        "training": {"epochs": 6, "max_length": 256},
+        "augment": with_clarifications,
+        "gate": gate_for_problems,
     },
 }
+
+
+def augmentation(name: str, knowledge: Path) -> Callable[[list[Example]], list[Example]]:
+    """The bundled recipe's augmentation of knowledge skill ``name``'s train split (none for other skills)."""
+    recipe = BUNDLED.get(name, {})
+    return recipe["augment"](knowledge) if "augment" in recipe else list
 # Candidates for the manager, chosen on validation: how many backbone blocks its features read
 # (routing cost grows with it), the width of the newest message's hashed n-grams, and its head's
 # hidden width (0: linear). A 256-wide hidden layer tied the linear head on validation but fitted
@@ -204,14 +287,12 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
     encodes to the same tokens as at the start of a reply (byte-level BPE folds a leading space
     into the word that follows it), so the adapter can copy the answer token for token.
     """
-    if name == "tech_support":
-        return SOURCES / "tech_support.jsonl", None
     data = folder / f"{name}.jsonl"
     if name == "empathetic":
         rows = read_source(str(SOURCES / "empathetic.jsonl"), Path(".")).examples + mined_empathy()
         write_jsonl(rows, data)
         return data, None
-    rows = trivia_examples()
+    rows = trivia_examples() if name == "trivia" else tech_examples()
     write_jsonl(rows, data)
     knowledge = folder / "knowledge.jsonl"
     passages = sorted({e.knowledge for e in rows})
@@ -219,8 +300,9 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
     return data, knowledge
 
 
-def write_card(folder: Path, spec, report: dict) -> None:
-    """A short README for the skill: data, splits, training time, the figures of ``adapterbot eval`` (``report``)."""
+def write_card(folder: Path, spec, report: dict, notes: list[str] = ()) -> None:
+    """A short README for the skill: data, splits, training time, the figures of ``adapterbot eval`` (``report``),
+    and ``notes`` (Markdown paragraphs)."""
     name, card = spec.name, spec.card
     figures, bare = report["skills"][name], report["routings"]["backbone"][name]
     routing = report["routing"]["per_skill"].get(name, {})
@@ -249,6 +331,7 @@ def write_card(folder: Path, spec, report: dict) -> None:
     if proxy:
         lines += [f"Good-reply proxy (`bot/evaluation/reply_proxies.py`) on {proxy['n']} test contexts: "
                   + ", ".join(f"{r} {100 * v:.1f}%" for r, v in proxy["rate"].items()) + ".", ""]
+    lines += [line for note in notes for line in (note, "")]
     lines += ["Reproduce: `python -m bot.recipes.skills`", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
@@ -290,10 +373,11 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
         for name in names:
             recipe = BUNDLED[name]
             data, knowledge = skill_data(name, scratch)
-            training = dataclasses.replace(TRAINING, epochs=recipe.get("epochs", TRAINING.epochs))
+            training = dataclasses.replace(TRAINING, **recipe.get("training", {}))
             r = add_skill(bot, name, data, description=recipe["description"], knowledge=knowledge, training=training,
                           decoding=recipe.get("decoding", DecodingSpec()), data_label=f"bundled recipe: {name}",
-                          augment=with_abstentions(knowledge) if knowledge else None)
+                          augment=augmentation(name, knowledge) if knowledge else None,
+                          query_turns=recipe.get("query_turns", 1))
             print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
             if knowledge:
                 chosen = choose_knowledge_settings(bot, name)
@@ -313,10 +397,22 @@ def tune_knowledge_only(backbone: str | None, out: Path) -> None:
 
     bot = AdapterBot.from_pretrained(backbone, out)
     for name in bot.skills:
-        if bot.specs[name].knowledge.mode == "retrieval":
+        if "gate" in BUNDLED.get(name, {}):
             chosen = choose_knowledge_settings(bot, name)
             print(f"{name}: knowledge min_overlap {chosen['min_overlap']}, copy_boost {chosen['copy_boost']:g} "
                   f"(validation F1 by boost: {', '.join(f'{b:g}: {f:.3f}' for b, f in chosen['f1'].items())})")
+
+
+def card_notes(bot, name: str) -> list[str]:
+    """What a skill's card says beyond the eval's figures: for tech support, how often a fresh phrasing finds its problem."""
+    if BUNDLED.get(name, {}).get("gate") is not gate_for_problems:
+        return []
+    found = same_problem(bot, name, "test")
+    used = [hit for c, hit in found if c >= bot.specs[name].knowledge.min_overlap]
+    return [f"Finding the problem: each test context searched without its own exchange (as a fresh phrasing of a "
+            f"problem in the FAQ) finds an exchange of the same problem {100 * sum(hit for _, hit in found) / len(found):.1f}% "
+            f"of the time ({len(found)} contexts); {len(used)} pass the gate, {100 * sum(used) / max(1, len(used)):.1f}% "
+            f"of them the same problem. The test figures above copy the context's own exchange."]
 
 
 def write_cards(backbone: str | None, out: Path, report_dir: Path | None, minutes: float | None) -> None:
@@ -328,7 +424,7 @@ def write_cards(backbone: str | None, out: Path, report_dir: Path | None, minute
     bot = AdapterBot.from_pretrained(backbone, out)
     report, _ = evaluate_bot(bot)
     for name in bot.skills:
-        write_card(bot.registry.path(name), bot.registry.spec(name), report)
+        write_card(bot.registry.path(name), bot.registry.spec(name), report, card_notes(bot, name))
     if report_dir:
         write_report(report, report_dir)
     took = f" in {minutes:.1f} minutes" if minutes else ""
