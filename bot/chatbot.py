@@ -193,9 +193,8 @@ class AdapterBot:
             return spec.text, True
         if spec.mode == "retrieval":
             history = validate_history(history)
-            follows = spec.query_turns > 1
             found = self.retrievers[skill].lookup(search_query(history, spec.query_turns), spec.min_overlap,
-                                                  avoid=history[:-1] if follows else (), message=history[-1] if follows else None)
+                                                  avoid=history[:-1] if spec.query_turns > 1 else (), message=history[-1])
             return found.text, found.used
         return None, False
 
@@ -225,8 +224,12 @@ class AdapterBot:
 
     def auto_blend(self, chosen: str | None, scores: dict[str, float]) -> dict[str, float] | None:
         """The blend Auto mode answers with instead of ``chosen`` alone (see :data:`AUTO_BLEND_MARGIN`), if any:
-        the top two skills, when ``chosen`` is the first, both of one kind that blends, within the margin."""
-        if self.blend_margin is None or chosen is None:
+        the top two skills, when ``chosen`` is the first, both of one kind that blends, within the margin.
+
+        A skill that answers from a knowledge file is never blended: its reply is copied from a passage, and
+        another adapter only disturbs the copy (tech support's fix for "outlook won't send any emails" became
+        "Receive tab." blended 0.53/0.47 with empathetic)."""
+        if self.blend_margin is None or chosen is None or self.specs[chosen].knowledge.mode == "retrieval":
             return None
         blend, gap = top_two_blend(scores, self.skills)
         if blend is None or chosen not in blend or gap > self.blend_margin:

@@ -147,8 +147,8 @@ def answer_echoes(query: str, passage: str) -> bool:
 def search_query(history: Sequence[str], turns: int = 1) -> str:
     """The search query of a conversation (oldest turn first): its ``turns`` newest turns, joined, the
     newest (the user's message) twice, so that it weighs as much as the turns before it together."""
-    turns_ = [t.strip() for t in history[-turns:] if t.strip()]
-    return " ".join(turns_ + turns_[-1:] if len(turns_) > 1 else turns_)
+    recent = [t.strip() for t in history[-turns:] if t.strip()]
+    return " ".join(recent + recent[-1:] if len(recent) > 1 else recent)
 
 
 def answer_of(passage: str) -> str:

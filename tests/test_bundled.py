@@ -82,3 +82,29 @@ def test_trivia_answers_from_its_passage_where_the_bare_backbone_cannot(bundled)
     f1 = sum(unigram_f1(text, e.response) for text, e in zip(grounded, examples)) / len(examples)
     f1_bare = sum(unigram_f1(text, e.response) for text, e in zip(bare, examples)) / len(examples)
     assert f1 > 0.3 and f1 > 5 * f1_bare, (f1, f1_bare)
+
+
+def test_tech_support_copies_a_whole_fix_and_a_follow_up_gets_another(bundled):
+    from skills.knowledge import answer_of, read_passages
+
+    fixes = {answer_of(p) for p in read_passages(BUNDLED_DIR / "tech_support" / "knowledge.jsonl")}
+    first = bundled.respond(["my printer won't print anything"], skill="tech_support")
+    assert first.knowledge_used and first.text == answer_of(first.knowledge) and first.text in fixes
+    second = bundled.respond(["my printer won't print anything", first.text, "it says offline"], skill="tech_support")
+    assert second.knowledge_used and second.text in fixes and second.text != first.text
+    assert "printer" in second.knowledge.lower() or "offline" in second.knowledge.lower()
+
+
+def test_tech_support_asks_back_when_no_fix_matches(bundled):
+    r = bundled.respond(["my smart fridge won't make ice"], skill="tech_support")
+    assert not r.knowledge_used and "?" in r.text and "Unplug" not in r.text
+
+
+def test_auto_mode_never_blends_a_skill_that_copies_from_its_knowledge(bundled):
+    message = "outlook won't send any emails, they just sit in the outbox"
+    forced = bundled.respond([message], skill="tech_support")
+    assert bundled.auto_blend("tech_support", {"none": 0.0, "tech_support": 0.5, "empathetic": 0.5}) is None
+    assert bundled.auto_blend("empathetic", {"none": 0.0, "tech_support": 0.5, "empathetic": 0.5}) is not None
+    auto = bundled.respond([message])
+    if auto.skill == "tech_support":
+        assert auto.blend is None and auto.text == forced.text

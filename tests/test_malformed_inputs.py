@@ -413,6 +413,17 @@ def test_skill_add_with_bad_knowledge_file_exits_2_naming_it(tiny_dir, skills_di
     assert_nothing_installed(skills_dir, before)
 
 
+@pytest.mark.parametrize("flags", [["--query-turns", "3"], ["--query-turns", "0", "--knowledge", "{knowledge}"]])
+def test_skill_add_with_bad_query_turns_exits_2_naming_the_option(tiny_dir, skills_dir, tmp_path, capsys, flags):
+    data = write_toy_data(tmp_path / "d.jsonl", "alpha")
+    knowledge = tmp_path / "facts.txt"
+    knowledge.write_text("a passage\n", encoding="utf-8")
+    before = tree_digest(skills_dir)
+    assert cli_add(tiny_dir, skills_dir, "--data", str(data), *[f.format(knowledge=knowledge) for f in flags]) == 2
+    assert "--query-turns" in capsys.readouterr().err
+    assert_nothing_installed(skills_dir, before)
+
+
 @pytest.mark.parametrize("columns", ["5", "{not json", "[1, 2]", '"context"', '{"context": 5}'])
 def test_skill_add_with_malformed_columns_exits_2_naming_the_option(tiny_dir, skills_dir, tmp_path, capsys, columns):
     data = write_toy_data(tmp_path / "d.jsonl", "alpha")

@@ -48,18 +48,18 @@ def measure(backbone: str | None, skills_dir: Path | None, data: list[Path], nam
         bot = AdapterBot.from_pretrained(backbone, work)
         if bot.manager is None:
             raise ValueError(f"no dialogue manager in {source}; run `adapterbot manager train` first")
-        earlier = list(bot.manager.classes)
-        before = earlier_accuracy(bot, routing_data(bot, "test"))
+        earlier = routing_data(bot, "test")  # measured again after each addition: the same histories
+        before = earlier_accuracy(bot, earlier)
         for path, name in zip(data, names):
             result = add_skill(bot, name, path, description=f"incremental routing check: {name}", max_examples=limit)
             held_out = routing_data(bot, "test")
             routed = sum(d.skill == name for d in bot.manager.route_batch(held_out[name]))
             steps.append({"skill": name, "examples": result.examples, "test_histories": len(held_out[name]),
                           "new_skill_recall": round(routed / len(held_out[name]), 4),
-                          "earlier_accuracy": round(earlier_accuracy(bot, {k: held_out[k] for k in earlier}), 4)})
+                          "earlier_accuracy": round(earlier_accuracy(bot, earlier), 4)})
     drop = 100 * (before - steps[-1]["earlier_accuracy"])
     return {
-        "earlier_classes": earlier, "earlier_accuracy_before": round(before, 4), "steps": steps,
+        "earlier_classes": list(earlier), "earlier_accuracy_before": round(before, 4), "steps": steps,
         "earlier_drop_points": round(drop, 2),
         "targets": {"earlier_drop_points_max": EARLIER_DROP_MAX, "new_skill_recall_min": NEW_RECALL_MIN},
         "holds": bool(drop <= EARLIER_DROP_MAX and all(s["new_skill_recall"] >= NEW_RECALL_MIN for s in steps)),
