@@ -49,6 +49,11 @@ class TrainResult:
         return self.trainable_params / self.backbone_params
 
 
+def window(model: AdaptedModel, max_length: int) -> int:
+    """``max_length``, at most the backbone's window: a longer example would index past its positions."""
+    return min(max_length, getattr(model.backbone.config, "n_positions", max_length))
+
+
 def encode_example(tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)``: formatted context then response, labels ``-100`` on the context."""
     response = response_ids(tokenizer, example.response, max_length // 2)
@@ -81,7 +86,7 @@ def token_nll(model: AdaptedModel, ids: torch.Tensor, mask: torch.Tensor, labels
 def perplexity(model: AdaptedModel, tokenizer, examples: Sequence[Example], skill: str | None,
                max_length: int = 128, batch_size: int = 16) -> float:
     """Perplexity of the reference responses (response tokens only) with ``skill``'s adapter (``None``: bare)."""
-    encoded = [encode_example(tokenizer, e, max_length) for e in examples]
+    encoded = [encode_example(tokenizer, e, window(model, max_length)) for e in examples]
     total, count = 0.0, 0
     with model.route(skill):
         for ids, mask, labels in batches(encoded, batch_size, tokenizer.pad_token_id):
@@ -116,7 +121,7 @@ def train_adapter(model: AdaptedModel, tokenizer, name: str, train: Sequence[Exa
     model.set_trainable(name, True)
     opt = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     opt = accelerator.prepare(opt)
-    encoded = [encode_example(tokenizer, e, settings.max_length) for e in train]
+    encoded = [encode_example(tokenizer, e, window(model, settings.max_length)) for e in train]
     steps_per_epoch = math.ceil(len(encoded) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, total_steps // 10)))

@@ -234,3 +234,17 @@ def test_add_skill_result_carries_the_warnings(tiny_dir, skills_dir, tmp_path):
     assert any("only 1 example(s)" in w for w in result.warnings)
     learned = result.test_ppl < result.test_ppl_backbone
     assert any("did not learn" in w for w in result.warnings) == (not learned)
+
+
+def test_examples_longer_than_the_backbone_window_train_within_it(tiny_dir, skills_dir, tmp_path, capsys):
+    import json
+
+    rows = [{"context": [f"tell me about item {i} " * 6], "response": f"item {i} is a thing " * 6,
+             "knowledge": f"item {i} facts " * 12} for i in range(30)]  # ~100 tokens against a 64-token window
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    knowledge = tmp_path / "long.txt"
+    knowledge.write_text("".join(r["knowledge"] + "\n" for r in rows), encoding="utf-8")
+    assert cli(tiny_dir, skills_dir, "skill", "add", "long", "--data", str(data), "--knowledge", str(knowledge),
+               "--epochs", "1") == 0, capsys.readouterr().err
+    assert "installed skill 'long'" in capsys.readouterr().out

@@ -30,7 +30,7 @@ from skills.data import Example
 from skills.files import atomic_write_text
 
 from ..chatbot import top_two_blend
-from ..training import encode_example, token_nll
+from ..training import encode_example, token_nll, window
 from .runner import skill_examples
 
 MARGINS = (0.1, 0.2, 0.3, 0.5, 1.0)
@@ -57,7 +57,7 @@ def conversation_sets(bot, seed: int = 0, per_pair: int = PER_PAIR) -> dict[str,
 @torch.no_grad()
 def reply_nll(bot, example: Example, route) -> tuple[float, int]:
     """Summed NLL of the reference reply's tokens under ``route``, and their count."""
-    ids, labels = encode_example(bot.tokenizer, example, min(128, bot.model.backbone.config.n_positions))
+    ids, labels = encode_example(bot.tokenizer, example, window(bot.model, 128))
     with bot.model.route([route]):
         nll, n = token_nll(bot.model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), torch.tensor([labels]))
     return float(nll), n

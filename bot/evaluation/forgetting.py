@@ -58,10 +58,10 @@ def finetune_copy(model):
 
 def _train_stage(model, tokenizer, examples: list[Example], spec, seed: int, max_epochs: int, lr: float, bar) -> None:
     """Fine-tune every backbone parameter on one skill's examples (loss on response tokens)."""
-    from bot.training import batches, encode_example, token_nll
+    from bot.training import batches, encode_example, token_nll, window
 
     settings = spec.adapter
-    encoded = [encode_example(tokenizer, e, settings.max_length) for e in examples]
+    encoded = [encode_example(tokenizer, e, window(model, settings.max_length)) for e in examples]
     params = [p for p in model.backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
     model.backbone.train()
