@@ -17,7 +17,7 @@ from manager import DialogueManager, ManagerConfig
 from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
-from skills.knowledge import Retriever, search_query
+from skills.knowledge import Retriever
 
 from .adapter import AdaptedModel
 from .backbone import load_backbone
@@ -192,9 +192,7 @@ class AdapterBot:
         if spec.mode == "static":
             return spec.text, True
         if spec.mode == "retrieval":
-            history = validate_history(history)
-            found = self.retrievers[skill].lookup(search_query(history, spec.query_turns), spec.min_overlap,
-                                                  avoid=history[:-1] if spec.query_turns > 1 else (), message=history[-1])
+            found = self.retrievers[skill].lookup_conversation(validate_history(history), spec.min_overlap, spec.query_turns)
             return found.text, found.used
         return None, False
 

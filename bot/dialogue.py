@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from skills.knowledge import answer_of
+
 # Characters per token never exceed this for byte-level BPE on text we keep, so cutting a
 # huge message to this many characters per window token before encoding loses nothing used.
 _MAX_CHARS_PER_TOKEN = 16
@@ -99,8 +101,6 @@ def copy_source(tokenizer, knowledge: str | None, max_tokens: int = 128) -> list
     """What a reply may copy from ``knowledge`` (see ``DecodingSpec.copy_boost``): the passage's answer
     (its last line, which after the line break encodes as at the start of a reply) and EOS; nothing
     without a passage."""
-    from skills.knowledge import answer_of
-
     if not knowledge or not knowledge.strip():
         return []
     return _encode(tokenizer, answer_of(knowledge), max_tokens, keep="start") + [tokenizer.eos_token_id]

@@ -19,7 +19,7 @@ from manager import CONFIG_NAME, DialogueManager
 from skills import SkillRegistry
 from skills.data import Example, split_examples, write_jsonl
 from skills.readers import read_source
-from skills.knowledge import Retriever, search_query
+from skills.knowledge import Retriever
 from skills.spec import AdapterTraining, DecodingSpec, KnowledgeSpec, SkillSpec, validate_skill_name
 
 from .chatbot import MANAGER_DIR, AdapterBot
@@ -56,9 +56,9 @@ class AddResult:
 
 
 def with_knowledge(examples: list[Example], retriever: Retriever, query_turns: int = 1) -> list[Example]:
-    """Give each example without a passage the best one its context retrieves (:meth:`Retriever.lookup`
-    on the ``query_turns`` newest turns, as the running bot searches; its group and everything else kept)."""
-    return [dataclasses.replace(e, knowledge=retriever.lookup(search_query(e.context, query_turns)).text)
+    """Give each example without a passage the best one its context retrieves, as the running bot searches
+    (:meth:`Retriever.lookup_conversation`; its group and everything else kept)."""
+    return [dataclasses.replace(e, knowledge=retriever.lookup_conversation(e.context, 0.0, query_turns).text)
             if e.knowledge is None else e for e in examples]
 
 

@@ -248,6 +248,14 @@ class Retriever:
         share = max(found.coverage, coverage(message, found.passage.text, index.idf, index.unseen_idf))
         return Lookup(found.passage, share, share >= min_overlap and not answer_echoes(query, found.passage.text))
 
+    def lookup_conversation(self, history: Sequence[str], min_overlap: float = 0.0, query_turns: int = 1,
+                            avoid: Collection[str] = ()) -> Lookup:
+        """:meth:`lookup` for a conversation (oldest turn first, the user's message last): the query is its
+        ``query_turns`` newest turns (:func:`search_query`), the message alone also counts for the gate, and
+        with more than one turn the answers already in it are passed over, as are those in ``avoid``."""
+        said = [*history[:-1], *avoid] if query_turns > 1 else list(avoid)
+        return self.lookup(search_query(history, query_turns), min_overlap, avoid=said, message=history[-1])
+
     def _best(self, query: str, min_overlap: float, said: list[set[str]]) -> Lookup:
         hits = [h for h in self.search(query, k=1 + len(said)) if not _already_said(answer_of(h.text), said)][:1]
         if not hits:

@@ -187,6 +187,9 @@ def test_a_follow_up_searches_its_conversation_and_never_gets_the_same_answer_tw
     assert search_query(history, 1) == "tried that, still drops"
     assert search_query(history, 3) == "my wifi keeps dropping Restart the router. tried that, still drops tried that, still drops"
     assert retriever.lookup(search_query(history, 3)).text.endswith("Update the Wi-Fi driver.")
+    assert retriever.lookup_conversation(history, 0.0, 3).text.endswith("Update the Wi-Fi driver.")
+    assert retriever.lookup_conversation(["my wifi keeps dropping", "Update the Wi-Fi driver.", "still"], 0.0, 3,
+                                         avoid=["Restart the router."]).passage is None  # both fixes already given
     again = retriever.lookup("my wifi keeps dropping", avoid=["Restart the router."])
     assert again.text.endswith("Update the Wi-Fi driver.")
     assert retriever.lookup("my wifi keeps dropping", avoid=["Restart the router.", "Update the Wi-Fi driver."]).passage is None

@@ -25,7 +25,7 @@ from manager import ManagerConfig
 from skills import BUNDLED_DIR
 from skills.corpora import bad_news_exchanges, chitchat_conversations, split_of
 from skills.data import Example, read_source, write_jsonl
-from skills.knowledge import Retriever, answer_of, search_query
+from skills.knowledge import Retriever, answer_of
 from skills.spec import AdapterTraining, DecodingSpec
 
 from bot.evaluation.knowledge_check import knowledge_check, out_of_knowledge
@@ -186,8 +186,7 @@ def same_problem(bot, name: str, split: str) -> list[tuple[float, bool]]:
     group = {e.response.strip(): e.group for e in rows}
     spec, out = bot.specs[name].knowledge, []
     for e in split_examples_of(bot, name, split):
-        found = bot.retrievers[name].lookup(search_query(e.context, spec.query_turns), avoid=[e.response, *e.context[:-1]],
-                                            message=e.context[-1])
+        found = bot.retrievers[name].lookup_conversation(e.context, 0.0, spec.query_turns, avoid=[e.response])
         out.append((found.coverage, found.text is not None and group.get(answer_of(found.text)) == e.group))
     return out
 
