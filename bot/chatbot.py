@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 MANAGER_DIR = "_manager"
-BARE_DECODING = {"do_sample": False, "max_new_tokens": 60, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3}
+# The bare backbone's open chit-chat: the likeliest of 16 samples (sample-and-rank, DecodingSpec.candidates); its
+# greedy reply drifted off the message. Chosen by reading replies: docs/DESIGN.md, "Open chit-chat".
+BARE_DECODING = {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "candidates": 16, "max_new_tokens": 40,
+                 "repetition_penalty": 1.0, "no_repeat_ngram_size": 3}
 # Auto mode blends the manager's two best skills when their calibrated scores are within this margin (and
 # the top one answers): chosen by `python -m bot.evaluation.blending` (docs/reports/blending), None = off.
 AUTO_BLEND_MARGIN: float | None = 1.0

@@ -176,6 +176,9 @@ def cmd_skill_add(args) -> int:
     print(f"  examples {r.examples}: {r.splits}; adapter = {100 * r.trainable_fraction:.2f}% of the backbone; trained in {r.train_seconds:.0f}s")
     print(f"  test perplexity: {r.test_ppl:.2f} with its adapter, {r.test_ppl_backbone:.2f} bare backbone "
           f"({r.test_ppl / r.test_ppl_backbone:.2f}x)")
+    if r.copy_boost is not None:
+        print(f"  copy_boost {r.copy_boost:g}, chosen on validation F1 ("
+              + ", ".join(f"{b:g}: {f:.3f}" for b, f in r.copy_boost_f1.items()) + ")")
     print("  dialogue manager updated" if r.manager_updated else "  no dialogue manager yet: run `adapterbot manager train`")
     for warning in r.warnings:
         print(f"warning: {warning}")

@@ -28,10 +28,10 @@ from transformers import (Cache, DynamicCache, DynamicLayer, LogitsProcessorList
 
 from .adapter import AdaptedModel
 from .adapter.routing import Row
-from .generation import reply_processors
+from .generation import likeliest, reply_processors, token_logprobs
 
 DECODING_KEYS = ("do_sample", "temperature", "top_p", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size",
-                 "reply_no_repeat_ngram_size", "copy_boost")
+                 "reply_no_repeat_ngram_size", "copy_boost", "candidates")
 
 
 @dataclass
@@ -42,8 +42,11 @@ class Request:
         context: the prompt's token ids.
         route: the row's skill, ``None`` (bare backbone) or a ``{skill: weight}`` blend.
         decoding: ``do_sample``, ``temperature``, ``top_p``, ``max_new_tokens``, ``repetition_penalty``,
-            ``no_repeat_ngram_size``, ``reply_no_repeat_ngram_size``, ``copy_boost`` (as :meth:`DecodingSpec.generate_kwargs`).
-        seed: seed of the row's own generator when sampling (``None``: a fresh random one).
+            ``no_repeat_ngram_size``, ``reply_no_repeat_ngram_size``, ``copy_boost``, ``candidates`` (as
+            :meth:`DecodingSpec.generate_kwargs`). With ``candidates`` k > 1 (sampling), the turn runs as k rows and
+            its generation gets the likeliest reply whole, when all k have ended (:class:`_Ranked`).
+        seed: seed of the row's own generator when sampling (``None``: a fresh random one); candidate ``i`` of a
+            ranked turn uses ``seed + i``.
         copy_source: the tokens ``copy_boost`` may copy (:func:`bot.dialogue.copy_source`; empty: none).
     """
 
@@ -111,15 +114,36 @@ class Generation:
         return list(self.tokens)
 
 
-class _Row:
-    """An active request: its tokens so far, position, logits processors and generator."""
+class _Ranked:
+    """The candidate rows of one sample-and-rank turn: when the last has ended, the likeliest reply goes to
+    the turn's generation in one piece (a candidate's tokens are never streamed)."""
 
-    def __init__(self, request: Request, generation: Generation, eos: int) -> None:
+    def __init__(self, generation: Generation, count: int) -> None:
+        self.generation, self.left, self.ended = generation, count, []
+
+    def end(self, row: _Row) -> None:
+        self.ended.append(row)
+        self.left -= 1
+        if self.left == 0:
+            best = self.ended[likeliest([(row.stopped, row.logprob / max(row.scored, 1)) for row in self.ended])]
+            for token in best.ids[len(best.request.context):]:
+                self.generation._push(token)
+            self.generation._finish()
+
+
+class _Row:
+    """An active request (or one candidate of a ranked one): its tokens so far, position, logits processors
+    and generator."""
+
+    def __init__(self, request: Request, generation: Generation, eos: int, ranked: _Ranked | None = None,
+                 seed_offset: int = 0) -> None:
         d = request.decoding
         unknown = sorted(set(d) - set(DECODING_KEYS))
         if unknown:
             raise ValueError(f"unknown decoding setting(s) {unknown}; known: {', '.join(DECODING_KEYS)}")
-        self.request, self.generation, self.eos = request, generation, eos
+        self.request, self.generation, self.eos, self.ranked = request, generation, eos, ranked
+        self.stopped = False  # ended with end-of-text, not cut at max_new_tokens
+        self.logprob, self.scored = 0.0, 0  # a candidate's summed raw log-probability, over this many tokens
         self.ids = list(request.context)
         self.max_new = int(d.get("max_new_tokens", 40))
         self.sample = bool(d.get("do_sample", False))
@@ -137,7 +161,7 @@ class _Row:
         self.processors = processors
         self.generator = torch.Generator()
         if request.seed is not None:
-            self.generator.manual_seed(int(request.seed))
+            self.generator.manual_seed(int(request.seed) + seed_offset)
         else:
             self.generator.seed()
 
@@ -153,11 +177,23 @@ class _Row:
             token = int(torch.multinomial(torch.softmax(scores, -1), 1, generator=self.generator))
         else:
             token = int(scores.argmax(-1))
+        if self.ranked is not None:
+            self.logprob += float(token_logprobs(logits, torch.tensor(token)))
+            self.scored += 1
         if token == self.eos:
+            self.stopped = True
             return True
         self.ids.append(token)
-        self.generation._push(token)
+        if self.ranked is None:
+            self.generation._push(token)
         return len(self.ids) - len(self.request.context) >= self.max_new
+
+    def finish(self) -> None:
+        """The row has ended: its turn ends too, or, for a candidate, waits for its other candidates."""
+        if self.ranked is None:
+            self.generation._finish()
+        else:
+            self.ranked.end(self)
 
 
 _STALE = object()
@@ -305,11 +341,19 @@ class Engine:
         for request, generation in self._routed(taken):
             try:
                 self.model.plan([request.route])  # an unknown skill or a bad blend fails this turn alone
-                rows.append(_Row(request, generation, self.eos))
+                rows.extend(self._rows(request, generation))
             except BaseException as e:
                 generation._finish(e)
         if rows:
             self._prefill(rows)
+
+    def _rows(self, request: Request, generation: Generation) -> list[_Row]:
+        """The turn's row, or its candidates' rows for sample-and-rank (they may take the batch past ``max_batch``)."""
+        k = int(request.decoding.get("candidates", 1) or 1) if request.decoding.get("do_sample") else 1
+        if k == 1:
+            return [_Row(request, generation, self.eos)]
+        ranked = _Ranked(generation, k)
+        return [_Row(request, generation, self.eos, ranked, i) for i in range(k)]
 
     def _routed(self, taken: list[tuple[Request | Pending, Generation]]) -> list[tuple[Request, Generation]]:
         """The requests of ``taken``, the pending ones routed: one ``route_batch`` call per router."""
@@ -358,7 +402,7 @@ class Engine:
         going = []
         for i, row in enumerate(rows):
             if row.choose(out.logits[i, -1]) or row.max_new <= 0:
-                row.generation._finish()
+                row.finish()
             else:
                 going.append(i)
         if not going:
@@ -404,7 +448,7 @@ class Engine:
         finished = [i for i, row in enumerate(b.rows) if row.generation.cancelled or row.choose(out.logits[i, -1])]
         if finished:
             for i in finished:
-                b.rows[i].generation._finish()
+                b.rows[i].finish()
             keep = [i for i in range(len(b.rows)) if i not in set(finished)]
             self._keep(keep)
 

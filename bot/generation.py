@@ -86,6 +86,17 @@ def reply_processors(decoding: dict, sources: Sequence[Sequence[int]], prompt_le
     return processors
 
 
+def likeliest(candidates: Sequence[tuple[bool, float]]) -> int:
+    """Index of the candidate a sample-and-rank reply keeps, from each one's ``(ended, mean log-probability
+    per token)``: the likeliest of those that ended before ``max_new_tokens``, else the likeliest of all."""
+    return max(range(len(candidates)), key=lambda i: candidates[i])
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities ``[...]`` of ``tokens`` under raw ``logits`` ``[..., vocab]`` (before penalties and temperature)."""
+    return torch.log_softmax(logits.float(), -1).gather(-1, tokens[..., None])[..., 0]
+
+
 @torch.no_grad()
 def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int]], skills: Sequence[Row],
                  streamer=None, copy_sources: Sequence[Sequence[int]] | None = None, **decoding) -> list[list[int]]:
@@ -96,7 +107,16 @@ def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int
     block, so a batch that mixes skills costs one pass, not one per skill. ``decoding`` holds
     ``generate()``'s keyword arguments, plus ``reply_no_repeat_ngram_size`` and ``copy_boost`` (see
     :func:`reply_processors`); ``copy_sources`` are what each row may copy (default: nothing).
+    ``candidates`` (with ``do_sample``) samples that many replies per row and keeps the likeliest (:func:`likeliest`).
     """
+    k = int(decoding.pop("candidates", 1) or 1) if decoding.get("do_sample") else 1
+    decoding.pop("candidates", None)
+    if k > 1:
+        if streamer is not None:
+            raise ValueError("a streamer cannot follow sample-and-rank (candidates > 1): the reply is known at the end")
+        contexts = [c for c in contexts for _ in range(k)]
+        skills = [s for s in skills for _ in range(k)]
+        copy_sources = copy_sources and [c for c in copy_sources for _ in range(k)]
     device = next(model.backbone.parameters()).device
     ids, mask = pad(contexts, tokenizer.pad_token_id, left=True)
     eos = tokenizer.eos_token_id
@@ -104,6 +124,15 @@ def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int
     if processors:
         decoding["logits_processor"] = processors
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=eos, streamer=streamer, route=list(skills), **decoding)
-    new = out[:, ids.shape[1]:].tolist()
-    return [row[: row.index(eos)] if eos in row else row for row in new]
+                         eos_token_id=eos, streamer=streamer, route=list(skills), return_dict_in_generate=True,
+                         output_logits=k > 1, **decoding)
+    new = out.sequences[:, ids.shape[1]:]
+    rows = [row[: row.index(eos)] if eos in row else row for row in new.tolist()]
+    if k == 1:
+        return rows
+    logprobs = token_logprobs(torch.stack(out.logits, 1), new)  # [B * k, steps]
+    ranked = []
+    for b in range(0, len(rows), k):
+        scored = [(eos in new[i].tolist(), float(logprobs[i, : len(rows[i]) + 1].mean())) for i in range(b, b + k)]
+        ranked.append(rows[b + likeliest(scored)])
+    return ranked

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 
 MIN_TEST_EXAMPLES = 10  # fewer test examples than this cannot tell whether a skill learned
+COPY_BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates of a knowledge skill
+COPY_DECODING = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "reply_no_repeat_ngram_size": 2}
+"""A knowledge skill's decoding where none is given: nothing stops a copy of the passage (Hugging Face's n-gram ban
+and the repetition penalty would garble it), and the reply never repeats its own 2-grams ("Ivy Ivy Ivy")."""
 
 
 @dataclass
@@ -53,6 +57,8 @@ class AddResult:
     manager_updated: bool
     skipped_note: str = ""  # the skipped rows' lines and the first one's problem ("" if none)
     warnings: list[str] = field(default_factory=list)
+    copy_boost: float | None = None  # a knowledge skill's copy_boost, chosen on validation (None: not chosen)
+    copy_boost_f1: dict[float, float] = field(default_factory=dict)  # its validation F1 by candidate
 
 
 def with_knowledge(examples: list[Example], retriever: Retriever, query_turns: int = 1) -> list[Example]:
@@ -110,7 +116,8 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
     if max_examples is not None and max_examples < 1:
         raise ValueError(f"max_examples (--limit) must be at least 1, got {max_examples}")
     training = training or AdapterTraining()
-    decoding = decoding or DecodingSpec()
+    choose_boost = knowledge is not None and decoding is None
+    decoding = decoding or (DecodingSpec(**COPY_DECODING) if knowledge is not None else DecodingSpec())
     source = str(data)
     read = read_source(source, Path.cwd(), columns)
     examples = read.examples[:max_examples] if max_examples else read.examples
@@ -157,6 +164,11 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         model.remove_adapter(temp_name)
     try:
         bot.load_skill(name)
+        copy_f1 = {}
+        if choose_boost and splits["valid"]:
+            if progress:
+                progress(1.0, f"choosing copy_boost on {len(splits['valid'])} validation examples")
+            copy_f1 = choose_copy_boost(bot, name, splits["valid"])
         manager_updated = update_manager(bot, name, splits)
     except BaseException:
         if not replace:  # uninstall the new skill again; a replaced skill's old files are gone by now
@@ -167,7 +179,28 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         raise
     warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training)
     return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
-                     result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings)
+                     result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings,
+                     bot.specs[name].decoding.copy_boost if copy_f1 else None, copy_f1)
+
+
+def choose_copy_boost(bot: AdapterBot, name: str, examples: list[Example]) -> dict[float, float]:
+    """Set knowledge skill ``name``'s ``copy_boost`` to the candidate (:data:`COPY_BOOSTS`) whose replies to
+    ``examples`` (its validation split) have the best unigram F1, each answered through the bot's own path (the
+    lookup, its gate, the adapter); ties go to the larger boost (a fresh phrasing needs the push more than
+    a validation question). The choice and the F1s go on the skill's card, saved atomically, and the skill is
+    reloaded. Returns F1 by candidate."""
+    from .evaluation.knowledge_check import knowledge_check
+
+    spec = bot.specs[name]
+    f1 = {}
+    for boost in COPY_BOOSTS:
+        spec.decoding.copy_boost = boost
+        f1[boost] = knowledge_check(bot, name, examples, [])["in_file"]["f1"]
+    spec.decoding.copy_boost = max(COPY_BOOSTS, key=lambda b: (round(f1[b], 3), b))
+    spec.card["copy_boost_valid_f1"] = {f"{b:g}": round(v, 4) for b, v in f1.items()}
+    spec.save(bot.registry.path(name))
+    bot.load_skill(name)
+    return f1
 
 
 def update_manager(bot: AdapterBot, name: str, splits: dict[str, list[Example]]) -> bool:

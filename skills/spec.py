@@ -132,6 +132,10 @@ class AdapterTraining:
         _require(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
 
 
+MAX_CANDIDATES = 32
+"""Most sampled candidates of one sample-and-rank reply: each is a row of the batch."""
+
+
 @dataclass
 class DecodingSpec:
     """How the skill's replies are generated.
@@ -153,6 +157,11 @@ class DecodingSpec:
             once begun, runs to its end instead of stopping mid-word (see ``bot.generation.CopyBoost``).
         context_turns: how many of the newest turns the reply reads (0: as many as fit the window).
             A skill trained on single questions, such as trivia, answers best from the question alone.
+        candidates: sample this many replies and keep the likeliest (sample-and-rank, as in Meena:
+            the highest mean log-probability per token under the answering model, before penalties and
+            temperature; a reply that ended beats one cut at ``max_new_tokens``). 1 = off; used only when
+            sampling. A small backbone's greedy reply drifts ("hi!" -> "I've never been to the US"),
+            while the likeliest of 16 samples answers the message ("Hello!").
     """
 
     do_sample: bool = False
@@ -164,6 +173,7 @@ class DecodingSpec:
     reply_no_repeat_ngram_size: int = 0
     copy_boost: float = 0.0
     context_turns: int = 0
+    candidates: int = 1
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
@@ -176,6 +186,8 @@ class DecodingSpec:
         _require(self.reply_no_repeat_ngram_size >= 0, "reply_no_repeat_ngram_size", "an integer >= 0",
                  self.reply_no_repeat_ngram_size)
         _require(self.copy_boost >= 0, "copy_boost", "a number >= 0", self.copy_boost)
+        _require(1 <= self.candidates <= MAX_CANDIDATES, "candidates", f"an integer from 1 to {MAX_CANDIDATES}",
+                 self.candidates)
 
     def generate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`bot.generation.generate_ids` (Hugging Face ``generate()``'s, plus
@@ -190,6 +202,8 @@ class DecodingSpec:
         }
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
+            if self.candidates > 1:
+                kwargs["candidates"] = self.candidates
         return kwargs
 
 

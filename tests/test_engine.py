@@ -120,7 +120,7 @@ def test_an_unknown_decoding_setting_is_refused_naming_it(engine):
 def test_respond_batch_gives_each_row_its_own_decoding(tiny_bot):
     bot = tiny_bot
     histories = [["my printer will not print"], ["who wrote hamlet"]]
-    short = dict(max_new_tokens=3)
+    short = dict(max_new_tokens=3, do_sample=False)  # the bare backbone samples by default
     a = bot.respond_batch(histories, ["alpha", None], **short)
     b = bot.respond_batch(histories[::-1], [None, "alpha"], **short)
     assert a == b[::-1]
@@ -220,3 +220,48 @@ def test_a_failed_routing_fails_its_turns_alone(engine):
 def test_manager_scores_are_the_managers_routing_scores(tiny_bot):
     history = ["my printer will not print"]
     assert tiny_bot.manager_scores(history) == pytest.approx(tiny_bot.manager.route(history).scores)
+
+
+def mean_logprob(model: AdaptedModel, context: list[int], reply: list[int], route, eos: int) -> tuple[bool, float]:
+    """A candidate's rank key computed on its own: one forward pass over context + reply (+ end-of-text if it ended)."""
+    ended = len(reply) < 8
+    scored = reply + [eos] if ended else reply
+    ids = torch.tensor([context + scored])
+    with torch.no_grad():
+        logits = model(input_ids=ids, route=[route]).logits[0, len(context) - 1:-1]
+    return ended, float(torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(scored)[:, None]).mean())
+
+
+def test_sample_and_rank_keeps_the_likeliest_candidate_alone_and_in_a_batch(engine):
+    eng, contexts = engine
+    sampled = dict(max_new_tokens=8, do_sample=True, temperature=1.5, top_p=1.0)
+    ranked = Request(contexts[0], "lora", dict(sampled, candidates=5), seed=40)
+    candidates = [eng.generate(Request(contexts[0], "lora", dict(sampled), seed=40 + i)) for i in range(5)]
+    assert len({tuple(c) for c in candidates}) > 1
+    keys = [mean_logprob(eng.model, contexts[0], c, "lora", eng.tokenizer.eos_token_id) for c in candidates]
+    best = candidates[max(range(5), key=lambda i: keys[i])]
+    assert eng.generate(ranked) == best
+    others = [Request(c, r, settings(i), seed=i) for i, (c, r) in enumerate(zip(contexts[1:4], ROUTES[1:4]))]
+    together = [g.result(60) for g in [eng.submit(r) for r in [ranked, *others]]]
+    assert together == [best, *[eng.generate(r) for r in others]]
+
+
+def test_a_ranked_turn_streams_its_reply_whole(engine):
+    eng, contexts = engine
+    generation = eng.submit(Request(contexts[1], None, dict(max_new_tokens=8, do_sample=True, candidates=3), seed=1))
+    first = next(iter(generation))
+    assert len(generation.tokens) == len(generation.result(60)) and first == generation.tokens[0]
+
+
+def test_generate_ids_ranks_candidates_like_the_engine(engine):
+    eng, contexts = engine
+    sampled = dict(max_new_tokens=8, do_sample=True, temperature=1.5, top_p=1.0)
+    torch.manual_seed(3)
+    pool = generate_ids(eng.model, eng.tokenizer, [contexts[2]] * 4 + [contexts[5]] * 4, ["houlsby"] * 4 + [None] * 4,
+                        **sampled)
+    torch.manual_seed(3)
+    got = generate_ids(eng.model, eng.tokenizer, [contexts[2], contexts[5]], ["houlsby", None], candidates=4, **sampled)
+    for row, (context, route) in enumerate([(contexts[2], "houlsby"), (contexts[5], None)]):
+        cands = pool[4 * row: 4 * row + 4]
+        keys = [mean_logprob(eng.model, context, c, route, eng.tokenizer.eos_token_id) for c in cands]
+        assert got[row] == cands[max(range(4), key=lambda i: keys[i])]

@@ -60,6 +60,10 @@ def test_report_json_has_the_design_keys(full_run, module_bot):
     assert 0 <= routing["accuracy"] <= 1
     for name in routing["labels"]:
         assert set(PER_SKILL_KEYS) <= set(routing["per_skill"][name])
+    chitchat = data["chitchat"]  # the bare backbone's replies to out-of-set first messages, printed to be read
+    assert len(chitchat) == len({c["message"] for c in chitchat}) == 12
+    assert all(c["default"] == module_bot.respond([c["message"]], None, seed=i).text for i, c in enumerate(chitchat[:2]))
+    assert "Open chit-chat" in (full_run["out"] / "report.md").read_text()
     settings = data["settings"]
     assert settings["limit"] == LIMIT and settings["seed"] == 0 and settings["seconds"] >= 0
     assert settings["backbone"] == module_bot.model.signature.backbone

@@ -126,9 +126,9 @@ def test_stream_over_http_joins_to_the_reply(client):
 @pytest.mark.parametrize("model, skill", [("adapterbot:alpha", "alpha"), ("adapterbot:beta", "beta"), ("adapterbot:bare", None)])
 def test_model_name_forces_the_route(client, api_bot, model, skill):
     history = ["hello how are you today", "i am fine thanks", "my computer will not turn on"]
-    expected = api_bot.respond(history, skill=skill)
+    expected = api_bot.respond(history, skill=skill, seed=5)  # the bare backbone samples (and ranks) by default
     messages = [user(history[0]), {"role": "assistant", "content": history[1]}, user(history[2])]
-    r = client.chat.completions.create(model=model, messages=messages)
+    r = client.chat.completions.create(model=model, messages=messages, seed=5)
     assert r.choices[0].message.content == expected.text
     ext = r.model_extra["adapterbot"]
     assert ext["skill"] == skill and ext["confidence"] is None and ext["scores"] == {}

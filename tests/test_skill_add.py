@@ -248,3 +248,26 @@ def test_examples_longer_than_the_backbone_window_train_within_it(tiny_dir, skil
     assert cli(tiny_dir, skills_dir, "skill", "add", "long", "--data", str(data), "--knowledge", str(knowledge),
                "--epochs", "1") == 0, capsys.readouterr().err
     assert "installed skill 'long'" in capsys.readouterr().out
+
+
+def test_a_knowledge_skill_copies_its_passage_with_a_boost_chosen_on_validation(tiny_dir, skills_dir, tmp_path, capsys):
+    import json
+
+    from bot.skill_builder import COPY_BOOSTS, COPY_DECODING
+    from skills.spec import SkillSpec
+
+    rows = [{"context": [f"what colour is thing {i}"], "response": f"thing {i} is colour {i % 7}"} for i in range(40)]
+    data = tmp_path / "colours.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    knowledge = tmp_path / "colours.txt"
+    knowledge.write_text("".join(f"what colour is thing {i}\nthing {i} is colour {i % 7}\n".replace("\n", " ", 1)
+                                 for i in range(40)), encoding="utf-8")
+    assert cli(tiny_dir, skills_dir, "skill", "add", "colours", "--data", str(data), "--knowledge", str(knowledge),
+               "--epochs", "1") == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    spec = SkillSpec.load(skills_dir / "colours")
+    assert {k: getattr(spec.decoding, k) for k in COPY_DECODING} == COPY_DECODING  # nothing stops a copy
+    f1 = {float(b): v for b, v in spec.card["copy_boost_valid_f1"].items()}
+    assert set(f1) == set(COPY_BOOSTS)
+    assert spec.decoding.copy_boost == max(COPY_BOOSTS, key=lambda b: (round(f1[b], 3), b))
+    assert f"copy_boost {spec.decoding.copy_boost:g}, chosen on validation F1" in out

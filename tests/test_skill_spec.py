@@ -183,3 +183,13 @@ def test_a_skill_yaml_from_before_adapter_kinds_reads_as_a_bottleneck_adapter(tm
 def test_knowledge_query_turns_below_one_is_refused_by_name(turns):
     with pytest.raises(SpecError, match="query_turns"):
         KnowledgeSpec(mode="retrieval", file="knowledge.jsonl", query_turns=turns)
+
+
+def test_candidates_are_a_sampling_setting_checked_by_name():
+    assert "candidates" not in DecodingSpec(candidates=8).generate_kwargs()  # greedy: one reply, nothing to rank
+    assert DecodingSpec(do_sample=True, candidates=8).generate_kwargs()["candidates"] == 8
+    assert "candidates" not in DecodingSpec(do_sample=True).generate_kwargs()
+    for bad in (0, 33):
+        with pytest.raises(SpecError) as info:
+            DecodingSpec(candidates=bad)
+        assert info.value.field == "candidates" and "1 to 32" in str(info.value)

@@ -73,7 +73,8 @@ def user_texts(messages: list[dict]) -> list[str]:
 
 def test_helpers(ui_bot):
     from bot.chatbot import AUTO
-    from ui.chat import MAX_MESSAGE_CHARS, check_history, check_message, clean_overrides, decoding_defaults, mode_choices, parse_mode
+    from ui.chat import (MAX_MESSAGE_CHARS, check_history, check_message, clean_overrides, decoding_defaults, describe_decoding,
+                         mode_choices, parse_mode)
 
     assert [v for _, v in mode_choices(ui_bot)] == ["auto", "alpha", "beta", "bare"]
     assert parse_mode("auto", ui_bot) == AUTO and parse_mode("Auto (dialogue manager)", ui_bot) == AUTO
@@ -87,7 +88,10 @@ def test_helpers(ui_bot):
         with pytest.raises(ValueError):
             clean_overrides(bad)
     assert decoding_defaults(ui_bot, "alpha")["max_new_tokens"] == ui_bot.specs["alpha"].decoding.max_new_tokens
-    assert decoding_defaults(ui_bot, None)["repetition_penalty"] == 1.2
+    bare = decoding_defaults(ui_bot, None)
+    assert bare["do_sample"] is True and bare["candidates"] == 16 and bare["repetition_penalty"] == 1.0
+    assert "the likeliest of 16 replies" in describe_decoding(bare)
+    assert "likeliest" not in describe_decoding(decoding_defaults(ui_bot, "alpha"))
     assert check_message("  hi  ") == "hi" and check_message("x" * MAX_MESSAGE_CHARS) == "x" * MAX_MESSAGE_CHARS
     with pytest.raises(ValueError, match="The message has 4,001 characters, over the limit of 4,000"):
         check_message("x" * 4001)

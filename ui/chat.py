@@ -104,7 +104,8 @@ def mode_info(bot: AdapterBot, mode: str | None) -> str:
 
 
 def decoding_defaults(bot: AdapterBot, skill: str | None) -> dict[str, Any]:
-    """The five decoding controls' values for ``skill`` (``AUTO``: the generic defaults; ``None``: bare)."""
+    """The five decoding controls' values for ``skill`` (``AUTO``: the generic defaults; ``None``: bare), and its
+    sample-and-rank ``candidates`` (no control: shown in a turn's details)."""
     base = DecodingSpec()
     if skill == AUTO:
         spec = base
@@ -112,7 +113,7 @@ def decoding_defaults(bot: AdapterBot, skill: str | None) -> dict[str, Any]:
         spec = DecodingSpec(**{k: v for k, v in BARE_DECODING.items() if k in DecodingSpec.__dataclass_fields__})
     else:
         spec = bot.specs[skill].decoding
-    return {k: getattr(spec, k) for k in DECODING_KEYS}
+    return {k: getattr(spec, k) for k in (*DECODING_KEYS, "candidates")}
 
 
 def clean_overrides(raw: Any) -> dict[str, Any]:
@@ -188,6 +189,8 @@ def refusal(e: ValueError) -> gr.Error:
 def describe_decoding(settings: dict[str, Any]) -> str:
     sampling = (f"sampling (temperature {settings['temperature']:.2f}, top-p {settings['top_p']:.2f})"
                 if settings["do_sample"] else "greedy")
+    if settings["do_sample"] and settings.get("candidates", 1) > 1:
+        sampling += f", the likeliest of {settings['candidates']} replies"
     return f"{sampling} · at most {int(settings['max_new_tokens'])} new tokens · repetition penalty {settings['repetition_penalty']:.2f}"
 
 

@@ -46,6 +46,7 @@ from .conversation_routing import conversation_routing
 from .knowledge_check import knowledge_check, out_of_knowledge
 from .metrics import text_metrics
 from .predictions import read_predictions, score_predictions
+from .open_chitchat import chitchat_samples
 from .reply_proxies import PROXIES, proxy_report
 
 __all__ = ["evaluate_bot", "run_eval", "skill_examples", "split_examples_of", "knowledge_for", "BATCH_SIZE", "ROUTINGS"]
@@ -289,6 +290,8 @@ def evaluate_bot(bot, skills: Sequence[str] | None = None, limit: int | None = N
         if bot.manager is not None and names:
             bar.set_postfix_str("routing in conversations")
             report["conversations"] = conversation_routing(bot, seed)
+            bar.set_postfix_str("open chit-chat")
+            report["chitchat"] = chitchat_samples(bot, seed)
         bar.update(1)
     finally:
         bar.close()

@@ -65,7 +65,8 @@ def targets(report: dict) -> list[tuple[str, float | None, str, bool]]:
 def user_markdown(report: dict, reliability: Path | None) -> list[str]:
     """Markdown lines of the section (empty when the report has none of its keys)."""
     conv, knowledge, proxies = report.get("conversations"), report.get("knowledge"), report.get("proxies")
-    if not (conv or knowledge or proxies):
+    chitchat = report.get("chitchat")
+    if not (conv or knowledge or proxies or chitchat):
         return []
     out = ["## What a user meets", "",
            "Held-out sets built from splits no training saw (`bot/evaluation/conversation_routing.py`, fixed seed).", ""]
@@ -95,6 +96,12 @@ def user_markdown(report: dict, reliability: Path | None) -> list[str]:
                 + ", ".join(f"{r} {_fmt(v)}" for r, v in p["rate"].items()) + f" over {p['n']} test contexts.", ""]
         rows = [[_esc(" / ".join(s["context"])), _esc(s["auto"]), "yes" if s["auto_ok"] else "no"] for s in p["samples"]]
         out += [_table(["context", "reply (auto)", "proxy"], rows, "llc"), ""]
+    if chitchat:
+        out += ["### Open chit-chat: the bare backbone's replies", "",
+                "First messages of the out-of-set categories (`bot/evaluation/open_chitchat.py`, fixed seed), with the "
+                "default decoding (the likeliest of several samples) and the greedy decoding it replaced. Not scored: read them.", ""]
+        rows = [[_esc(s["message"]), _esc(s["default"]), _esc(s["greedy"])] for s in chitchat]
+        out += [_table(["message", "reply (default)", "reply (greedy, before)"], rows, "lll"), ""]
     return out
 
 

@@ -8,7 +8,9 @@ The messages file is JSON written by the person running the trial, before any re
 
 Every kind but ``conversations`` and ``expected`` is a list of single messages; ``expected`` maps a
 kind to the skill that should answer it (``null``: the bare backbone). A conversation sends the
-growing history: the user's turns alternating with the bot's own replies. Replies are greedy.
+growing history: the user's turns alternating with the bot's own replies. Replies use each route's
+default decoding (the skills' greedy, the bare backbone's sample-and-rank), seeded by the turn's
+number in the trial, so a rerun gives the same transcript.
 
 The transcript counts the routes; whether a reply is good (on topic, fluent, correct or an honest
 "I don't know") is for a person to judge, reading it.
@@ -43,11 +45,13 @@ def run_trial(bot, messages: dict) -> tuple[list[str], dict]:
     total = sum(len(messages[k]) for k in kinds) + sum(len(c) for c in messages.get("conversations", []))
     bar = tqdm(total=total, desc="user trial", unit="turn")
     lines, tally = [], {}
+    turn = 0
     for kind in kinds:
         lines.append(f"\n## {kind}\n")
         right = 0
         for message in messages[kind]:
-            reply = bot.respond([message])
+            reply = bot.respond([message], seed=turn)
+            turn += 1
             right += kind in expected and reply.skill == expected[kind]
             lines.append(f"- {message} -> {_line(reply)}")
             bar.update(1)
@@ -58,7 +62,8 @@ def run_trial(bot, messages: dict) -> tuple[list[str], dict]:
         history: list[str] = []
         for message in conversation:
             history.append(message)
-            reply = bot.respond(history)
+            reply = bot.respond(history, seed=turn)
+            turn += 1
             history.append(reply.text)
             lines.append(f"- U: {message} -> B: {_line(reply)}")
             bar.update(1)

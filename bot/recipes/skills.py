@@ -28,7 +28,7 @@ from skills.data import Example, read_source, write_jsonl
 from skills.knowledge import Retriever, answer_of
 from skills.spec import AdapterTraining, DecodingSpec
 
-from bot.evaluation.knowledge_check import knowledge_check, out_of_knowledge
+from bot.evaluation.knowledge_check import out_of_knowledge
 from bot.features import NGRAMS
 
 def chitchat_phrases() -> list[str]:
@@ -78,7 +78,6 @@ ABSTAIN = ("I'm not sure, I don't know that one.", "Hmm, I don't know the answer
 CLARIFY = ("I'm not sure how to fix that one. What device is it, and what exactly happens?",
            "Sorry, I don't know that problem yet. Which device is it, and what do you see on the screen?")
 OVERLAPS = tuple(round(0.05 * i, 2) for i in range(4, 19))  # min_overlap candidates 0.20 .. 0.90
-BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates
 ABSTAIN_TARGET = 0.9  # share of out-of-knowledge questions the gate must turn away (issue #14's target)
 
 
@@ -207,24 +206,18 @@ def choose_knowledge_settings(bot, name: str) -> dict:
 
     - ``min_overlap``: by the skill's gate rule (``BUNDLED[name]["gate"]``: :func:`gate_for_abstention`
       or :func:`gate_for_problems`);
-    - ``copy_boost``: the candidate with the best F1 on the skill's validation examples, through
-      that gate (ties: the larger: validation contexts find their own passage, and a fresh phrasing
-      needs the push more; at 16 "outlook won't send any emails" got "Receive tab.", at 32 the whole fix).
+    - ``copy_boost``: through that gate, by :func:`bot.skill_builder.choose_copy_boost` on the skill's
+      validation examples (at 16 "outlook won't send any emails" got "Receive tab.", at 32 the whole fix).
 
     Returns ``{"min_overlap", "copy_boost", "gate": {t: share}, "f1": {boost: f1}}``.
     """
     from bot.evaluation.runner import split_examples_of
+    from bot.skill_builder import choose_copy_boost
 
     spec = bot.specs[name]
     spec.knowledge.min_overlap, gate = BUNDLED[name]["gate"](bot, name)
-    inside = split_examples_of(bot, name, "valid")
-    f1 = {}
-    for boost in BOOSTS:
-        spec.decoding.copy_boost = boost
-        f1[boost] = knowledge_check(bot, name, inside, [])["in_file"]["f1"]
-    spec.decoding.copy_boost = max(BOOSTS, key=lambda b: (round(f1[b], 3), b))
-    spec.save(bot.registry.path(name))
-    bot.load_skill(name)
+    f1 = choose_copy_boost(bot, name, split_examples_of(bot, name, "valid"))
+    spec = bot.specs[name]
     return {"min_overlap": spec.knowledge.min_overlap, "copy_boost": spec.decoding.copy_boost, "gate": gate, "f1": f1}
 
 
