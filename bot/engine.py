@@ -253,7 +253,8 @@ class Engine:
 
     Args:
         model, tokenizer: the model every request runs on.
-        max_batch: most rows decoding at once; more requests wait for a free row.
+        max_batch: most rows decoding at once; more requests wait for free rows (a sample-and-rank turn takes one
+            per candidate; one larger than ``max_batch`` runs alone).
         threads: torch intra-op threads, set by the engine thread when it starts (``None``: leave torch's).
             One by default: the serving shapes are too small to gain from a second thread, and an OpenMP team
             of two waits at every op for its other thread, which a busy machine (the web server's own threads,
@@ -270,6 +271,7 @@ class Engine:
         self._pauses = 0  # callers waiting in paused(): the loop lets them in before its next step
         self._pause_done = threading.Condition()
         self._batch = _Batch()
+        self._deferred: list[tuple[Request, Generation]] = []  # routed turns that did not fit: first in line
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.steps = 0  # decoding steps run, for tests and the load report
@@ -309,7 +311,7 @@ class Engine:
         if self.threads:
             torch.set_num_threads(self.threads)
         while True:
-            if not self._batch.rows and self._waiting.empty():
+            if not self._batch.rows and not self._deferred and self._waiting.empty():
                 self._wake.wait()  # sleep until a request comes
             self._wake.clear()
             with self._pause_done:
@@ -326,19 +328,28 @@ class Engine:
 
     @torch.no_grad()
     def _admit(self) -> None:
-        """Take the waiting turns there is room for, route the pending ones, and prefill them all together."""
-        taken = []
-        while len(self._batch.rows) + len(taken) < self.max_batch:
-            try:
-                request, generation = self._waiting.get_nowait()
-            except queue.Empty:
-                break
+        """Take the waiting turns there are free rows for (a ranked turn takes one per candidate, a pending one is
+        counted as one until routed), route the pending ones, and prefill them all together. A routed turn that
+        no longer fits waits, first in line, for a later step; an empty batch always takes its first turn."""
+        busy, planned, taken = len(self._batch.rows), 0, []
+        while busy + planned < self.max_batch:
+            if self._deferred:
+                request, generation = self._deferred.pop(0)
+            else:
+                try:
+                    request, generation = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
             if generation.cancelled:
                 generation._finish()
             else:
                 taken.append((request, generation))
+                planned += _rows_needed(request)
         rows = []
         for request, generation in self._routed(taken):
+            if (busy or rows) and busy + len(rows) + _rows_needed(request) > self.max_batch:
+                self._deferred.append((request, generation))
+                continue
             try:
                 self.model.plan([request.route])  # an unknown skill or a bad blend fails this turn alone
                 rows.extend(self._rows(request, generation))
@@ -348,8 +359,8 @@ class Engine:
             self._prefill(rows)
 
     def _rows(self, request: Request, generation: Generation) -> list[_Row]:
-        """The turn's row, or its candidates' rows for sample-and-rank (they may take the batch past ``max_batch``)."""
-        k = int(request.decoding.get("candidates", 1) or 1) if request.decoding.get("do_sample") else 1
+        """The turn's row, or its candidates' rows for sample-and-rank."""
+        k = _rows_needed(request)
         if k == 1:
             return [_Row(request, generation, self.eos)]
         ranked = _Ranked(generation, k)
@@ -478,6 +489,13 @@ class Engine:
         b.cache = _GrowingCache([([layer.keys[index, :, start:]], [layer.values[index, :, start:]]) for layer in b.cache.layers],
                                 b.mask.shape[1])
         b.plan = _STALE
+
+
+def _rows_needed(request: Request | Pending) -> int:
+    """Rows a turn takes: its candidates when it samples and ranks, else one (a pending turn: one, until routed)."""
+    if isinstance(request, Pending) or not request.decoding.get("do_sample"):
+        return 1
+    return max(1, int(request.decoding.get("candidates", 1) or 1))
 
 
 def _left_pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:

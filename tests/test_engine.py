@@ -265,3 +265,22 @@ def test_generate_ids_ranks_candidates_like_the_engine(engine):
         cands = pool[4 * row: 4 * row + 4]
         keys = [mean_logprob(eng.model, context, c, route, eng.tokenizer.eos_token_id) for c in cands]
         assert got[row] == cands[max(range(4), key=lambda i: keys[i])]
+
+
+def test_a_ranked_turn_takes_a_row_per_candidate_within_max_batch(engine):
+    eng, contexts = engine
+    eng.max_batch = 6
+    ranked = [Request(contexts[i], None, dict(max_new_tokens=6, do_sample=True, candidates=4), seed=i) for i in range(3)]
+    solo = [eng.generate(r) for r in ranked]
+    widest = []
+    original = eng._step
+
+    def step():
+        widest.append(len(eng._batch.rows))
+        original()
+
+    eng._step = step
+    assert [g.result(60) for g in [eng.submit(r) for r in ranked]] == solo
+    assert max(widest) == 4  # two ranked turns (8 rows) never share a batch of 6; each waits its turn, in order
+    eng.max_batch = 2
+    assert eng.generate(ranked[0]) == solo[0]  # a turn wider than the batch runs alone
