@@ -7,7 +7,7 @@ import torch
 
 from bot.recipes.backbone import copy_nll, sample_batch
 from bot.recipes.skills import (
-    ABSTAIN, CLARIFY, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data,
+    ABSTAIN, CLARIFY, DETAILS, GIVE_UP, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data,
     tech_examples, trivia_examples, with_abstentions, with_clarifications,
 )
 from skills.data import Example
@@ -82,6 +82,10 @@ def test_tech_learns_to_copy_any_fix_and_to_ask_back_without_a_passage(tmp_path)
     swapped = [e for e in out[len(train):] if e.knowledge]
     assert len(swapped) == 2 * len(train) and all(e.knowledge.endswith(e.response) for e in swapped)
     assert not {e.response for e in swapped} & {e.response for e in train}
+    giving_up = [e for e in out if e.response in GIVE_UP]  # asked back already, still no passage: where to go next
+    assert giving_up and len(giving_up) < len(asking) and all(e.knowledge is None for e in giving_up)
+    assert all(len(e.context) == 3 and e.context[1] in CLARIFY and e.context[2] in DETAILS for e in giving_up)
+    assert {e.context[0] for e in giving_up} <= {e.context[-1] for e in asking}
 
 
 def test_mined_empathy_keeps_the_hand_checked_exchanges_only():

@@ -77,6 +77,13 @@ ABSTAIN = ("I'm not sure, I don't know that one.", "Hmm, I don't know the answer
            "I'm afraid I don't know that one.", "Sorry, I'm not sure about that one.")
 CLARIFY = ("I'm not sure how to fix that one. What device is it, and what exactly happens?",
            "Sorry, I don't know that problem yet. Which device is it, and what do you see on the screen?")
+# After the question back, details that still match no passage: the skill says where to go next instead of asking
+# again ("it's a macbook" after "What device is it...?" got the same question a second time in a user trial).
+GIVE_UP = ("Sorry, I don't have a fix for that one. The maker's support site or a repair shop is the best next step.",
+           "I'm afraid that one isn't in my troubleshooting notes. The device maker's support team can help from here.")
+DETAILS = ("it's a windows laptop", "it's an iphone", "it's a samsung phone", "it's a mac", "i already tried restarting",
+           "nothing happens at all", "it's an hp printer", "it's pretty new", "it's my work computer", "still the same",
+           "it just shows a black screen", "it's an android tablet")
 OVERLAPS = tuple(round(0.05 * i, 2) for i in range(4, 19))  # min_overlap candidates 0.20 .. 0.90
 ABSTAIN_TARGET = 0.9  # share of out-of-knowledge questions the gate must turn away (issue #14's target)
 
@@ -133,12 +140,16 @@ def with_clarifications(knowledge: Path) -> Callable[[list[Example]], list[Examp
     """Tech support's augmentation: counterfactual copies (a fix swapped for open text, in the passage
     and the reply), and half the training contexts (by hash) without a passage, answered by a
     question back (:data:`CLARIFY`): what the skill says when no passage covers the problem. (With a
-    quarter, a follow-up without a passage got a garble of the bot's previous fix.)"""
+    quarter, a follow-up without a passage got a garble of the bot's previous fix.) Half of those again
+    go on: the user's answer (:data:`DETAILS`) still without a passage, answered by where to go next
+    (:data:`GIVE_UP`), in the three turns the skill reads (``context_turns``)."""
 
     def augment(train: list[Example]) -> list[Example]:
         out = counterfactual(train, copies=2)
-        out += [Example(e.context, _pick(CLARIFY, e.context[-1]), None) for e in train
-                if split_of(e.context[-1], valid_pct=0, test_pct=50) == "test"]
+        missed = [e for e in train if split_of(e.context[-1], valid_pct=0, test_pct=50) == "test"]
+        out += [Example(e.context, _pick(CLARIFY, e.context[-1]), None) for e in missed]
+        out += [Example([e.context[-1], _pick(CLARIFY, e.context[-1]), _pick(DETAILS, e.response)], _pick(GIVE_UP, e.response), None)
+                for e in missed if split_of(e.response, valid_pct=0, test_pct=50) == "test"]
         return out
 
     return augment
