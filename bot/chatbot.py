@@ -9,9 +9,8 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
-import torch
 
 from manager import DialogueManager, ManagerConfig
 from manager import storage as manager_storage
@@ -21,7 +20,8 @@ from skills.knowledge import Retriever
 
 from .adapter import AdaptedModel
 from .backbone import load_backbone
-from .dialogue import DialogueError, build_context, context_budget, copy_source, end_at_sentence, validate_history
+from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence, says_goodbye,
+                       validate_history)
 from .features import BackboneFeatures
 from .engine import Engine, Generation, Pending, Request
 
@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 MANAGER_DIR = "_manager"
-# The bare backbone's open chit-chat: the likeliest of 16 samples (sample-and-rank, DecodingSpec.candidates); its
-# greedy reply drifted off the message. Chosen by reading replies: docs/DESIGN.md, "Open chit-chat".
-BARE_DECODING = {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "candidates": 16, "max_new_tokens": 40,
+# The bare backbone's open chit-chat: the likeliest of 8 samples (sample-and-rank, DecodingSpec.candidates); its
+# greedy reply drifted off the message. Chosen by reading replies and by its cost under load: docs/DESIGN.md, "Open chit-chat".
+BARE_DECODING = {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "candidates": 8, "max_new_tokens": 40,
                  "repetition_penalty": 1.0, "no_repeat_ngram_size": 3}
 # Auto mode blends the manager's two best skills when their calibrated scores are within this margin (and
 # the top one answers): chosen by `python -m bot.evaluation.blending` (docs/reports/blending), None = off.
@@ -103,6 +103,7 @@ class _Turn:
     context: list[int]
     decoding: dict
     copy_source: list[int]
+    veto: Callable[[list[int]], bool] | None = None  # candidates a ranked reply avoids
 
 
 class AdapterBot:
@@ -253,8 +254,9 @@ class AdapterBot:
         decoding["max_new_tokens"] = min(int(decoding["max_new_tokens"]), window // 2)
         budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])
         knowledge = reply.knowledge if reply.knowledge_used else None
+        veto = None if says_goodbye(history[-1]) else lambda ids: says_goodbye(self.tokenizer.decode(ids))
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
-                     copy_source(self.tokenizer, knowledge))
+                     copy_source(self.tokenizer, knowledge), veto)
 
     def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,
                 seed: int | None) -> tuple[list[_Turn], Generation]:
@@ -266,7 +268,7 @@ class AdapterBot:
         def request(reply: Reply) -> Request:
             turns.append(self._prepare(history, reply, overrides))
             turn = turns[0]
-            return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source)
+            return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.veto)
 
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))

@@ -116,3 +116,17 @@ def end_at_sentence(text: str) -> str:
     then ends on a whole sentence. Text with no sentence end is kept whole."""
     ends = [m.end() for m in _SENTENCE_END.finditer(text)]
     return text[: ends[-1]] if ends else text
+
+
+FAREWELL = re.compile(r"\b(bye|goodbye|good night|gotta go|got to go|have to go|need to go|have to leave|talk (to you )?later|"
+                      r"see you|nice (talking|chatting)|(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|"
+                      r"have a (good|great|nice) (day|night|one|rest))\b", re.IGNORECASE)
+"""Words that end a conversation. The Chit-Chat corpus closes every conversation with them, so a small
+backbone trained on it finds a farewell likely after almost any message ("hey!" -> "Well I have to go
+to class now. Have a great day!")."""
+
+
+def says_goodbye(text: str) -> bool:
+    """Whether ``text`` takes leave (:data:`FAREWELL`)."""
+    return FAREWELL.search(text) is not None
+

@@ -48,6 +48,7 @@ class Request:
         seed: seed of the row's own generator when sampling (``None``: a fresh random one); candidate ``i`` of a
             ranked turn uses ``seed + i``.
         copy_source: the tokens ``copy_boost`` may copy (:func:`bot.dialogue.copy_source`; empty: none).
+        veto: for a ranked turn, ``veto(reply ids)`` true puts that candidate behind every other (``None``: none).
     """
 
     context: list[int]
@@ -55,6 +56,7 @@ class Request:
     decoding: dict[str, Any]
     seed: int | None = None
     copy_source: list[int] = field(default_factory=list)
+    veto: Callable[[list[int]], bool] | None = None
 
 
 @dataclass
@@ -125,7 +127,10 @@ class _Ranked:
         self.ended.append(row)
         self.left -= 1
         if self.left == 0:
-            best = self.ended[likeliest([(row.stopped, row.logprob / max(row.scored, 1)) for row in self.ended])]
+            veto = self.ended[0].request.veto or (lambda ids: False)
+            keys = [(row.stopped, row.logprob / max(row.scored, 1)) for row in self.ended]
+            allowed = [not veto(row.ids[len(row.request.context):]) for row in self.ended]
+            best = self.ended[likeliest(keys, allowed)]
             for token in best.ids[len(best.request.context):]:
                 self.generation._push(token)
             self.generation._finish()
@@ -254,7 +259,8 @@ class Engine:
     Args:
         model, tokenizer: the model every request runs on.
         max_batch: most rows decoding at once; more requests wait for free rows (a sample-and-rank turn takes one
-            per candidate; one larger than ``max_batch`` runs alone).
+            per candidate; one larger than ``max_batch`` runs alone). 32: 16 concurrent sessions, a quarter of them
+            on the bare backbone's 8 candidates, mostly fit (``python -m bot.bench.loadtest``).
         threads: torch intra-op threads, set by the engine thread when it starts (``None``: leave torch's).
             One by default: the serving shapes are too small to gain from a second thread, and an OpenMP team
             of two waits at every op for its other thread, which a busy machine (the web server's own threads,
@@ -262,7 +268,7 @@ class Engine:
             machine. torch's setting is the process's: threads that start torch work later get it too.
     """
 
-    def __init__(self, model: AdaptedModel, tokenizer, max_batch: int = 16, threads: int | None = 1) -> None:
+    def __init__(self, model: AdaptedModel, tokenizer, max_batch: int = 32, threads: int | None = 1) -> None:
         self.model, self.tokenizer, self.max_batch, self.threads = model, tokenizer, max_batch, threads
         self.eos = tokenizer.eos_token_id
         self._waiting: queue.Queue = queue.Queue()

@@ -86,10 +86,12 @@ def reply_processors(decoding: dict, sources: Sequence[Sequence[int]], prompt_le
     return processors
 
 
-def likeliest(candidates: Sequence[tuple[bool, float]]) -> int:
+def likeliest(candidates: Sequence[tuple[bool, float]], allowed: Sequence[bool] | None = None) -> int:
     """Index of the candidate a sample-and-rank reply keeps, from each one's ``(ended, mean log-probability
-    per token)``: the likeliest of those that ended before ``max_new_tokens``, else the likeliest of all."""
-    return max(range(len(candidates)), key=lambda i: candidates[i])
+    per token)``: the likeliest of those that ended before ``max_new_tokens``, else the likeliest of all;
+    candidates not ``allowed`` (vetoed) only when every one is."""
+    allowed = allowed or [True] * len(candidates)
+    return max(range(len(candidates)), key=lambda i: (allowed[i], *candidates[i]))
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

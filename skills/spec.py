@@ -161,7 +161,7 @@ class DecodingSpec:
             the highest mean log-probability per token under the answering model, before penalties and
             temperature; a reply that ended beats one cut at ``max_new_tokens``). 1 = off; used only when
             sampling. A small backbone's greedy reply drifts ("hi!" -> "I've never been to the US"),
-            while the likeliest of 16 samples answers the message ("Hello!").
+            while the likeliest of 8 samples answers the message more often ("Hello!").
     """
 
     do_sample: bool = False

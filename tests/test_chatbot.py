@@ -144,3 +144,14 @@ def test_a_skill_with_context_turns_reads_only_the_newest_turns(tiny_bot):
         assert alone == context(history[-1:]) and len(alone) < len(full)
     finally:
         tiny_bot.specs["alpha"] = spec
+
+
+def test_the_bare_backbone_avoids_a_farewell_unless_the_user_takes_leave(tiny_bot):
+    from bot.chatbot import Reply
+    from bot.dialogue import says_goodbye
+
+    assert says_goodbye("Well I have to go to class now. Have a great day!") and says_goodbye("thanks, talk later")
+    assert not any(says_goodbye(t) for t in ("Hello!", "It was nice weather", "I'm going to the gym", "what about you?"))
+    staying = tiny_bot._prepare(["hey!"], Reply("", None), {})
+    assert staying.veto is not None and staying.veto(tiny_bot.tokenizer.encode("ok bye!")) and not staying.veto([])
+    assert tiny_bot._prepare(["ok bye!"], Reply("", None), {}).veto is None

@@ -284,3 +284,17 @@ def test_a_ranked_turn_takes_a_row_per_candidate_within_max_batch(engine):
     assert max(widest) == 4  # two ranked turns (8 rows) never share a batch of 6; each waits its turn, in order
     eng.max_batch = 2
     assert eng.generate(ranked[0]) == solo[0]  # a turn wider than the batch runs alone
+
+
+def test_a_vetoed_candidate_loses_to_any_other_unless_all_are_vetoed(engine):
+    eng, contexts = engine
+    sampled = dict(max_new_tokens=8, do_sample=True, temperature=1.5, top_p=1.0, candidates=5)
+    best = eng.generate(Request(contexts[0], "lora", sampled, seed=40))
+    second = eng.generate(Request(contexts[0], "lora", sampled, seed=40, veto=lambda ids: ids == best))
+    assert second != best
+    keys = {}
+    for i in range(5):
+        c = eng.generate(Request(contexts[0], "lora", dict(sampled, candidates=1), seed=40 + i))
+        keys[tuple(c)] = mean_logprob(eng.model, contexts[0], c, "lora", eng.tokenizer.eos_token_id)
+    assert tuple(second) == max((c for c in keys if list(c) != best), key=keys.get)
+    assert eng.generate(Request(contexts[0], "lora", sampled, seed=40, veto=lambda ids: True)) == best

@@ -89,8 +89,8 @@ def test_helpers(ui_bot):
             clean_overrides(bad)
     assert decoding_defaults(ui_bot, "alpha")["max_new_tokens"] == ui_bot.specs["alpha"].decoding.max_new_tokens
     bare = decoding_defaults(ui_bot, None)
-    assert bare["do_sample"] is True and bare["candidates"] == 16 and bare["repetition_penalty"] == 1.0
-    assert "the likeliest of 16 replies" in describe_decoding(bare)
+    assert bare["do_sample"] is True and bare["candidates"] == 8 and bare["repetition_penalty"] == 1.0
+    assert "the likeliest of 8 replies" in describe_decoding(bare)
     assert "likeliest" not in describe_decoding(decoding_defaults(ui_bot, "alpha"))
     assert check_message("  hi  ") == "hi" and check_message("x" * MAX_MESSAGE_CHARS) == "x" * MAX_MESSAGE_CHARS
     with pytest.raises(ValueError, match="The message has 4,001 characters, over the limit of 4,000"):

@@ -588,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="each client's HTTP timeout in seconds (gradio_client/httpx default: 5; default here 60)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--max-batch", type=int, default=16, help="the engine's most rows decoding together (default 16)")
+    parser.add_argument("--max-batch", type=int, default=32, help="the engine's most rows decoding together (default 32, the engine's own)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the same load on the one-at-a-time server (engine batch 1) run beside it for the ratios")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
