@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 
     bot = AdapterBot.from_pretrained(None, args.skills_dir)
     lines, tally = run_trial(bot, json.loads(args.messages.read_text(encoding="utf-8")))
-    head = ["# User trial transcript", "", f"Messages: `{args.messages.name}`; Auto mode, greedy, bundled backbone.", "",
+    head = ["# User trial transcript", "", f"Messages: `{args.messages.name}`; Auto mode, each route's default decoding seeded by the turn's number, bundled backbone.", "",
             "| kind | routed right |", "|---|---|"] + [f"| {k} | {r}/{n} |" for k, (r, n) in tally.items()]
     atomic_write_text(args.out, "\n".join(head + lines) + "\n")
     print("\n".join(head + lines))
