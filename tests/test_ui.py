@@ -308,10 +308,14 @@ def test_respond_endpoint_has_named_documented_fields(server, ui_bot):
 
 
 def test_a_fallback_turn_is_labelled_with_the_threshold(server, ui_bot):
-    message = next(m for m in ("i feel sad today", "my printer will not print", "i feel lonely lately", "my router will not connect")
-                   if max(ui_bot.manager.route([m]).scores.items(), key=lambda kv: kv[1])[0] != "none")
-    top, score = max(ui_bot.manager.route([message]).scores.items(), key=lambda kv: kv[1])
-    assert score < 1.0
+    def top_skill(m: str) -> tuple[str, float]:
+        return max(ui_bot.manager.route([m]).scores.items(), key=lambda kv: kv[1])
+
+    # a message whose top class is a skill that a threshold of 1.0 turns away, its score short of 1 in the label's digits
+    message = next(m for m in ("i feel sad today", "my printer will not print", "i feel lonely lately", "my router will not connect",
+                               "the printer is sad today", "printer sad")  # the last two mix both toy skills' words
+                   if top_skill(m)[0] != "none" and top_skill(m)[1] < 0.999)
+    top, score = top_skill(message)
     threshold, ui_bot.manager.config.threshold = ui_bot.manager.config.threshold, 1.0  # no skill can clear it
     try:
         out = client(server).predict(message, api_name="/respond")
