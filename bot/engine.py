@@ -28,7 +28,7 @@ from transformers import (Cache, DynamicCache, DynamicLayer, LogitsProcessorList
 
 from .adapter import AdaptedModel
 from .adapter.routing import Row
-from .generation import likeliest, reply_processors, token_logprobs
+from .generation import candidate_count, likeliest, reply_processors, token_logprobs
 
 DECODING_KEYS = ("do_sample", "temperature", "top_p", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size",
                  "reply_no_repeat_ngram_size", "copy_boost", "candidates")
@@ -499,9 +499,7 @@ class Engine:
 
 def _rows_needed(request: Request | Pending) -> int:
     """Rows a turn takes: its candidates when it samples and ranks, else one (a pending turn: one, until routed)."""
-    if isinstance(request, Pending) or not request.decoding.get("do_sample"):
-        return 1
-    return max(1, int(request.decoding.get("candidates", 1) or 1))
+    return 1 if isinstance(request, Pending) else candidate_count(request.decoding)
 
 
 def _left_pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:

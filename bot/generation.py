@@ -86,6 +86,11 @@ def reply_processors(decoding: dict, sources: Sequence[Sequence[int]], prompt_le
     return processors
 
 
+def candidate_count(decoding: dict) -> int:
+    """How many replies a turn with ``decoding`` samples and ranks: its ``candidates`` when sampling, else one."""
+    return max(1, int(decoding.get("candidates", 1) or 1)) if decoding.get("do_sample") else 1
+
+
 def likeliest(candidates: Sequence[tuple[bool, float]], allowed: Sequence[bool] | None = None) -> int:
     """Index of the candidate a sample-and-rank reply keeps, from each one's ``(ended, mean log-probability
     per token)``: the likeliest of those that ended before ``max_new_tokens``, else the likeliest of all;
@@ -111,7 +116,7 @@ def generate_ids(model: AdaptedModel, tokenizer, contexts: Sequence[Sequence[int
     :func:`reply_processors`); ``copy_sources`` are what each row may copy (default: nothing).
     ``candidates`` (with ``do_sample``) samples that many replies per row and keeps the likeliest (:func:`likeliest`).
     """
-    k = int(decoding.pop("candidates", 1) or 1) if decoding.get("do_sample") else 1
+    k = candidate_count(decoding)
     decoding.pop("candidates", None)
     if k > 1:
         if streamer is not None:
