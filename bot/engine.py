@@ -28,7 +28,7 @@ from transformers import (Cache, DynamicCache, DynamicLayer, LogitsProcessorList
 
 from .adapter import AdaptedModel
 from .adapter.routing import Row
-from .generation import candidate_count, likeliest, reply_processors, token_logprobs
+from .generation import candidate_count, likeliest, reply_processors
 
 DECODING_KEYS = ("do_sample", "temperature", "top_p", "max_new_tokens", "repetition_penalty", "no_repeat_ngram_size",
                  "reply_no_repeat_ngram_size", "copy_boost", "candidates")
@@ -175,15 +175,15 @@ class _Row:
         """Position of the next input token (the number of tokens in the cache)."""
         return len(self.ids) - 1
 
-    def choose(self, logits: torch.Tensor) -> bool:
-        """Pick the next token from ``logits`` ``[vocab]``; True when the row has ended."""
-        scores = self.processors(torch.tensor([self.ids]), logits[None].float())
+    def take(self, scores: torch.Tensor, logprobs: torch.Tensor | None) -> bool:
+        """Pick the next token from the processed ``scores`` ``[1, vocab]`` (a candidate adds its raw
+        ``logprobs`` ``[vocab]``); True when the row has ended."""
         if self.sample:
             token = int(torch.multinomial(torch.softmax(scores, -1), 1, generator=self.generator))
         else:
             token = int(scores.argmax(-1))
-        if self.ranked is not None:
-            self.logprob += float(token_logprobs(logits, torch.tensor(token)))
+        if logprobs is not None:
+            self.logprob += float(logprobs[token])
             self.scored += 1
         if token == self.eos:
             self.stopped = True
@@ -405,26 +405,30 @@ class Engine:
         """Run the new rows' prompts in one pass, left-padded, each on its own route; pick each row's first
         token; the rows that go on join the batch's cache."""
         device = next(self.model.backbone.parameters()).device
-        width = max(len(row.ids) for row in rows)
-        ids = torch.full((len(rows), width), self.eos, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, row in enumerate(rows):
+        turns = [id(row.ranked or row) for row in rows]  # a ranked turn's candidates share one prompt
+        prompts = list(dict.fromkeys(turns))
+        source = torch.tensor([prompts.index(turn) for turn in turns])  # row -> its prompt's row in the pass
+        prompted = [rows[turns.index(turn)] for turn in prompts]
+        width = max(len(row.ids) for row in prompted)
+        ids = torch.full((len(prompted), width), self.eos, dtype=torch.long)
+        mask = torch.zeros(len(prompted), width, dtype=torch.long)
+        for i, row in enumerate(prompted):
             ids[i, width - len(row.ids):] = torch.tensor(row.ids)
             mask[i, width - len(row.ids):] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                         route=[row.request.route for row in rows])
+                         route=[row.request.route for row in prompted])
         self.prefills += 1
         going = []
-        for i, row in enumerate(rows):
-            if row.choose(out.logits[i, -1]) or row.max_new <= 0:
-                row.finish()
+        for i, ended in enumerate(_choose(rows, out.logits[source, -1])):
+            if ended or rows[i].max_new <= 0:
+                rows[i].finish()
             else:
                 going.append(i)
         if not going:
             return
-        index = torch.tensor(going, device=device)
+        index = source[going].to(device)
         mask = mask[index]
         start = int((mask.sum(0) > 0).nonzero()[0])  # leading columns that are padding in every row
         pad = (mask[:, None, start:, None] == 0)
@@ -462,7 +466,7 @@ class Engine:
         self.steps += 1
         self.row_steps += len(b.rows)
         b.mask = mask
-        finished = [i for i, row in enumerate(b.rows) if row.generation.cancelled or row.choose(out.logits[i, -1])]
+        finished = [i for i, ended in enumerate(_choose(b.rows, out.logits[:, -1])) if ended]
         if finished:
             for i in finished:
                 b.rows[i].finish()
@@ -495,6 +499,29 @@ class Engine:
         b.cache = _GrowingCache([([layer.keys[index, :, start:]], [layer.values[index, :, start:]]) for layer in b.cache.layers],
                                 b.mask.shape[1])
         b.plan = _STALE
+
+
+def _choose(rows: list[_Row], logits: torch.Tensor) -> list[bool]:
+    """Each row's next token from its logits (row ``i`` of ``logits`` ``[len(rows), vocab]``); True where a row
+    has ended or its turn was cancelled.
+
+    The live candidates of one ranked turn share their settings and their length, so their logits go through
+    the processors in one call: a sampled row's cost (top-p sorts the vocabulary) is paid once a step per turn,
+    not once per candidate.
+    """
+    ended = [row.generation.cancelled for row in rows]
+    turns: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        if not ended[i]:
+            turns.setdefault(id(row.ranked or row), []).append(i)
+    for members in turns.values():
+        first = rows[members[0]]
+        raw = logits[torch.tensor(members, device=logits.device)].float()
+        scores = first.processors(torch.tensor([rows[i].ids for i in members]), raw.clone())
+        logprobs = torch.log_softmax(raw, -1) if first.ranked is not None else None
+        for j, i in enumerate(members):
+            ended[i] = rows[i].take(scores[j : j + 1], None if logprobs is None else logprobs[j])
+    return ended
 
 
 def _rows_needed(request: Request | Pending) -> int:

@@ -50,7 +50,8 @@ class CopyBoost(LogitsProcessor):
     (:func:`bot.dialogue.copy_source`), never the conversation. A small backbone starts a copy in
     the wrong place ("B cable and plug it..." for "Use a USB cable and plug it...") or drops off
     mid-word ("Toron" for "Toronto"); the bonus starts the copy at the answer's start and carries
-    it to the answer's own end. A row with an empty source gets no bonus.
+    it to the answer's own end. A row with an empty source gets no bonus. ``sources`` holds one source
+    per row, or one for every row (the candidates of one sample-and-rank turn).
     """
 
     def __init__(self, boost: float, sources: Sequence[Sequence[int]], prompt_length: int, max_ngram: int = 8) -> None:
@@ -58,7 +59,8 @@ class CopyBoost(LogitsProcessor):
         self.sources = [list(source) for source in sources]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        for b, source in enumerate(self.sources):
+        sources = self.sources * input_ids.shape[0] if len(self.sources) == 1 else self.sources
+        for b, source in enumerate(sources):
             if not source:
                 continue
             reply = input_ids[b, self.prompt_length :].tolist()

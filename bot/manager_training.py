@@ -14,6 +14,8 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from manager import NONE, DialogueManager, ManagerConfig, routing_report
 from skills.corpora import Split
 from skills.data import Example, read_source
@@ -86,6 +88,21 @@ def calibrate_threshold(manager: DialogueManager, data: dict[str, list[list[str]
     return best
 
 
+class _Remembered:
+    """A feature function that computes each history's features once: the sweep's head widths, its threshold
+    search and its validation all read the same histories."""
+
+    def __init__(self, fn: BackboneFeatures) -> None:
+        self.fn, self.name, self._seen = fn, fn.name, {}
+
+    def __call__(self, histories: list[list[str]]) -> torch.Tensor:
+        keys = [tuple(h) for h in histories]
+        new = list(dict.fromkeys(k for k in keys if k not in self._seen))
+        if new:
+            self._seen.update(zip(new, self.fn([list(k) for k in new])))
+        return torch.stack([self._seen[k] for k in keys])
+
+
 def train_manager(bot: AdapterBot, threshold: float | None = None, config: ManagerConfig | None = None,
                   blocks: Sequence[int] = (), hidden: Sequence[int] = (), ngrams: Sequence[int] = (),
                   previous: Sequence[int] = ()) -> dict:
@@ -110,8 +127,9 @@ def train_manager(bot: AdapterBot, threshold: float | None = None, config: Manag
                 ] if blocks or ngrams or previous else [bot.features]
     best, best_score, sweep = None, -1.0, {}
     for fn in features:
+        remembered = _Remembered(fn)
         for width in hidden or [config.hidden]:
-            manager = DialogueManager(dataclasses.replace(config, hidden=width), feature_fn=fn)
+            manager = DialogueManager(dataclasses.replace(config, hidden=width), feature_fn=remembered)
             if threshold is not None:
                 manager.config.threshold = threshold
             manager.fit(train, calibration=validation)
@@ -122,6 +140,7 @@ def train_manager(bot: AdapterBot, threshold: float | None = None, config: Manag
                   f"previous={fn.previous.dim if fn.previous else 0},hidden={width}"] = round(score, 4)
             if score > best_score:
                 best, best_score = manager, score
+                best.feature_fn = fn
     best.save(bot.registry.root / MANAGER_DIR)
     bot.manager, bot.features = best, best.feature_fn
     return {**best.evaluate(first_turn_data(bot, "test")), "sweep": sweep}

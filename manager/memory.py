@@ -20,11 +20,14 @@ def herding(features: torch.Tensor, k: int) -> torch.Tensor:
         return torch.arange(n)
     unit = torch.nn.functional.normalize(features, dim=1)
     target = unit.mean(0)
+    squared = (unit * unit).sum(1)
     picked: list[int] = []
     total = torch.zeros_like(target)
     available = torch.ones(n, dtype=torch.bool)
     for step in range(1, k + 1):
-        distance = ((target - (total + unit) / step) ** 2).sum(1)
+        # ||target - (total + u)/step||^2 = (||w - u||^2) / step^2 with w = step * target - total:
+        # the row closest is the one with the least ||u||^2 - 2 w.u, one matrix-vector product a step.
+        distance = squared - 2 * (unit @ (step * target - total))
         distance[~available] = float("inf")
         i = int(distance.argmin())
         picked.append(i)

@@ -139,6 +139,8 @@ def test_copy_boost_starts_a_copy_at_the_answer_and_carries_it_to_the_end_and_co
     nothing = CopyBoost(3.0, [[]], len(prompt))  # no passage: no bonus, whatever the context holds
     assert (nothing(torch.tensor([prompt + [5]]), scores.clone()) == 0).all()
     assert (nothing(torch.tensor([prompt]), scores.clone()) == 0).all()
+    rows = boost(torch.tensor([prompt + [6], prompt + [7]]), torch.zeros(2, 12))  # one source serves every row
+    assert (rows != 0).nonzero().tolist() == [[0, 7], [1, 8]]
 
 
 def test_copy_source_is_the_passage_answer_and_eos(tiny):

@@ -246,6 +246,21 @@ def test_sample_and_rank_keeps_the_likeliest_candidate_alone_and_in_a_batch(engi
     assert together == [best, *[eng.generate(r) for r in others]]
 
 
+def test_a_ranked_turns_candidates_share_one_prompt_pass(engine):
+    eng, contexts = engine
+    rows = []
+    hook = eng.model.backbone.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1 else None,
+        with_kwargs=True)
+    try:
+        sampled = dict(max_new_tokens=6, do_sample=True, candidates=4)
+        ranked = [eng.submit(Request(contexts[i], None, sampled, seed=i)) for i in range(2)]
+        [g.result(60) for g in ranked]
+    finally:
+        hook.remove()
+    assert sum(shape[0] for shape in rows) == 2  # two turns' prompts, not eight candidates'
+
+
 def test_a_ranked_turn_streams_its_reply_whole(engine):
     eng, contexts = engine
     generation = eng.submit(Request(contexts[1], None, dict(max_new_tokens=8, do_sample=True, candidates=3), seed=1))
