@@ -73,8 +73,9 @@ TO_THE_BOT = re.compile(r"\b(you|your|yours|yourself)\b", re.IGNORECASE)
 # Mined Chit-Chat exchanges that pass the BAD_NEWS/SYMPATHY filter but were rejected by hand
 # (read all 9: "so sad I have to go to dinner", and a happy answer to a question about a late grandma).
 REJECTED_BAD_NEWS = ("2d716f74", "3d26ea57")
+# None starts "Sorry": trivia's answers are often one word, and "Sorry, I'm not sure about that one." came out as "Sorry".
 ABSTAIN = ("I'm not sure, I don't know that one.", "Hmm, I don't know the answer to that, sorry.",
-           "I'm afraid I don't know that one.", "Sorry, I'm not sure about that one.")
+           "I'm afraid I don't know that one.")
 CLARIFY = ("I'm not sure how to fix that one. What device is it, and what exactly happens?",
            "Sorry, I don't know that problem yet. Which device is it, and what do you see on the screen?")
 # After the question back, details that still match no passage: the skill says where to go next instead of asking
@@ -97,10 +98,17 @@ def mined_empathy() -> list[Example]:
 def trivia_examples() -> list[Example]:
     """chatterbot's factual questions, each with its passage, plus the same question as people type it.
 
-    A question and its casual rephrasing share a group, so they land in the same split.
+    A question and its casual rephrasing share a group, so they land in the same split. A question the
+    corpus asks twice keeps its longest answer: "how far is the moon" is answered "it" in one
+    conversation and "the moon is about 250,000 miles from earth on average." in another.
     """
-    facts = [e for e in read_source(f"chatterbot:{TRIVIA_CATEGORIES}", Path(".")).examples
-             if len(e.context) == 1 and FACT_QUESTION.search(e.context[0].strip()) and not TO_THE_BOT.search(e.context[0])]
+    longest: dict[str, Example] = {}
+    for e in read_source(f"chatterbot:{TRIVIA_CATEGORIES}", Path(".")).examples:
+        if len(e.context) == 1 and FACT_QUESTION.search(e.context[0].strip()) and not TO_THE_BOT.search(e.context[0]):
+            kept = longest.setdefault(e.context[0], e)
+            if len(e.response) > len(kept.response):
+                longest[e.context[0]] = e
+    facts = list(longest.values())
     casual = {}
     for line in (SOURCES / "trivia_casual.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
