@@ -148,6 +148,7 @@ class _Row:
             raise ValueError(f"unknown decoding setting(s) {unknown}; known: {', '.join(DECODING_KEYS)}")
         self.request, self.generation, self.eos, self.ranked = request, generation, eos, ranked
         self.stopped = False  # ended with end-of-text, not cut at max_new_tokens
+        self.ended = False  # finished; its row stays in the batch, unused, until the next compaction
         self.logprob, self.scored = 0.0, 0  # a candidate's summed raw log-probability, over this many tokens
         self.ids = list(request.context)
         self.max_new = int(d.get("max_new_tokens", 40))
@@ -195,6 +196,7 @@ class _Row:
 
     def finish(self) -> None:
         """The row has ended: its turn ends too, or, for a candidate, waits for its other candidates."""
+        self.ended = True
         if self.ranked is None:
             self.generation._finish()
         else:
@@ -203,6 +205,11 @@ class _Row:
 
 _STALE = object()
 ROOM = 64  # most tokens a batch's cache grows by before its buffers are copied into larger ones
+# A batch is compacted (its cache copied without its ended rows) once no more than this share of its rows is left;
+# until then, or until turns join (a copy anyway), ended rows are decoded and ignored. A copy of a 26-row cache cost
+# about as much as a decoding step, a row in a step a 26th of one: compacting at every ended row took 19 s of a
+# 105 s load run (python -m bot.bench.loadtest under py-spy).
+COMPACT_AT = 0.75
 
 
 class _GrowingLayer(DynamicLayer):
@@ -304,7 +311,8 @@ class Engine:
 
     @property
     def active(self) -> int:
-        return len(self._batch.rows)
+        """Rows decoding now (ended rows awaiting compaction not counted)."""
+        return sum(not row.ended for row in self._batch.rows)
 
     # ---- the engine thread ------------------------------------------------------------
     def _ensure_thread(self) -> None:
@@ -337,7 +345,7 @@ class Engine:
         """Take the waiting turns there are free rows for (a ranked turn takes one per candidate, a pending one is
         counted as one until routed), route the pending ones, and prefill them all together. A routed turn that
         no longer fits waits, first in line, for a later step; an empty batch always takes its first turn."""
-        busy, planned, taken = len(self._batch.rows), 0, []
+        busy, planned, taken = self.active, 0, []
         while busy + planned < self.max_batch:
             if self._deferred:
                 request, generation = self._deferred.pop(0)
@@ -437,7 +445,11 @@ class Engine:
         self._join([rows[i] for i in going], kv, mask[:, start:])
 
     def _join(self, rows: list[_Row], kv: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor) -> None:
+        """Add ``rows`` to the batch; its ended rows leave in the same copy of the cache."""
         b = self._batch
+        if any(row.ended for row in b.rows):
+            self._keep([i for i, row in enumerate(b.rows) if not row.ended], copy=False)
+            b = self._batch
         if not b.rows:
             b.rows, b.mask = rows, mask
             b.cache = _GrowingCache([([k], [v]) for k, v in kv], mask.shape[1])
@@ -466,17 +478,19 @@ class Engine:
         self.steps += 1
         self.row_steps += len(b.rows)
         b.mask = mask
-        finished = [i for i, ended in enumerate(_choose(b.rows, out.logits[:, -1])) if ended]
-        if finished:
-            for i in finished:
+        for i, ended in enumerate(_choose(b.rows, out.logits[:, -1])):
+            if ended and not b.rows[i].ended:
                 b.rows[i].finish()
-            keep = [i for i in range(len(b.rows)) if i not in set(finished)]
-            self._keep(keep)
+        left = [i for i, row in enumerate(b.rows) if not row.ended]
+        if len(left) <= COMPACT_AT * len(b.rows):
+            self._keep(left)
 
     def _drop_unroutable(self) -> None:
         """End, with the error, each row whose skill went away (removed between steps); the others go on."""
         keep = []
         for i, row in enumerate(self._batch.rows):
+            if row.ended:
+                continue
             try:
                 self.model.plan([row.request.route])
                 keep.append(i)
@@ -485,8 +499,9 @@ class Engine:
         if len(keep) < len(self._batch.rows):
             self._keep(keep)
 
-    def _keep(self, keep: list[int]) -> None:
-        """Keep only rows ``keep``; drop cache columns no remaining row uses."""
+    def _keep(self, keep: list[int], copy: bool = True) -> None:
+        """Keep only rows ``keep``; drop cache columns no remaining row uses. ``copy=False``: leave the kept keys and
+        values as (indexed) tensors in ``layers``' ``keys`` and ``values``, for :meth:`_join` to copy once."""
         b = self._batch
         if not keep:
             self._batch = _Batch()
@@ -496,8 +511,12 @@ class Engine:
         b.mask = b.mask[index]
         start = int((b.mask.sum(0) > 0).nonzero()[0])  # leading columns that are padding in every row
         b.mask = b.mask[:, start:]
-        b.cache = _GrowingCache([([layer.keys[index, :, start:]], [layer.values[index, :, start:]]) for layer in b.cache.layers],
-                                b.mask.shape[1])
+        kv = [([layer.keys[index, :, start:]], [layer.values[index, :, start:]]) for layer in b.cache.layers]
+        if copy:
+            b.cache = _GrowingCache(kv, b.mask.shape[1])
+        else:
+            for layer, (k, v) in zip(b.cache.layers, kv):
+                layer.keys, layer.values = k[0], v[0]
         b.plan = _STALE
 
 
@@ -509,7 +528,7 @@ def _choose(rows: list[_Row], logits: torch.Tensor) -> list[bool]:
     the processors in one call: a sampled row's cost (top-p sorts the vocabulary) is paid once a step per turn,
     not once per candidate.
     """
-    ended = [row.generation.cancelled for row in rows]
+    ended = [row.ended or row.generation.cancelled for row in rows]
     turns: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
         if not ended[i]:

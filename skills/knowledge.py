@@ -81,8 +81,37 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
+# Words a question and its passage use for the same thing, one set a line, each word read as the line's first.
+# A stemmer leaves them apart ("biggest" and "largest", "author" and "wrote", "gave" and "given"): with
+# "biggest", "which planet is the hottest in the solar system" outranked "the largest planet in our solar system".
+SYNONYMS = """
+large big bigger biggest huge larger largest
+small tiny tinier tiniest smaller smallest little
+high tall taller tallest higher highest
+write wrote written writer author authored
+give gave given
+paint painted painter
+invent invented inventor
+discover discovered discoverer
+begin began begun
+win won winner
+fall fell fallen
+sink sank sunk
+build built builder
+die died death
+fast quick faster quicker fastest quickest
+film movie films movies
+"""
+_CANONICAL = {word: line.split()[0] for line in SYNONYMS.split("\n") for word in line.split()}
+
+
+def _stem(words: list[str]) -> list[str]:
+    """Stems of ``words``, each synonym (:data:`SYNONYMS`) read as its set's first word."""
+    return _stemmer().stemWords([_CANONICAL.get(w, w) for w in words])
+
+
 def _tokenize(texts: list[str], ids: bool) -> Any:
-    return _bm25s().tokenize(texts, lower=True, stopwords="en", stemmer=_stemmer(), return_ids=ids, show_progress=False)
+    return _bm25s().tokenize(texts, lower=True, stopwords="en", stemmer=_stem, return_ids=ids, show_progress=False)
 
 
 @dataclass(frozen=True)
@@ -118,7 +147,7 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 def content_words(text: str) -> set[str]:
     """Stems of the lower-cased words of ``text``, stop words and chat filler left out."""
     stop = _bm25s().stopwords.STOPWORDS_EN_PLUS
-    return set(_stemmer().stemWords([w for w in _WORD.findall(text.lower()) if w not in stop and w not in _FILLER]))
+    return set(_stem([w for w in _WORD.findall(text.lower()) if w not in stop and w not in _FILLER]))
 
 
 def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: float) -> float:

@@ -71,6 +71,31 @@ def test_a_turn_that_joins_mid_generation_gets_its_solo_result(engine):
     assert 0 < joined_at < len(solo_long)  # the second turn really joined a running generation
 
 
+def test_ended_rows_wait_for_compaction_and_leave_when_a_turn_joins(engine):
+    eng, contexts = engine
+    first = [Request(contexts[i], "lora", dict(max_new_tokens=3 if i == 0 else 30)) for i in range(8)]
+    late = Request(contexts[0], "houlsby", dict(GREEDY))
+    solo = [eng.generate(r) for r in [*first, late]]
+    seen = []
+    original = eng._step
+
+    def step():
+        seen.append((len(eng._batch.rows), eng.active))
+        original()
+
+    eng._step = step
+    with eng.paused():  # the eight turns are admitted together
+        running = [eng.submit(r) for r in first]
+    while len(running[1].tokens) < 8 and not running[1]._done.is_set():
+        time.sleep(0.001)
+    assert running[0].result(60) == solo[0]
+    joined = eng.submit(late)
+    assert joined.result(60) == solo[8] and [g.result(60) for g in running] == solo[:8]
+    ended_kept = seen.index((8, 7))  # the short turn ended; its row stayed, unused, in the batch of 8
+    assert (8, 8) in seen[ended_kept:]  # the late turn joined in its place: the ended row left as it came in
+    assert max(rows for rows, _ in seen) == 8 and eng.active == 0
+
+
 def test_streaming_yields_each_rows_own_tokens_as_they_come(engine):
     eng, contexts = engine
     requests = [Request(contexts[i], ROUTES[i], dict(GREEDY)) for i in range(3)]

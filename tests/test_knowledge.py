@@ -211,3 +211,15 @@ def test_a_reply_said_in_other_words_counts_as_said_and_a_covered_message_passes
     follow_up = retriever.lookup("printer offline Restart the printer. tried that", min_overlap=0.1, message="tried that",
                                  avoid=["Restart the printer and your computer, then check the cable."])
     assert follow_up.used and follow_up.text.endswith("clear the print queue.")  # found with its conversation
+
+
+def test_synonyms_match_and_outrank_a_passage_sharing_only_the_other_words(tmp_path):
+    path = tmp_path / "facts.txt"
+    path.write_text("Which planet is the hottest in the solar system? Venus\n"
+                    "What is the largest planet in our solar system? Jupiter\n"
+                    "who wrote frankenstein Mary Shelley\n")
+    retriever = Retriever.from_file(path)
+    biggest = retriever.lookup("whats the biggest planet in the solar system", 0.9)
+    assert biggest.text.endswith("Jupiter") and biggest.used
+    author = retriever.lookup("who was the author of frankenstein", 0.9)
+    assert author.text.endswith("Mary Shelley") and author.coverage == 1.0
