@@ -7,7 +7,7 @@ import torch
 
 from bot.recipes.backbone import copy_nll, sample_batch
 from bot.recipes.skills import (
-    ABSTAIN, CLARIFY, DETAILS, GIVE_UP, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data,
+    ABSTAIN, AFTER_FIX, CLARIFY, DETAILS, GIVE_UP, STILL_BROKEN, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data,
     tech_examples, trivia_examples, with_abstentions, with_clarifications,
 )
 from skills.data import Example
@@ -86,6 +86,10 @@ def test_tech_learns_to_copy_any_fix_and_to_ask_back_without_a_passage(tmp_path)
     assert giving_up and len(giving_up) < len(asking) and all(e.knowledge is None for e in giving_up)
     assert all(len(e.context) == 3 and e.context[1] in CLARIFY and e.context[2] in DETAILS for e in giving_up)
     assert {e.context[0] for e in giving_up} <= {e.context[-1] for e in asking}
+    after_fix = [e for e in out if e.response in AFTER_FIX]  # a fix failed, no passage for a next step: say so
+    assert after_fix and all(e.knowledge is None and len(e.context) == 3 and e.context[2] in STILL_BROKEN for e in after_fix)
+    fixes = {(e.context[0], e.response) for e in train if len(e.context) == 1}
+    assert {(e.context[0], e.context[1]) for e in after_fix} <= fixes
 
 
 def test_mined_empathy_keeps_the_hand_checked_exchanges_only():

@@ -18,6 +18,17 @@ def test_every_message_is_answered_and_its_route_counted(tiny_bot):
         "- U: hi", "- U: tell me more", "- U: and then?"]
 
 
+def test_conversation_skill_turns_are_counted_against_what_each_turn_should_reach(tiny_bot):
+    conversation = ["hi", "my printer will not print", "i feel sad today"]
+    messages = {"conversations": [conversation], "conversation_expected": [[None, "alpha", "alpha"]]}
+    lines, tally = run_trial(tiny_bot, messages)
+    turns = [line for line in lines if line.startswith("- U:")]
+    reached = ["B: [alpha " in line for line in turns]
+    assert tally["conversation skill turns"] == [sum(reached[1:]), 2]
+    assert ["(wanted alpha)" in line for line in turns] == [False, *[not r for r in reached[1:]]]
+    assert reached[1] and not reached[2]  # the toy manager routes both ways: both counts are exercised
+
+
 def test_the_command_writes_the_transcript(tiny_bot, tmp_path, monkeypatch):
     from bot import AdapterBot
 

@@ -4,10 +4,13 @@ The messages file is JSON written by the person running the trial, before any re
 
     {"distress": ["my grandma passed away this morning", ...], "tech": [...], ...,
      "conversations": [["hey there", "my computer keeps freezing", ...], ...],
-     "expected": {"distress": "empathetic", "tech": "tech_support", "chitchat": null}}
+     "expected": {"distress": "empathetic", "tech": "tech_support", "chitchat": null},
+     "conversation_expected": [[null, "tech_support", "tech_support", ...], ...]}
 
-Every kind but ``conversations`` and ``expected`` is a list of single messages; ``expected`` maps a
-kind to the skill that should answer it (``null``: the bare backbone). A conversation sends the
+Every kind but ``conversations``, ``expected`` and ``conversation_expected`` is a list of single
+messages; ``expected`` maps a kind to the skill that should answer it (``null``: the bare backbone).
+``conversation_expected``, optional, gives for each conversation the skill each turn should reach
+(``null``: chit-chat); its skill turns are counted as the kind ``conversation skill turns``. A conversation sends the
 growing history: the user's turns alternating with the bot's own replies. Replies use each route's
 default decoding (the skills' greedy, the bare backbone's sample-and-rank), seeded by the turn's
 number in the trial, so a rerun gives the same transcript.
@@ -25,7 +28,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-OTHER_KEYS = ("conversations", "expected")
+OTHER_KEYS = ("conversations", "expected", "conversation_expected")
+CONVERSATION_KIND = "conversation skill turns"
 
 
 def _line(reply) -> str:
@@ -57,16 +61,26 @@ def run_trial(bot, messages: dict) -> tuple[list[str], dict]:
             bar.update(1)
         if kind in expected:
             tally[kind] = [right, len(messages[kind])]
-    for i, conversation in enumerate(messages.get("conversations", []), 1):
+    conversations = messages.get("conversations", [])
+    wanted = messages.get("conversation_expected") or [[None] * len(c) for c in conversations]
+    if [len(w) for w in wanted] != [len(c) for c in conversations]:
+        raise ValueError("conversation_expected: needs one list per conversation, one entry per turn")
+    reached = skill_turns = 0
+    for i, (conversation, skills) in enumerate(zip(conversations, wanted), 1):
         lines.append(f"\n## conversation {i}\n")
         history: list[str] = []
-        for message in conversation:
+        for message, skill in zip(conversation, skills):
             history.append(message)
             reply = bot.respond(history, seed=turn)
             turn += 1
             history.append(reply.text)
-            lines.append(f"- U: {message} -> B: {_line(reply)}")
+            skill_turns += skill is not None
+            reached += skill is not None and reply.skill == skill
+            mark = "" if skill is None else " (wanted " + skill + ")" if reply.skill != skill else ""
+            lines.append(f"- U: {message} -> B: {_line(reply)}{mark}")
             bar.update(1)
+    if skill_turns:
+        tally[CONVERSATION_KIND] = [reached, skill_turns]
     bar.close()
     return lines, tally
 

@@ -82,6 +82,13 @@ CLARIFY = ("I'm not sure how to fix that one. What device is it, and what exactl
 # again ("it's a macbook" after "What device is it...?" got the same question a second time in a user trial).
 GIVE_UP = ("Sorry, I don't have a fix for that one. The maker's support site or a repair shop is the best next step.",
            "I'm afraid that one isn't in my troubleshooting notes. The device maker's support team can help from here.")
+# A failed attempt after a fix, with no passage for a next step: say so and where to go, rather than copy the fix
+# again (in a user trial, "i already turned bluetooth off and on like 5 times" got "...laptop or tablet or tablet or tablet").
+STILL_BROKEN = ("i tried that already, still nothing", "did that, same problem", "nope, still not working",
+                "that didnt help", "already did that twice", "still doing it", "tried it, no luck")
+AFTER_FIX = ("Sorry that didn't help. I don't have another step for this one, so the maker's support site or a repair "
+             "shop is the best next stop.", "Then it's beyond my troubleshooting notes, I'm afraid. The device maker's "
+             "support team can help from here.")
 DETAILS = ("it's a windows laptop", "it's an iphone", "it's a samsung phone", "it's a mac", "i already tried restarting",
            "nothing happens at all", "it's an hp printer", "it's pretty new", "it's my work computer", "still the same",
            "it just shows a black screen", "it's an android tablet")
@@ -150,7 +157,9 @@ def with_clarifications(knowledge: Path) -> Callable[[list[Example]], list[Examp
     question back (:data:`CLARIFY`): what the skill says when no passage covers the problem. (With a
     quarter, a follow-up without a passage got a garble of the bot's previous fix.) Half of those again
     go on: the user's answer (:data:`DETAILS`) still without a passage, answered by where to go next
-    (:data:`GIVE_UP`), in the three turns the skill reads (``context_turns``)."""
+    (:data:`GIVE_UP`), in the three turns the skill reads (``context_turns``). And half the single-turn
+    exchanges go on after their fix: a failed attempt (:data:`STILL_BROKEN`) without a passage, answered
+    by :data:`AFTER_FIX`."""
 
     def augment(train: list[Example]) -> list[Example]:
         out = counterfactual(train, copies=2)
@@ -158,6 +167,8 @@ def with_clarifications(knowledge: Path) -> Callable[[list[Example]], list[Examp
         out += [Example(e.context, _pick(CLARIFY, e.context[-1]), None) for e in missed]
         out += [Example([e.context[-1], _pick(CLARIFY, e.context[-1]), _pick(DETAILS, e.response)], _pick(GIVE_UP, e.response), None)
                 for e in missed if split_of(e.response, valid_pct=0, test_pct=50) == "test"]
+        out += [Example([e.context[0], e.response, _pick(STILL_BROKEN, e.response)], _pick(AFTER_FIX, e.context[0]), None)
+                for e in train if len(e.context) == 1 and split_of(e.response, valid_pct=0, test_pct=50) == "train"]
         return out
 
     return augment
