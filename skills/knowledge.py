@@ -21,6 +21,7 @@ from typing import Any, Collection, Sequence
 
 import numpy as np
 
+from .chat_words import topicality
 from .files import MAX_BYTES, read_text
 
 TEXT_FIELDS = ("text", "passage")
@@ -151,16 +152,18 @@ def content_words(text: str) -> set[str]:
 
 
 def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: float) -> float:
-    """Share of the query's content words found in the passage, each weighted by its IDF in the file.
+    """Share of the query's content words found in the passage, each weighted by its IDF in the file
+    and by its :func:`~skills.chat_words.topicality`.
 
     A rare word of the question missing from the passage (``Sistine`` against a Guernica passage)
-    weighs more than a common one; a word in no passage at all weighs ``unseen_idf``, the most.
+    weighs more than a common one; a word in no passage at all weighs ``unseen_idf``, the most. A word
+    common in casual chat ("already", "told") weighs less, whatever the file holds.
     """
     words = content_words(query)
     if not words:
         return 0.0
     found = content_words(passage)
-    weight = {w: idf.get(w, unseen_idf) for w in words}
+    weight = {w: idf.get(w, unseen_idf) * topicality(w) for w in words}
     return sum(v for w, v in weight.items() if w in found) / sum(weight.values())
 
 

@@ -223,3 +223,31 @@ def test_synonyms_match_and_outrank_a_passage_sharing_only_the_other_words(tmp_p
     assert biggest.text.endswith("Jupiter") and biggest.used
     author = retriever.lookup("who was the author of frankenstein", 0.9)
     assert author.text.endswith("Mary Shelley") and author.coverage == 1.0
+
+
+def test_words_common_in_casual_chat_count_less_than_the_topic(tmp_path):
+    from skills.chat_words import topicality
+
+    assert topicality("one") < 0.2 and topicality("alreadi") < 0.5 and topicality("airpod") == 1.0
+    path = tmp_path / "faq.txt"
+    path.write_text("my left airpod is quiet\nother passage about printers\n")
+    retriever = Retriever.from_file(path)
+    chatty = retriever.lookup("my left airpod is quiet, someone told me already")
+    rare = retriever.lookup("my left airpod is quiet, quokka narwhal axolotl")  # as many words, none of them chat
+    assert chatty.text == rare.text == "my left airpod is quiet"
+    assert chatty.coverage > 1.5 * rare.coverage
+
+
+def test_the_chat_words_table_is_what_its_recipe_builds():
+    import json
+
+    from bot.recipes.chat_words import document_frequencies
+    from skills.chat_words import MIN_DF, TABLE
+    from skills.corpora import chitchat_conversations
+    from skills.knowledge import content_words
+
+    texts = [turn for conversation in chitchat_conversations() for turn in conversation.turns]
+    assert document_frequencies(texts, content_words) == json.loads(TABLE.read_text(encoding="utf-8"))
+    small = document_frequencies(["a cat", "a cat and a dog", "dog"], lambda t: set(t.split()), min_df=2)
+    assert small == {"messages": 3, "df": {"a": 2, "cat": 2, "dog": 2}}
+    assert MIN_DF <= 45  # every word the table leaves out weighs fully: ln(135,574 / 46) > TOPICAL
