@@ -159,8 +159,8 @@ def cmd_skill_add(args) -> int:
             raise ValueError('--columns must be a JSON object of column names, e.g. {"context": "prompt", "response": "reply"}')
     from .adapter.config import kind_settings
 
-    if args.query_turns != 1 and args.knowledge is None:
-        raise ValueError("--query-turns: only used with --knowledge (it sets how many turns search the knowledge file)")
+    if args.query_turns != 1 and args.knowledge is None and not args.faq:
+        raise ValueError("--query-turns: only used with --knowledge or --faq (it sets how many turns search the knowledge file)")
     if args.query_turns < 1:
         raise ValueError(f"--query-turns: must be at least 1, got {args.query_turns}")
     given = {k: getattr(args, k) for k in TRAINING_FLAGS if getattr(args, k) is not None}
@@ -169,7 +169,7 @@ def cmd_skill_add(args) -> int:
     bot = _load_bot(args)
     r = add_skill(bot, args.name, args.data, description=args.description or "", knowledge=args.knowledge,
                   replace=args.replace, columns=columns, max_examples=args.limit, training=training,
-                  query_turns=args.query_turns)
+                  query_turns=args.query_turns, faq=args.faq)
     if r.skipped:
         print(f"{args.data}: {r.skipped_note}")
     print(f"installed skill {r.name!r} in {r.path}")
@@ -299,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, metavar="FILE|hf:NAME", help="JSONL/CSV of {context, response, knowledge?}, or a hub dataset")
     s.add_argument("--description", help="one line shown in the UI and in `skill list`")
     s.add_argument("--knowledge", type=Path, metavar="FILE", help="passages to retrieve from (one per line, or JSONL)")
+    s.add_argument("--faq", action="store_true",
+                   help="make every exchange of --data a passage the skill retrieves and copies its answer from, as the "
+                        "bundled tech support does: with a small backbone, a question-and-answer skill's replies read "
+                        "far better this way (not with --knowledge)")
     s.add_argument("--query-turns", type=int, default=1, metavar="N",
                    help="how many of the conversation's newest turns search --knowledge (default: %(default)s, the message "
                         "alone; 3 lets a follow-up such as 'I tried that already' find its problem)")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import json
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from manager import CONFIG_NAME, DialogueManager
 from skills import SkillRegistry
 from skills.data import Example, split_examples, write_jsonl
 from skills.readers import read_source
-from skills.knowledge import Retriever
+from skills.knowledge import Retriever, exchange_passage
 from skills.spec import AdapterTraining, DecodingSpec, KnowledgeSpec, SkillSpec, validate_skill_name
 
 from .chatbot import MANAGER_DIR, AdapterBot
@@ -29,6 +31,10 @@ log = logging.getLogger(__name__)
 
 
 MIN_TEST_EXAMPLES = 10  # fewer test examples than this cannot tell whether a skill learned
+# A skill without knowledge whose test perplexity is at least this writes replies that read poorly: in a trial on the
+# bundled backbone, a 100-example cooking skill at about 130 answered "how long do i boil an egg" with "Put it on the
+# ground and then cut it in the air"; the same data as a FAQ (--faq) gave 12 and copied the right answers.
+POOR_PPL = 30.0
 COPY_BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates of a knowledge skill
 COPY_DECODING = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "reply_no_repeat_ngram_size": 2}
 """A knowledge skill's decoding where none is given: nothing stops a copy of the passage (Hugging Face's n-gram ban
@@ -68,10 +74,24 @@ def with_knowledge(examples: list[Example], retriever: Retriever, query_turns: i
             if e.knowledge is None else e for e in examples]
 
 
+def write_faq(examples: list[Example], path: Path) -> Path:
+    """A knowledge file (JSONL) of ``examples``' exchanges, one passage each (duplicates once), at ``path``."""
+    passages = dict.fromkeys(exchange_passage(e.context, e.response) for e in examples)
+    path.write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in passages), encoding="utf-8")
+    return path
+
+
 def learning_warnings(test_size: int, test_ppl: float, test_ppl_backbone: float, epochs_run: int,
-                      training: AdapterTraining) -> list[str]:
-    """Why the figures of a freshly trained skill may not show that it learned, with what to do about it."""
+                      training: AdapterTraining, has_knowledge: bool = False) -> list[str]:
+    """Why the figures of a freshly trained skill may not show that it learned, or that its replies will read well,
+    with what to do about it."""
     warnings = []
+    if not has_knowledge and test_ppl >= POOR_PPL:
+        warnings.append(
+            f"the skill's replies will likely read poorly: its test perplexity, {test_ppl:.2f}, is {POOR_PPL:g} or more. "
+            f"If the data answers questions, add it again as a FAQ (`skill add --faq --replace`, or tick 'Answer from "
+            f"the dialogues' and 'Replace' in the Skills tab): every exchange becomes a passage, and the skill copies "
+            f"the answer of the one most like the user's message")
     if not test_ppl < test_ppl_backbone:  # NaN included: a diverged adapter learned nothing either
         warnings.append(
             f"the skill did not learn: its test perplexity with the adapter, {test_ppl:.2f}, is not below the bare "
@@ -89,7 +109,8 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
               replace: bool = False, training: AdapterTraining | None = None, decoding: DecodingSpec | None = None,
               columns: dict | None = None, progress: Progress | None = None, show_bar: bool = True,
               max_examples: int | None = None, data_label: str | None = None,
-              augment: Callable[[list[Example]], list[Example]] | None = None, query_turns: int = 1) -> AddResult:
+              augment: Callable[[list[Example]], list[Example]] | None = None, query_turns: int = 1,
+              faq: bool = False) -> AddResult:
     """Train and install skill ``name`` from ``data`` (a JSONL/CSV path or ``hf:NAME``), and load it into ``bot``.
 
     Every check that can refuse the skill (its name and folder, the data, the knowledge file, the
@@ -102,6 +123,9 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         data: the dialogue examples.
         description: shown in ``skill list`` and the UI.
         knowledge: a passage file (one per line, or JSONL) for a retrieval skill.
+        faq: make every exchange of ``data`` a passage (:func:`~skills.knowledge.exchange_passage`) of the skill's
+            knowledge file instead, as the bundled tech support's FAQ: the skill copies the answer of the exchange
+            most like the conversation. Not with ``knowledge``.
         query_turns: how many of the conversation's newest turns search ``knowledge`` (``KnowledgeSpec.query_turns``).
         training, decoding: settings (defaults: ``AdapterTraining()``, ``DecodingSpec()``).
         columns: column mapping for ``hf:`` datasets.
@@ -110,6 +134,15 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         data_label: how ``data`` is recorded in the spec (e.g. an upload's original file name).
         augment: maps the train split to the examples actually trained on (valid and test stay as read).
     """
+    if faq:
+        if knowledge is not None:
+            raise ValueError("faq: the skill's knowledge is either a file of its own (--knowledge) or its data's exchanges (--faq), not both")
+        with tempfile.TemporaryDirectory(prefix="adapterbot-faq-") as folder:
+            read = read_source(str(data), Path.cwd(), columns)
+            path = write_faq(read.examples[:max_examples] if max_examples else read.examples, Path(folder) / "knowledge.jsonl")
+            return add_skill(bot, name, data, description=description, knowledge=path, replace=replace, training=training,
+                             decoding=decoding, columns=columns, progress=progress, show_bar=show_bar,
+                             max_examples=max_examples, data_label=data_label, augment=augment, query_turns=query_turns)
     name = validate_skill_name(name)
     registry = bot.registry
     registry.check_installable(name, replace)
@@ -177,7 +210,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
             registry.remove(name)
             bot.load_manager()  # the manager as saved, without a half-added class
         raise
-    warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training)
+    warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training, knowledge is not None)
     return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
                      result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings,
                      bot.specs[name].decoding.copy_boost if copy_f1 else None, copy_f1)

@@ -107,7 +107,7 @@ def _identity(folder: Path) -> tuple[int, int] | None:
 
 def add_skill_in_child(bot, name: str, data: str | Path, *, description: str = "", knowledge: str | Path | None = None,
                        replace: bool = False, training: AdapterTraining | None = None, data_label: str | None = None,
-                       progress: Progress | None = None):
+                       progress: Progress | None = None, faq: bool = False):
     """:func:`bot.skill_builder.add_skill` in a child process, then the new skill and manager swapped into ``bot``.
 
     ``bot`` keeps serving meanwhile: this call only waits for the child (streaming its progress to
@@ -128,7 +128,7 @@ def add_skill_in_child(bot, name: str, data: str | Path, *, description: str = "
         "name": name, "data": str(Path(data).resolve()) if not str(data).startswith("hf:") else str(data),
         "description": description, "knowledge": str(Path(knowledge).resolve()) if knowledge else None,
         "replace": bool(replace), "training": dataclasses.asdict(training), "data_label": data_label,
-        "threads": _threads(), "nice": NICE,
+        "threads": _threads(), "nice": NICE, "faq": bool(faq),
     }
     before_tmp = _stale(registry.root, name)
     was_installed = name in registry
@@ -267,7 +267,7 @@ def _serve(request: dict[str, Any], send: Callable[[dict], None]) -> None:
     result = add_skill(bot, name, request["data"], description=request.get("description") or "",
                        knowledge=request.get("knowledge"), replace=bool(request.get("replace")),
                        training=AdapterTraining(**request["training"]), progress=progress, show_bar=False,
-                       data_label=request.get("data_label"))
+                       data_label=request.get("data_label"), faq=bool(request.get("faq")))
     fields = dataclasses.asdict(result)
     fields["path"] = str(result.path)
     send({"result": fields})

@@ -183,6 +183,12 @@ def search_query(history: Sequence[str], turns: int = 1) -> str:
     return " ".join(recent + recent[-1:] if len(recent) > 1 else recent)
 
 
+def exchange_passage(context: Sequence[str], response: str) -> str:
+    """An exchange as a passage of a FAQ: its turns on one line, a line break, the reply (after the line
+    break the reply encodes as at the start of a reply, and :func:`answer_of` finds it)."""
+    return " ".join(t.strip() for t in context) + "\n" + response
+
+
 def answer_of(passage: str) -> str:
     """A passage's last non-blank line: the answer of a question-and-answer passage."""
     lines = [line.strip() for line in passage.splitlines() if line.strip()]

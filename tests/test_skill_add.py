@@ -216,10 +216,35 @@ def test_learning_warnings_give_the_figures_and_what_to_do():
     from skills.spec import AdapterTraining
 
     assert learning_warnings(12, 20.0, 50.0, 3, AdapterTraining()) == []
-    [worse] = learning_warnings(12, 30.8, 27.7, 4, AdapterTraining(epochs=20))
+    [worse] = learning_warnings(12, 30.8, 27.7, 4, AdapterTraining(epochs=20), has_knowledge=True)
     assert "30.80" in worse and "27.70" in worse and "more examples" in worse and "--epochs" in worse and "4 of at most 20" in worse
     assert len(learning_warnings(12, float("nan"), 27.7, 1, AdapterTraining())) == 1
-    assert len(learning_warnings(3, 30.0, 27.7, 1, AdapterTraining())) == 2
+    assert len(learning_warnings(3, 30.0, 27.7, 1, AdapterTraining(), has_knowledge=True)) == 2
+    [poor] = learning_warnings(12, 136.8, 244.0, 10, AdapterTraining())  # learned, but too little to write well
+    assert "136.80" in poor and "--faq" in poor
+    assert learning_warnings(12, 136.8, 244.0, 10, AdapterTraining(), has_knowledge=True) == []
+
+
+def test_faq_makes_every_exchange_a_passage_the_skill_copies_from(tiny_dir, skills_dir, tmp_path, capsys):
+    import json
+
+    from skills.knowledge import read_passages
+    from skills.spec import SkillSpec
+
+    rows = [{"context": [f"what colour is thing {i}"], "response": f"thing {i} is colour {i % 7}"} for i in range(40)]
+    data = tmp_path / "colours.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:3]), encoding="utf-8")  # duplicates once
+    assert cli(tiny_dir, skills_dir, "skill", "add", "colours", "--data", str(data), "--faq", "--epochs", "1") == 0, \
+        capsys.readouterr().err
+    assert "--faq" not in capsys.readouterr().out  # no hint to do what was done
+    spec = SkillSpec.load(skills_dir / "colours")
+    assert spec.knowledge.mode == "retrieval" and spec.decoding.copy_boost is not None
+    assert read_passages(skills_dir / "colours" / spec.knowledge.file) == [
+        f"what colour is thing {i}\nthing {i} is colour {i % 7}" for i in range(40)]
+    reply = AdapterBot.from_pretrained(tiny_dir, skills_dir).respond(["what colour is thing 12"], skill="colours")
+    assert reply.knowledge_used and reply.knowledge.startswith("what colour is thing 12\n")
+    assert cli(tiny_dir, skills_dir, "skill", "add", "more", "--data", str(data), "--faq", "--knowledge", str(data)) == 2
+    assert "not both" in capsys.readouterr().err and not (skills_dir / "more").exists()
 
 
 def test_add_skill_result_carries_the_warnings(tiny_dir, skills_dir, tmp_path):

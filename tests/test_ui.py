@@ -377,7 +377,8 @@ def test_add_use_and_remove_a_skill(server, ui_bot, tmp_path):
                                     api_name="/add_skill")
     assert "Installed **gamma**" in status
     test_size = ui_bot.specs["gamma"].splits["test"]  # 30 toy examples: a test split too small to judge, and it says so
-    assert "> ⚠️ **Warning**" in status and f"The test split has only {test_size} example(s)" in status, status
+    assert f"The test split has only {test_size} example(s)" in status, status
+    assert "will likely read poorly" in status and "Answer from the dialogues" in status  # the toy adapter is weak
     assert "gamma" in [row[0] for row in table["data"]]
     assert [s["name"] for s in c.predict(api_name="/skills")] == ["alpha", "beta", "gamma"]
     _, messages, _, _ = chat(c, "my router will not connect", mode="gamma")
@@ -392,3 +393,17 @@ def test_add_use_and_remove_a_skill(server, ui_bot, tmp_path):
     assert user_texts(after) == ["my router will not connect", "hello"]  # the refused turn left no trace
     with pytest.raises(Exception, match="No skill 'gamma' is installed"):
         c.predict("gamma", api_name="/remove_skill")
+
+
+def test_a_skill_added_as_a_faq_from_the_page_copies_from_its_dialogues(server, ui_bot, tmp_path):
+    from skills.knowledge import read_passages
+
+    c = client(server)
+    data = write_toy_data(tmp_path / "printers.jsonl", "alpha")
+    status, *_ = c.predict("faqs", "fixes printers", gradio_client.handle_file(str(data)), None, False, 1, 0.005,
+                           "bottleneck", True, api_name="/add_skill")
+    assert "Installed **faqs**" in status and "will likely read poorly" not in status, status
+    spec = ui_bot.specs["faqs"]
+    assert spec.knowledge.mode == "retrieval" and spec.decoding.copy_boost is not None
+    assert len(read_passages(ui_bot.registry.path("faqs") / spec.knowledge.file)) == 30
+    c.predict("faqs", api_name="/remove_skill")

@@ -11,7 +11,7 @@ and docs/http_api.md shows them in use):
 - ``/respond`` ``(message, history=[], mode="auto", overrides={}) -> dict`` with ``reply``,
   ``skill``, ``confidence``, ``label``, ``scores`` and ``passage`` (:data:`ui.chat.RESPOND_DOC`):
   one turn, no page state. A refusal raises an error naming the limit or the bad value.
-- ``/add_skill`` ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate) ->
+- ``/add_skill`` ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate, kind, faq) ->
   (status, table, summary, remove menu)``: trains and installs a skill in a child process (progress
   is reported while it trains; chat goes on meanwhile); the status lists the add's warnings, if any.
 - ``/remove_skill`` ``(name) -> (status, table, summary, remove menu)``.
@@ -168,7 +168,12 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
                             knowledge_file = gr.File(label="Knowledge (optional, .txt or .jsonl)",
                                                      file_types=[".txt", ".jsonl"], type="filepath", height=120,
                                                      elem_id="ab-knowledge-file")
-                        replace = gr.Checkbox(False, label="Replace a skill of the same name")
+                        with gr.Row():
+                            faq = gr.Checkbox(False, label="Answer from the dialogues (FAQ)",
+                                              info="every dialogue becomes a passage, and the skill copies the answer "
+                                                   "of the one most like the user's message: far better replies from a "
+                                                   "small backbone when the data answers questions (not with a knowledge file)")
+                            replace = gr.Checkbox(False, label="Replace a skill of the same name")
                         with gr.Accordion("Training settings", open=False):
                             with gr.Row():
                                 epochs = gr.Slider(1, 50, TRAINING.epochs, step=1, label="Most epochs",
@@ -231,7 +236,7 @@ def build_app(bot: AdapterBot, max_upload_mb: float = 50) -> gr.Blocks:
         refresh_outputs = [mode, table, summary, remove_name, header]
         skill_outputs = [table, summary, remove_name]
         add.click(make_add_handler(bot, max_upload_mb),
-                  [new_name, new_description, data_file, knowledge_file, replace, epochs, learning_rate, kind],
+                  [new_name, new_description, data_file, knowledge_file, replace, epochs, learning_rate, kind, faq],
                   [add_status, *skill_outputs], api_name="add_skill", concurrency_id=TRAINING_EVENTS,
                   concurrency_limit=TRAINING_CONCURRENCY, show_progress_on=add_status,
                   ).success(refresh, mode, refresh_outputs, queue=False, api_visibility="private")

@@ -111,7 +111,7 @@ def sentence(text: str) -> str:
 
 
 def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
-    """``/add_skill``: ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate, kind)`` ->
+    """``/add_skill``: ``(name, description, data_file, knowledge_file, replace, epochs, learning_rate, kind, faq)`` ->
     ``(status, table, summary, remove menu)``; the last three may be left out (defaults; ``kind`` at its defaults).
 
     Cheap checks (name, settings, uploads, a name already taken) run here; reading the data and training
@@ -120,7 +120,7 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
 
     def add(name: str | None, description: str | None, data_file: str | None, knowledge_file: str | None = None,
             replace: bool = False, epochs: float | None = None, learning_rate: float | None = None,
-            kind: str | None = None, progress=gr.Progress()):
+            kind: str | None = None, faq: bool = False, progress=gr.Progress()):
         uploads: dict[str, str] = {}
         try:
             name = validate_skill_name((name or "").strip())
@@ -138,7 +138,7 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
             progress(0.0, desc=f"{name}: starting the training process")
             with _CHANGING_SKILLS:
                 result = add_skill_in_child(bot, name, data, description=description, knowledge=knowledge,
-                                            replace=bool(replace), training=training, data_label=data.name,
+                                            replace=bool(replace), training=training, data_label=data.name, faq=bool(faq),
                                             progress=lambda fraction, message: progress(fraction, desc=message))
         except TrainingStopped as e:
             log.error("add skill %r: %s", name, e)

@@ -25,7 +25,7 @@ from manager import ManagerConfig
 from skills import BUNDLED_DIR
 from skills.corpora import bad_news_exchanges, chitchat_conversations, split_of
 from skills.data import Example, read_source, write_jsonl
-from skills.knowledge import Retriever, answer_of
+from skills.knowledge import Retriever, answer_of, exchange_passage
 from skills.spec import AdapterTraining, DecodingSpec
 
 from bot.evaluation.knowledge_check import out_of_knowledge
@@ -129,17 +129,11 @@ def trivia_examples() -> list[Example]:
     return out
 
 
-def exchange_passage(example: Example) -> str:
-    """A troubleshooting exchange as a passage: its turns on one line, a line break, the reply
-    (after the line break the reply encodes as at the start of a reply, as trivia's answers do)."""
-    return " ".join(t.strip() for t in example.context) + "\n" + example.response
-
-
 def tech_examples() -> list[Example]:
     """``tech_support.jsonl``'s exchanges, each with its own passage: the knowledge file is every
     exchange, a troubleshooting FAQ the adapter learns to copy a fix from."""
     rows = read_source(str(SOURCES / "tech_support.jsonl"), Path(".")).examples
-    return [dataclasses.replace(e, knowledge=exchange_passage(e)) for e in rows]
+    return [dataclasses.replace(e, knowledge=exchange_passage(e.context, e.response)) for e in rows]
 
 
 def _pick(replies: tuple[str, ...], text: str) -> str:
