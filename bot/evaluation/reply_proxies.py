@@ -5,6 +5,10 @@
 - ``tech_support``: the reply names the device or topic of the user's message (a content word
   of the last user turn) or gives a concrete step (an instruction verb: :data:`STEP`).
 
+Neither counts a reply that says it doesn't know (:func:`~bot.evaluation.knowledge_check.abstains`): tech support's
+"Sorry, I don't know that problem yet. Which device is it, and what do you see on the screen?" once counted as
+sympathy (its "Sorry") for a heartbroken message routed to it, and as naming the topic (its "screen").
+
 Both are lexical checks: a proxy, not a judgement. ``report.md`` prints sampled replies beside
 them so a reader can see what they count.
 """
@@ -14,6 +18,8 @@ import re
 from typing import Callable
 
 from skills.knowledge import content_words
+
+from .knowledge_check import abstains
 
 ACKNOWLEDGES = re.compile(
     r"\b(sorry|oh no|ouch|ugh|aw+|that'?s (rough|hard|tough|awful|terrible|horrible|sad|a lot|so much|really hard|heartbreaking|"
@@ -32,11 +38,12 @@ SAMPLES = 10
 
 
 def empathetic_ok(context: list[str], reply: str) -> bool:
-    return ACKNOWLEDGES.search(reply) is not None and AS_A_MACHINE.search(reply) is None
+    return ACKNOWLEDGES.search(reply) is not None and AS_A_MACHINE.search(reply) is None and not abstains(reply)
 
 
 def tech_support_ok(context: list[str], reply: str) -> bool:
-    return bool(content_words(context[-1]) & content_words(reply)) or STEP.search(reply) is not None
+    named = bool(content_words(context[-1]) & content_words(reply)) or STEP.search(reply) is not None
+    return named and not abstains(reply)
 
 
 PROXIES: dict[str, Callable[[list[str], str], bool]] = {"empathetic": empathetic_ok, "tech_support": tech_support_ok}
