@@ -8,8 +8,8 @@ learns the new class from its compact memory (no other skill's data is read).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 
 MIN_TEST_EXAMPLES = 10  # fewer test examples than this cannot tell whether a skill learned
-# A skill without knowledge whose test perplexity is at least this writes replies that read poorly: in a trial on the
-# bundled backbone, a 100-example cooking skill at about 130 answered "how long do i boil an egg" with "Put it on the
-# ground and then cut it in the air"; the same data as a FAQ (--faq) gave 12 and copied the right answers.
+# A skill without knowledge whose test perplexity is at least this writes replies that read poorly: on the bundled
+# backbone a 100-example cooking skill, well above it, answered "how long do i boil an egg" with "Put it on the ground
+# and then cut it in the air", and the same data as a FAQ (--faq) copied the right answers (README, adding a skill).
 POOR_PPL = 30.0
 COPY_BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates of a knowledge skill
 COPY_DECODING = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "reply_no_repeat_ngram_size": 2}
