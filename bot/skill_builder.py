@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,36 +133,32 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         data_label: how ``data`` is recorded in the spec (e.g. an upload's original file name).
         augment: maps the train split to the examples actually trained on (valid and test stay as read).
     """
-    if faq:
-        if knowledge is not None:
-            raise ValueError("faq: the skill's knowledge is either a file of its own (--knowledge) or its data's exchanges (--faq), not both")
-        with tempfile.TemporaryDirectory(prefix="adapterbot-faq-") as folder:
-            read = read_source(str(data), Path.cwd(), columns)
-            path = write_faq(read.examples[:max_examples] if max_examples else read.examples, Path(folder) / "knowledge.jsonl")
-            return add_skill(bot, name, data, description=description, knowledge=path, replace=replace, training=training,
-                             decoding=decoding, columns=columns, progress=progress, show_bar=show_bar,
-                             max_examples=max_examples, data_label=data_label, augment=augment, query_turns=query_turns)
+    if faq and knowledge is not None:
+        raise ValueError("faq: the skill's knowledge is either a file of its own (--knowledge) or its data's exchanges (--faq), not both")
+    has_knowledge = faq or knowledge is not None
     name = validate_skill_name(name)
     registry = bot.registry
     registry.check_installable(name, replace)
     if max_examples is not None and max_examples < 1:
         raise ValueError(f"max_examples (--limit) must be at least 1, got {max_examples}")
     training = training or AdapterTraining()
-    choose_boost = knowledge is not None and decoding is None
-    decoding = decoding or (DecodingSpec(**COPY_DECODING) if knowledge is not None else DecodingSpec())
+    choose_boost = has_knowledge and decoding is None
+    decoding = decoding or (DecodingSpec(**COPY_DECODING) if has_knowledge else DecodingSpec())
     source = str(data)
     read = read_source(source, Path.cwd(), columns)
     examples = read.examples[:max_examples] if max_examples else read.examples
     if read.skipped:
         log.warning("%s: %s", source, read.skipped_note())
     knowledge_spec = KnowledgeSpec(mode="none")
-    retriever = None
-    if knowledge is not None:
+    if faq:  # each exchange is its own passage, as the file written at install holds it
+        knowledge_spec = KnowledgeSpec(mode="retrieval", file="knowledge.jsonl", query_turns=query_turns)
+        examples = [dataclasses.replace(e, knowledge=exchange_passage(e.context, e.response)) if e.knowledge is None else e
+                    for e in examples]
+    elif knowledge is not None:
         knowledge = Path(knowledge)
-        retriever = Retriever.from_file(knowledge)
         knowledge_spec = KnowledgeSpec(mode="retrieval", file="knowledge" + "".join(knowledge.suffixes[-1:]),
                                        query_turns=query_turns)
-        examples = with_knowledge(examples, retriever, query_turns)
+        examples = with_knowledge(examples, Retriever.from_file(knowledge), query_turns)
     try:
         splits = split_examples(examples)
     except ValueError as e:
@@ -191,7 +186,9 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
             spec.save(folder)
             for split, rows in splits.items():
                 write_jsonl(rows, folder / f"{split}.jsonl")
-            if knowledge is not None:
+            if faq:
+                write_faq(examples, folder / knowledge_spec.file)
+            elif knowledge is not None:
                 shutil.copyfile(knowledge, folder / knowledge_spec.file)
     finally:
         model.remove_adapter(temp_name)
@@ -210,7 +207,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
             registry.remove(name)
             bot.load_manager()  # the manager as saved, without a half-added class
         raise
-    warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training, knowledge is not None)
+    warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training, has_knowledge)
     return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
                      result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings,
                      bot.specs[name].decoding.copy_boost if copy_f1 else None, copy_f1)
