@@ -152,17 +152,33 @@ def content_words(text: str) -> set[str]:
 
 
 def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: float) -> float:
-    """Share of the query's content words found in the passage, each weighted by its IDF in the file
-    and by its :func:`~skills.chat_words.topicality`.
+    """How much the query and the passage cover each other, in ``[0, 1]``.
 
-    A rare word of the question missing from the passage (``Sistine`` against a Guernica passage)
-    weighs more than a common one; a word in no passage at all weighs ``unseen_idf``, the most. A word
-    common in casual chat ("already", "told") weighs less, whatever the file holds.
+    For a question-and-answer passage (its answer on its last line), the mean of two shares: of the
+    query's content words found in the passage, and of the passage question's content words found in
+    the query. The second keeps a chatty message ("someone told me polar bears aren't white underneath,
+    what colour is their skin") from being turned away for its extra words when it asks everything the
+    passage's question asks. For a one-line passage, only the first share. Chosen on the trivia file:
+    at 90% abstention on out-of-file questions, the mean uses the right passage for 85% of the casual
+    rephrasings of train and validation questions, the query's share alone for 74%.
+
+    Each word weighs its IDF in the file times its :func:`~skills.chat_words.topicality`: a rare word
+    of the question missing from the passage (``Sistine`` against a Guernica passage) weighs more than
+    a common one, a word in no passage at all weighs ``unseen_idf``, the most, and a word common in
+    casual chat ("already", "told") weighs less, whatever the file holds.
     """
-    words = content_words(query)
+    asked, found = content_words(query), content_words(passage)
+    of_query = _share(asked, found, idf, unseen_idf)
+    lines = [line for line in passage.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return of_query
+    return (of_query + _share(content_words(" ".join(lines[:-1])), asked, idf, unseen_idf)) / 2
+
+
+def _share(words: set[str], found: set[str], idf: "dict[str, float]", unseen_idf: float) -> float:
+    """The weighted share of ``words`` in ``found`` (see :func:`coverage`); 0 for no words."""
     if not words:
         return 0.0
-    found = content_words(passage)
     weight = {w: idf.get(w, unseen_idf) * topicality(w) for w in words}
     return sum(v for w, v in weight.items() if w in found) / sum(weight.values())
 

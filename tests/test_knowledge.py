@@ -153,6 +153,29 @@ def test_chat_filler_around_a_question_does_not_hide_its_passage(tmp_path):
     assert chatty.coverage == plain.coverage == 1.0 and chatty.text == plain.text
 
 
+def test_a_message_asking_all_a_passage_asks_is_covered_whatever_it_adds(tmp_path):
+    from skills.knowledge import _share, content_words
+
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"text": "What color is a polar bear\'s skin?\\nBlack"}\n'
+                    '{"text": "What is the most populous city in Canada?\\nToronto"}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    index = retriever._index
+    message = "my kid says polar bears arent white underneath, what color is their skin"
+    chatty = retriever.lookup(message, 0.6)
+    assert chatty.used and chatty.text.endswith("Black")
+    # the message's own share is under the gate: what lifts it is the passage's question, asked whole
+    assert _share(content_words(message), content_words(chatty.text), index.idf, index.unseen_idf) < 0.6
+    assert not retriever.lookup("what's the capital of canada", 0.6).used  # asks what the passage doesn't
+
+    one_line = tmp_path / "facts.txt"
+    one_line.write_text("Polar bears have black skin under white fur.\nToronto is the most populous city in Canada.\n")
+    retriever = Retriever.from_file(one_line)
+    index, question = retriever._index, "what color is a polar bear's skin"
+    found = retriever.lookup(question)
+    assert found.coverage == _share(content_words(question), content_words(found.text), index.idf, index.unseen_idf)
+
+
 def test_words_match_by_their_stem(tmp_path):
     from skills.knowledge import content_words
 
@@ -170,7 +193,7 @@ def test_a_passage_answering_with_the_question_s_own_words_is_not_used(tmp_path)
                     '{"text": "Who wrote Hamlet?\\nWilliam Shakespeare"}\n', encoding="utf-8")
     retriever = Retriever.from_file(path)
     inverse = retriever.lookup("what's the capital of australia", min_overlap=0.5)
-    assert inverse.text.endswith("Australia") and inverse.coverage == 1.0 and not inverse.used
+    assert inverse.text.endswith("Australia") and inverse.coverage > 0.5 and not inverse.used
     assert retriever.lookup("which country has canberra as its capital", min_overlap=0.5).used
     assert retriever.lookup("who wrote hamlet", min_overlap=0.5).used
 

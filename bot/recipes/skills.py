@@ -92,7 +92,7 @@ AFTER_FIX = ("Sorry that didn't help. I don't have another step for this one, so
 DETAILS = ("it's a windows laptop", "it's an iphone", "it's a samsung phone", "it's a mac", "i already tried restarting",
            "nothing happens at all", "it's an hp printer", "it's pretty new", "it's my work computer", "still the same",
            "it just shows a black screen", "it's an android tablet")
-OVERLAPS = tuple(round(0.05 * i, 2) for i in range(4, 19))  # min_overlap candidates 0.20 .. 0.90
+OVERLAPS = tuple(round(0.01 * i, 2) for i in range(20, 91))  # min_overlap candidates 0.20 .. 0.90
 ABSTAIN_TARGET = 0.9  # share of out-of-knowledge questions the gate must turn away (issue #14's target)
 
 
