@@ -161,20 +161,51 @@ def test_save_load_routes_identically(tmp_path):
         manager.save(tmp_path)
 
 
-def test_exemplars_are_stored_in_half_precision_and_float32_files_still_load(tmp_path, three):
+def test_exemplars_are_stored_in_half_precision_their_sparse_columns_sparse_and_older_files_still_load(tmp_path, three):
     from safetensors.torch import load_file, save_file
 
     three.save(tmp_path / "mgr")
     weights = tmp_path / "mgr" / WEIGHTS_NAME
     stored = load_file(str(weights))
-    assert stored["memory.features"].dtype == torch.float16 and stored["head.net.0.weight"].dtype == torch.float32
+    assert stored["memory.dense"].dtype == stored["memory.sparse_values"].dtype == torch.float16
+    assert stored["head.net.0.weight"].dtype == torch.float32
+    original = three.memory.tensors()[0]
+    sparse = stored["memory.sparse_columns"]
+    assert 0 < sparse.numel() < original.shape[1]  # the hashing bag's columns are mostly zeros, not all of them
+    assert ((original[:, sparse] != 0).float().mean(0) < 0.25).all()
     loaded = DialogueManager.load(tmp_path / "mgr", feature_fn=HashingBag())
     features, _ = loaded.memory.tensors()
-    assert features.dtype == torch.float32
-    torch.testing.assert_close(features, three.memory.tensors()[0], rtol=1e-3, atol=1e-3)
-    save_file({k: v.float() if k.endswith(".features") else v for k, v in stored.items()}, str(weights))  # an older file
+    assert features.dtype == torch.float32 and torch.equal(features, original.half().float())  # exact, as stored
+    dense = {k: v for k, v in stored.items() if ".dense" not in k and ".sparse" not in k}
+    dense["memory.features"] = original  # a float32 file, as written before
+    save_file(dense, str(weights))
     old = DialogueManager.load(tmp_path / "mgr", feature_fn=HashingBag())
-    assert torch.equal(old.memory.tensors()[0], features)
+    assert torch.equal(old.memory.tensors()[0], original)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("index", "'memory.sparse_index' must index"), ("offsets", "'memory.sparse_offsets' must rise"),
+    ("columns", "'memory.sparse_columns' must be increasing"), ("dense", "'memory.dense' is"),
+    ("missing", "'memory.sparse_values' is missing")])
+def test_damaged_sparse_exemplars_are_refused_naming_the_tensor(tmp_path, three, damage, message):
+    from safetensors.torch import load_file, save_file
+
+    three.save(tmp_path)
+    weights = tmp_path / WEIGHTS_NAME
+    state = load_file(str(weights))
+    if damage == "index":
+        state["memory.sparse_index"][0] = state["memory.sparse_columns"].numel()
+    elif damage == "offsets":
+        state["memory.sparse_offsets"][-1] += 1
+    elif damage == "columns":
+        state["memory.sparse_columns"][0] = 10 ** 6
+    elif damage == "dense":
+        state["memory.dense"] = state["memory.dense"][:, 1:].contiguous()
+    else:
+        del state["memory.sparse_values"]
+    save_file(state, str(weights))
+    with pytest.raises(ManagerFileError, match=f"{WEIGHTS_NAME}.*{message}"):
+        DialogueManager.load(tmp_path)
 
 
 def test_load_refuses_other_feature_function(tmp_path, three):

@@ -1,10 +1,12 @@
 """The recipes that build the bundled artifacts: their data, on the real corpora."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
 
+from bot.evaluation.knowledge_check import answered_from
 from bot.recipes.backbone import copy_nll, sample_batch
 from bot.recipes.skills import (
     ABSTAIN, AFTER_FIX, CLARIFY, DETAILS, GIVE_UP, STILL_BROKEN, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data,
@@ -30,30 +32,40 @@ def test_trivia_passages_hold_the_answer_as_the_tokens_a_reply_starts_with(tmp_p
     assert hit.text == passage
 
 
-def test_trivia_questions_are_facts_each_also_typed_casually_in_the_same_group():
+def test_trivia_questions_are_facts_each_also_typed_casually_in_the_same_group_and_unknown_ones_abstain():
     examples = trivia_examples()
     assert examples == trivia_examples()
-    assert not any(TO_THE_BOT.search(e.group) for e in examples)  # "have you read plato" is not a fact
+    facts = [e for e in examples if e.knowledge]
+    assert not any(TO_THE_BOT.search(e.group) for e in facts)  # "have you read plato" is not a fact
     by_group: dict[str, list[Example]] = {}
-    for e in examples:
+    for e in facts:
         by_group.setdefault(e.group, []).append(e)
     pairs = [g for g in by_group.values() if len(g) == 2]
     assert len(pairs) > 0.9 * len(by_group)
     for written, casual in pairs:
         assert written.context[0] == written.group and casual.context[0] != written.group
         assert written.response == casual.response and written.knowledge == casual.knowledge
+    unknown = [e for e in examples if not e.knowledge]
+    assert [e.context[0] for e in unknown] == out_of_knowledge("train")  # never a validation or test question
+    assert all(e.response in ABSTAIN and e.group == e.context[0] for e in unknown)
 
 
 def test_trivia_learns_to_abstain_without_a_passage_and_with_an_unrelated_one(tmp_path):
     _, knowledge = skill_data("trivia", tmp_path)
-    train = trivia_examples()[:40]
-    out = with_abstentions(knowledge)(train)
+    examples = trivia_examples()
+    facts, unknown = [e for e in examples if e.knowledge][:40], [e for e in examples if not e.knowledge][:10]
+    out = with_abstentions(knowledge)(facts + unknown)
     abstaining = [e for e in out if e.response in ABSTAIN]
     without = {tuple(e.context) for e in abstaining if e.knowledge is None}
-    assert 0 < len(without & {tuple(e.context) for e in train}) < len(train)  # a quarter of them, by hash
-    unknown = set(out_of_knowledge("train"))
-    assert any(e.knowledge and e.context[0] in unknown for e in abstaining)  # BM25's unrelated passage, not copied
+    assert 0 < len(without & {tuple(e.context) for e in facts}) < len(facts)  # a quarter of them, by hash
+    unrelated = [e for e in abstaining if e.knowledge and e.context in [u.context for u in unknown]]
+    assert unrelated and all(e.response not in e.knowledge for e in unrelated)  # BM25's unrelated passage, not copied
     assert not set(out_of_knowledge("test")) & {e.context[0] for e in out}  # test questions never trained on
+    retriever = Retriever.from_file(knowledge)
+    installed = [dataclasses.replace(e, knowledge=retriever.lookup(e.context[0]).text) for e in unknown]  # as skill add
+    again = with_abstentions(knowledge)(facts + installed)
+    assert not any(answered_from(e) for e in installed)  # an unrelated passage does not make a question answered
+    assert {tuple(e.context) for e in again if e.knowledge is None} >= {tuple(e.context) for e in unknown}
 
 
 def test_tech_passages_are_the_exchanges_their_fix_last_as_a_reply_starts(tmp_path):

@@ -3,8 +3,9 @@
 Both go through the running bot's own path for the skill (:meth:`AdapterBot.respond` with the
 skill forced: the knowledge lookup, its ``min_overlap`` gate, the adapter):
 
-- in the file: the skill's test split (each question as written, and as people type it), scored
-  by unigram F1 against the reference answer; answering "I don't know" there is a false abstention;
+- in the file: the examples of the skill's test split answered from their passage (each question as written,
+  and as people type it), scored by unigram F1 against the reference answer; answering "I don't know"
+  there is a false abstention;
 - not in the file: the test part of ``skills/sources/out_of_knowledge.jsonl`` (questions whose
   answer is in no passage); the reply should abstain.
 
@@ -31,6 +32,12 @@ def abstains(reply: str) -> bool:
     return ABSTENTION.search(reply) is not None
 
 
+def answered_from(example) -> bool:
+    """Whether an example's reply is in its passage: a question its file answers. (``skill add`` gives every
+    example of a knowledge skill a passage, the best one found, so a passage alone does not say so.)"""
+    return bool(example.knowledge) and example.response in example.knowledge
+
+
 def out_of_knowledge(split: str, path: Path = OUT_OF_KNOWLEDGE) -> list[str]:
     """Questions of ``path`` whose answer is in no passage, by split: 40% ``test``, 20% ``valid``,
     40% ``train``, by the question's hash (the same on every machine)."""
@@ -39,11 +46,14 @@ def out_of_knowledge(split: str, path: Path = OUT_OF_KNOWLEDGE) -> list[str]:
 
 
 def knowledge_check(bot, name: str, examples, questions: list[str]) -> dict:
-    """In-file F1 and false abstentions on ``examples``; abstentions on out-of-file ``questions``.
+    """In-file F1 and false abstentions on the ``examples`` answered from their passage (:func:`answered_from`);
+    abstentions on out-of-file
+    ``questions``.
 
     Returns ``{"in_file": {"n", "f1", "false_abstention", "passage_used"}, "out_of_file": {"n",
     "abstention", "passage_used"}, "samples": [{"question", "passage", "used", "reply", "in_file"}]}``.
     """
+    examples = [e for e in examples if answered_from(e)]
     inside = [bot.respond(e.context, skill=name) for e in examples]
     outside = [bot.respond([q], skill=name) for q in questions]
     n_in, n_out = max(1, len(inside)), max(1, len(outside))

@@ -28,7 +28,7 @@ from skills.data import Example, read_source, write_jsonl
 from skills.knowledge import Retriever, answer_of, exchange_passage
 from skills.spec import AdapterTraining, DecodingSpec
 
-from bot.evaluation.knowledge_check import out_of_knowledge
+from bot.evaluation.knowledge_check import answered_from, out_of_knowledge
 from bot.features import NGRAMS
 
 def chitchat_phrases() -> list[str]:
@@ -48,10 +48,10 @@ def counterfactual(examples: list[Example], copies: int = 8, seed: int = 0, phra
     """
     rng = random.Random(seed)
     phrases = [p.split() for p in (phrases if phrases is not None else chitchat_phrases()) if p.strip()]
-    lengths = [len(e.response.split()) for e in examples]
+    lengths = [len(e.response.split()) for e in examples if e.knowledge] or [1]
     out = list(examples)
     for e in examples:
-        if not (e.knowledge and e.response in e.knowledge):
+        if not answered_from(e):
             continue
         for _ in range(copies):
             words = rng.choice(phrases)
@@ -103,7 +103,9 @@ def mined_empathy() -> list[Example]:
 
 
 def trivia_examples() -> list[Example]:
-    """chatterbot's factual questions, each with its passage, plus the same question as people type it.
+    """chatterbot's factual questions, each with its passage, plus the same question as people type it, and
+    the training part of ``out_of_knowledge.jsonl``, each answered "I don't know" without a passage: so the
+    manager learns every form of fact question ("how tall is mount everest") as trivia's, not only those the file answers.
 
     A question and its casual rephrasing share a group, so they land in the same split. A question the
     corpus asks twice keeps its longest answer: "how far is the moon" is answered "it" in one
@@ -126,7 +128,7 @@ def trivia_examples() -> list[Example]:
         out.append(Example(e.context, e.response, passage, group))
         if e.context[0] in casual:
             out.append(Example([casual[e.context[0]]], e.response, passage, group))
-    return out
+    return out + [Example([q], abstain_reply(q), None, q) for q in out_of_knowledge("train")]
 
 
 def tech_examples() -> list[Example]:
@@ -172,20 +174,19 @@ def with_abstentions(knowledge: Path) -> Callable[[list[Example]], list[Example]
     """Trivia's augmentation: counterfactual copies, and "I don't know" where the passage can't answer.
 
     Abstention examples: a quarter of the training questions (by hash) once more without a
-    passage, and every out-of-knowledge training question both without a passage and with the
-    unrelated passage BM25 finds for it. With nothing to copy, the reply is a plain "I don't know".
+    passage, and every out-of-knowledge question of the data (:func:`trivia_examples`) both without a
+    passage and with the unrelated passage BM25 finds for it (``skill add`` gives it that passage; a
+    question still without one gets it here, one with it is added without). With nothing to copy,
+    the reply is a plain "I don't know".
     """
     retriever = Retriever.from_file(knowledge)
 
     def augment(train: list[Example]) -> list[Example]:
         out = counterfactual(train, copies=2)
         out += [Example(e.context, abstain_reply(e.context[-1]), None) for e in train
-                if split_of(e.context[-1], valid_pct=0, test_pct=25) == "test"]
-        for q in out_of_knowledge("train"):
-            out.append(Example([q], abstain_reply(q), None))
-            found = retriever.lookup(q)
-            if found.text:
-                out.append(Example([q], abstain_reply(q), found.text))
+                if answered_from(e) and split_of(e.context[-1], valid_pct=0, test_pct=25) == "test"]
+        out += [Example(e.context, e.response, None if e.knowledge else retriever.lookup(e.context[-1]).text)
+                for e in train if not answered_from(e)]
         return out
 
     return augment
@@ -294,7 +295,7 @@ def augmentation(name: str, knowledge: Path) -> Callable[[list[Example]], list[E
 # hidden width (0: linear). The head trains briefly at a low rate (10 epochs at 1e-3): at 60 epochs
 # and 1e-2 a 256-wide hidden layer fitted its memory so tightly that temperature scaling could not
 # calibrate it. Up to 2000 exemplars a class keep all of Chit-Chat's variety in the `none` class
-# (500 lost a tenth of out-of-set routing); the file grows to about 25 MB.
+# (500 lost a tenth of out-of-set routing); the file grows to about 18 MB (its sparse columns stored sparse).
 MANAGER_BLOCKS, MANAGER_NGRAMS, MANAGER_PREVIOUS, MANAGER_HIDDEN = (1, 3), (NGRAMS,), (0, NGRAMS), (0, 256)
 MANAGER = ManagerConfig(exemplars_per_class=2000, learning_rate=1e-3, epochs=10)
 TRAINING = AdapterTraining(kind="bottleneck", settings={"bottleneck": 64}, learning_rate=2e-3, epochs=15, batch_size=16, patience=3, max_length=128)
@@ -315,7 +316,7 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
     rows = trivia_examples() if name == "trivia" else tech_examples()
     write_jsonl(rows, data)
     knowledge = folder / "knowledge.jsonl"
-    passages = sorted({e.knowledge for e in rows})
+    passages = sorted({e.knowledge for e in rows if e.knowledge})
     knowledge.write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in passages), encoding="utf-8")
     return data, knowledge
 
