@@ -7,8 +7,8 @@ exemplar memory (its features and ``memory.labels`` ``[N]``, int64 indices into 
 most of the file, and only a refit after ``skill add`` or ``remove`` reads them (files written in
 float32, or features beyond float16's range, load as they are).
 
-Features are stored by column (:func:`pack`): the columns that are mostly zeros (the hashed
-n-grams of the bundled features are 89% zeros) as compressed sparse rows (``.sparse_columns``,
+Features are stored by column (:func:`pack`): the columns that are mostly zeros (as the bundled
+features' hashed n-grams) as compressed sparse rows (``.sparse_columns``,
 ``.sparse_offsets``, ``.sparse_index`` in int16 or int32, ``.sparse_values``), the others as one dense block
 (``.dense``). A file with one dense ``.features`` tensor, as written before, loads too. Nothing is
 pickled; reading never runs code from the file.
@@ -124,9 +124,11 @@ def save_state(folder: Path, config: ManagerConfig, head: RoutingHead, memory: E
         tensors |= pack("calibration", held_out) | {"calibration.labels": held_labels.contiguous()}
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a saved manager is readable like a skill's folder
     try:
         config.save(tmp)
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / WEIGHTS_NAME).chmod(0o644)
         aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent)) if folder.exists() else None
         replace_folder(tmp, folder, aside)
     finally:

@@ -158,9 +158,8 @@ def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: floa
     query's content words found in the passage, and of the passage question's content words found in
     the query. The second keeps a chatty message ("someone told me polar bears aren't white underneath,
     what colour is their skin") from being turned away for its extra words when it asks everything the
-    passage's question asks. For a one-line passage, only the first share. Chosen on the trivia file:
-    at 90% abstention on out-of-file questions, the mean uses the right passage for 85% of the casual
-    rephrasings of train and validation questions, the query's share alone for 74%.
+    passage's question asks. For a one-line passage, only the first share. (Why the mean: docs/DESIGN.md,
+    "Knowledge".)
 
     Each word weighs its IDF in the file times its :func:`~skills.chat_words.topicality`: a rare word
     of the question missing from the passage (``Sistine`` against a Guernica passage) weighs more than

@@ -150,6 +150,8 @@ def test_save_load_routes_identically(tmp_path):
     manager.save(tmp_path / "mgr")  # replacing a saved manager is fine; no temporary folders are left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mgr"]
     assert sorted(p.name for p in (tmp_path / "mgr").iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    for path in (tmp_path / "mgr", tmp_path / "mgr" / CONFIG_NAME, tmp_path / "mgr" / WEIGHTS_NAME):
+        assert path.stat().st_mode & 0o044 == 0o044, path  # readable by others, as a skill's files are
     loaded = DialogueManager.load(tmp_path / "mgr", feature_fn=HashingBag())
     assert loaded.config == manager.config and loaded.classes == manager.classes
     assert loaded.scores(histories) == manager.scores(histories)

@@ -47,8 +47,7 @@ def out_of_knowledge(split: str, path: Path = OUT_OF_KNOWLEDGE) -> list[str]:
 
 def knowledge_check(bot, name: str, examples, questions: list[str]) -> dict:
     """In-file F1 and false abstentions on the ``examples`` answered from their passage (:func:`answered_from`);
-    abstentions on out-of-file
-    ``questions``.
+    abstentions on out-of-file ``questions``.
 
     Returns ``{"in_file": {"n", "f1", "false_abstention", "passage_used"}, "out_of_file": {"n",
     "abstention", "passage_used"}, "samples": [{"question", "passage", "used", "reply", "in_file"}]}``.

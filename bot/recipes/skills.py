@@ -48,7 +48,7 @@ def counterfactual(examples: list[Example], copies: int = 8, seed: int = 0, phra
     """
     rng = random.Random(seed)
     phrases = [p.split() for p in (phrases if phrases is not None else chitchat_phrases()) if p.strip()]
-    lengths = [len(e.response.split()) for e in examples if e.knowledge] or [1]
+    lengths = [len(e.response.split()) for e in examples]
     out = list(examples)
     for e in examples:
         if not answered_from(e):
@@ -385,6 +385,7 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
     from bot.skill_builder import add_skill
 
     work = Path(tempfile.mkdtemp(prefix=".bundled-", dir=out.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; it becomes the skills folder
     scratch = Path(tempfile.mkdtemp(prefix="adapterbot-recipe-"))
     try:
         if out.exists():
