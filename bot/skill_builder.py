@@ -8,7 +8,6 @@ learns the new class from its compact memory (no other skill's data is read).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import time
@@ -20,7 +19,7 @@ from manager import CONFIG_NAME, DialogueManager
 from skills import SkillRegistry
 from skills.data import Example, split_examples, write_jsonl
 from skills.readers import read_source
-from skills.knowledge import Retriever, exchange_passage
+from skills.knowledge import Retriever, exchange_passage, write_passages
 from skills.spec import AdapterTraining, DecodingSpec, KnowledgeSpec, SkillSpec, validate_skill_name
 
 from .chatbot import MANAGER_DIR, AdapterBot
@@ -75,9 +74,7 @@ def with_knowledge(examples: list[Example], retriever: Retriever, query_turns: i
 
 def write_faq(examples: list[Example], path: Path) -> Path:
     """A knowledge file (JSONL) of ``examples``' exchanges, one passage each (duplicates once), at ``path``."""
-    passages = dict.fromkeys(exchange_passage(e.context, e.response) for e in examples)
-    path.write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in passages), encoding="utf-8")
-    return path
+    return write_passages(dict.fromkeys(exchange_passage(e.context, e.response) for e in examples), path)
 
 
 def learning_warnings(test_size: int, test_ppl: float, test_ppl_backbone: float, epochs_run: int,

@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 import numpy as np
 
@@ -63,6 +63,12 @@ def read_passages(path: Path, max_bytes: int = MAX_BYTES) -> list[str]:
         if text.strip():
             passages.append(text.strip())
     return passages
+
+
+def write_passages(passages: Iterable[str], path: Path) -> Path:
+    """A JSONL knowledge file at ``path``, one ``{"text": passage}`` a line, as :func:`read_passages` reads it back."""
+    Path(path).write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in passages), encoding="utf-8")
+    return Path(path)
 
 
 @functools.cache

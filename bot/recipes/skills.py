@@ -25,7 +25,7 @@ from manager import ManagerConfig
 from skills import BUNDLED_DIR
 from skills.corpora import bad_news_exchanges, chitchat_conversations, split_of
 from skills.data import Example, read_source, write_jsonl
-from skills.knowledge import Retriever, answer_of, exchange_passage
+from skills.knowledge import Retriever, answer_of, exchange_passage, write_passages
 from skills.spec import AdapterTraining, DecodingSpec
 
 from bot.evaluation.knowledge_check import answered_from, out_of_knowledge
@@ -315,9 +315,7 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
         return data, None
     rows = trivia_examples() if name == "trivia" else tech_examples()
     write_jsonl(rows, data)
-    knowledge = folder / "knowledge.jsonl"
-    passages = sorted({e.knowledge for e in rows if e.knowledge})
-    knowledge.write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in passages), encoding="utf-8")
+    knowledge = write_passages(sorted({e.knowledge for e in rows if e.knowledge}), folder / "knowledge.jsonl")
     return data, knowledge
 
 
