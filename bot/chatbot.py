@@ -20,7 +20,7 @@ from skills.knowledge import Retriever
 
 from .adapter import AdaptedModel
 from .backbone import load_backbone
-from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence, says_goodbye,
+from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence, misfit,
                        validate_history)
 from .features import BackboneFeatures
 from .engine import Engine, Generation, Pending, Request
@@ -103,7 +103,7 @@ class _Turn:
     context: list[int]
     decoding: dict
     copy_source: list[int]
-    veto: Callable[[list[int]], bool] | None = None  # candidates a ranked reply avoids
+    misfit: Callable[[list[int]], int] | None = None  # a ranked reply keeps a candidate of the lowest
 
 
 class AdapterBot:
@@ -254,9 +254,13 @@ class AdapterBot:
         decoding["max_new_tokens"] = min(int(decoding["max_new_tokens"]), window // 2)
         budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])
         knowledge = reply.knowledge if reply.knowledge_used else None
-        veto = None if says_goodbye(history[-1]) else lambda ids: says_goodbye(self.tokenizer.decode(ids))
+        message = history[-1]
+
+        def candidate_misfit(ids: list[int]) -> int:
+            return misfit(message, self.tokenizer.decode(ids))
+
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
-                     copy_source(self.tokenizer, knowledge), veto)
+                     copy_source(self.tokenizer, knowledge), candidate_misfit)
 
     def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,
                 seed: int | None) -> tuple[list[_Turn], Generation]:
@@ -268,7 +272,7 @@ class AdapterBot:
         def request(reply: Reply) -> Request:
             turns.append(self._prepare(history, reply, overrides))
             turn = turns[0]
-            return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.veto)
+            return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))

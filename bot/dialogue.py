@@ -118,15 +118,43 @@ def end_at_sentence(text: str) -> str:
     return text[: ends[-1]] if ends else text
 
 
-FAREWELL = re.compile(r"\b(bye|goodbye|good night|gotta go|got to go|have to go|need to go|have to leave|talk (to you )?later|"
-                      r"see you|nice (talking|chatting)|(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|"
-                      r"have a (good|great|nice) (day|night|one|rest))\b", re.IGNORECASE)
+FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have to go|need to go|have to leave|"
+                      r"talk (to you )?(later|soon)|ttyl|see (you|ya)|catch you later|take care|nice (talking|chatting)|"
+                      r"(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|thanks for listening|"
+                      r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest))\b"
+                      r"|^\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
 """Words that end a conversation. The Chit-Chat corpus closes every conversation with them, so a small
 backbone trained on it finds a farewell likely after almost any message ("hey!" -> "Well I have to go
 to class now. Have a great day!")."""
+
+GREETING = re.compile(r"^\W*(hi+|hello+|hey+|hiya|heya|howdy|good (morning|afternoon|evening))\b", re.IGNORECASE)
+"""Words that open a conversation. The corpus opens every conversation with them, so the backbone finds
+a greeting likely after any message too ("ok gotta go, talk later!" -> "Hello!")."""
+
+_ONLY_GREETING = re.compile(r"^\W*(hi+|hello+|hey+|hiya|heya|howdy|good (morning|afternoon|evening))\b(\s*there)?\W*"
+                            r"((how are you|how('?s| is) it going|how('?s| is) your day|what'?s up|how have you been)\b.*)?$"
+                            r"|\bto meet you\b", re.IGNORECASE)
 
 
 def says_goodbye(text: str) -> bool:
     """Whether ``text`` takes leave (:data:`FAREWELL`)."""
     return FAREWELL.search(text) is not None
 
+
+def says_hello(text: str) -> bool:
+    """Whether ``text`` opens with a greeting (:data:`GREETING`)."""
+    return GREETING.search(text) is not None
+
+
+def misfit(message: str, reply: str) -> int:
+    """How far ``reply`` misses where ``message`` stands in a conversation, 0 (fits) to 2; a ranked chit-chat
+    reply keeps the likeliest candidate of the lowest misfit.
+
+    To a message that takes leave, a farewell fits (0), a bare greeting ("Hello!", "Hey, how are you?",
+    "nice to meet you") misses most (2), anything else lies between (1). To any other message, a
+    farewell misses (1), and so does a bare greeting unless the message greets too.
+    """
+    greeting = _ONLY_GREETING.search(reply.strip()) is not None
+    if says_goodbye(message):
+        return 0 if says_goodbye(reply) else 2 if greeting else 1
+    return int(says_goodbye(reply) or (greeting and not says_hello(message)))

@@ -48,7 +48,8 @@ class Request:
         seed: seed of the row's own generator when sampling (``None``: a fresh random one); candidate ``i`` of a
             ranked turn uses ``seed + i``.
         copy_source: the tokens ``copy_boost`` may copy (:func:`bot.dialogue.copy_source`; empty: none).
-        veto: for a ranked turn, ``veto(reply ids)`` true puts that candidate behind every other (``None``: none).
+        misfit: for a ranked turn, ``misfit(reply ids)``: a candidate of a lower misfit wins over any of a higher
+            one (``None``: all 0; see :func:`bot.dialogue.misfit`).
     """
 
     context: list[int]
@@ -56,7 +57,7 @@ class Request:
     decoding: dict[str, Any]
     seed: int | None = None
     copy_source: list[int] = field(default_factory=list)
-    veto: Callable[[list[int]], bool] | None = None
+    misfit: Callable[[list[int]], int] | None = None
 
 
 @dataclass
@@ -127,10 +128,9 @@ class _Ranked:
         self.ended.append(row)
         self.left -= 1
         if self.left == 0:
-            veto = self.ended[0].request.veto or (lambda ids: False)
+            misfit = self.ended[0].request.misfit or (lambda ids: 0)
             keys = [(row.stopped, row.logprob / max(row.scored, 1)) for row in self.ended]
-            allowed = [not veto(row.ids[len(row.request.context):]) for row in self.ended]
-            best = self.ended[likeliest(keys, allowed)]
+            best = self.ended[likeliest(keys, [misfit(row.ids[len(row.request.context):]) for row in self.ended])]
             for token in best.ids[len(best.request.context):]:
                 self.generation._push(token)
             self.generation._finish()

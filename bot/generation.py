@@ -93,12 +93,12 @@ def candidate_count(decoding: dict) -> int:
     return max(1, int(decoding.get("candidates", 1) or 1)) if decoding.get("do_sample") else 1
 
 
-def likeliest(candidates: Sequence[tuple[bool, float]], allowed: Sequence[bool] | None = None) -> int:
+def likeliest(candidates: Sequence[tuple[bool, float]], misfits: Sequence[int] | None = None) -> int:
     """Index of the candidate a sample-and-rank reply keeps, from each one's ``(ended, mean log-probability
-    per token)``: the likeliest of those that ended before ``max_new_tokens``, else the likeliest of all;
-    candidates not ``allowed`` (vetoed) only when every one is."""
-    allowed = allowed or [True] * len(candidates)
-    return max(range(len(candidates)), key=lambda i: (allowed[i], *candidates[i]))
+    per token)``: among those of the lowest ``misfit`` (default: all 0), the likeliest of those that ended
+    before ``max_new_tokens``, else the likeliest of all."""
+    misfits = misfits or [0] * len(candidates)
+    return max(range(len(candidates)), key=lambda i: (-misfits[i], *candidates[i]))
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

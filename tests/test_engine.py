@@ -326,15 +326,18 @@ def test_a_ranked_turn_takes_a_row_per_candidate_within_max_batch(engine):
     assert eng.generate(ranked[0]) == solo[0]  # a turn wider than the batch runs alone
 
 
-def test_a_vetoed_candidate_loses_to_any_other_unless_all_are_vetoed(engine):
+def test_a_candidate_of_a_lower_misfit_wins_over_any_likelier_one_of_a_higher(engine):
     eng, contexts = engine
     sampled = dict(max_new_tokens=8, do_sample=True, temperature=1.5, top_p=1.0, candidates=5)
     best = eng.generate(Request(contexts[0], "lora", sampled, seed=40))
-    second = eng.generate(Request(contexts[0], "lora", sampled, seed=40, veto=lambda ids: ids == best))
-    assert second != best
     keys = {}
     for i in range(5):
         c = eng.generate(Request(contexts[0], "lora", dict(sampled, candidates=1), seed=40 + i))
         keys[tuple(c)] = mean_logprob(eng.model, contexts[0], c, "lora", eng.tokenizer.eos_token_id)
-    assert tuple(second) == max((c for c in keys if list(c) != best), key=keys.get)
-    assert eng.generate(Request(contexts[0], "lora", sampled, seed=40, veto=lambda ids: True)) == best
+    assert len(keys) >= 3, "the test needs three different candidates"
+    second = eng.generate(Request(contexts[0], "lora", sampled, seed=40, misfit=lambda ids: int(ids == best)))
+    assert second != best and tuple(second) == max((c for c in keys if list(c) != best), key=keys.get)
+    graded = eng.generate(Request(contexts[0], "lora", sampled, seed=40,
+                                  misfit=lambda ids: 2 if ids == best else 1 if ids == second else 0))
+    assert tuple(graded) == max((c for c in keys if list(c) not in (best, second)), key=keys.get)
+    assert eng.generate(Request(contexts[0], "lora", sampled, seed=40, misfit=lambda ids: 1)) == best
