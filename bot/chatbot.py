@@ -20,9 +20,10 @@ from skills.knowledge import Retriever
 
 from .adapter import AdaptedModel
 from .backbone import load_backbone
-from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence, misfit,
+from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
+from .social import misfit
 from .engine import Engine, Generation, Pending, Request
 
 log = logging.getLogger(__name__)

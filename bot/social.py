@@ -1,0 +1,65 @@
+"""The social edges of a conversation: greetings, thanks and farewells, and which reply fits which.
+
+The Chit-Chat corpus opens every conversation with a greeting and closes every one with a farewell,
+so the small backbone trained on it finds both likely after almost any message: ranked by likelihood
+alone, "hey!" got "Well I have to go to class now. Have a great day!" and "ok gotta go, talk later!"
+got "Hello!". A ranked chit-chat reply therefore keeps the likeliest candidate of the lowest
+:func:`misfit` (``Request.misfit``): a greeting answers a greeting, thanks get a "you're welcome",
+a farewell gets one back, and neither opens nor closes a conversation that the user didn't.
+"""
+from __future__ import annotations
+
+import re
+
+FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have to go|need to go|have to leave|"
+                      r"talk (to you )?(later|soon)|ttyl|see (you|ya)|catch you later|take care|nice (talking|chatting)|"
+                      r"(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|thanks for listening|"
+                      r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest))\b"
+                      r"|^\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
+"""Words that take leave."""
+
+_HELLO = r"^\W*((oh|well|and)\W+)?(hi+|hello+|hey+|hiya|heya|howdy|yo|good (morning|afternoon|evening)|morning)\b"
+GREETING = re.compile(_HELLO, re.IGNORECASE)
+"""Words that open a message with a greeting ("hey, my wifi is down" opens with one)."""
+
+ONLY_GREETING = re.compile(_HELLO + r"(\s*there)?\W*((how are (you|u)|how('?s| is) it going|how('?s| is) (your|ur) day( going)?"
+                           r"|what'?s up|wh?at'?s good|sup|how have you been)\b.*)?$|\bto meet you\b", re.IGNORECASE)
+"""A greeting that says nothing else, or only asks after the other ("Hello!", "hey, how are you doing this
+fine evening?", "nice to meet you")."""
+
+THANKS = re.compile(r"\b(thank(s| you| u)|thx|ty|appreciate (it|that|you))\b", re.IGNORECASE)
+"""Words that thank."""
+
+WELCOME = re.compile(r"\b(you'?re welcome|no problem|no worries|any ?time|my pleasure|glad (i|to|that|it)|happy to help)\b",
+                     re.IGNORECASE)
+"""Words that answer thanks."""
+
+
+def says_goodbye(text: str) -> bool:
+    """Whether ``text`` takes leave (:data:`FAREWELL`)."""
+    return FAREWELL.search(text) is not None
+
+
+def says_hello(text: str) -> bool:
+    """Whether ``text`` opens with a greeting (:data:`GREETING`)."""
+    return GREETING.search(text) is not None
+
+
+def misfit(message: str, reply: str) -> int:
+    """How far ``reply`` misses where ``message`` stands in a conversation: 0 fits, 1 misses, 2 misses most.
+
+    - To a farewell: a farewell or a "you're welcome" fits; a bare greeting misses most.
+    - To thanks: a "you're welcome" fits; a bare greeting or a farewell misses most.
+    - To a bare greeting: a greeting fits; a farewell misses most.
+    - To anything else: a farewell misses, and so does a bare greeting unless the message opens with one.
+    """
+    message, reply = message.strip(), reply.strip()
+    greeting, farewell = ONLY_GREETING.search(reply) is not None, says_goodbye(reply)
+    welcome = WELCOME.search(reply) is not None
+    if says_goodbye(message):
+        return 0 if farewell or welcome else 2 if greeting else 1
+    if THANKS.search(message):
+        return 0 if welcome else 2 if greeting or farewell else 1
+    if ONLY_GREETING.search(message):
+        return 0 if greeting else 2 if farewell else 1
+    return int(farewell or (greeting and not says_hello(message)))

@@ -1,0 +1,33 @@
+"""Which chit-chat reply fits a greeting, thanks, a farewell, or none of them (bot.social)."""
+import pytest
+
+from bot.social import misfit, says_goodbye, says_hello
+
+
+@pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
+                                  "ok im gonna go lie down, thanks for listening", "later!", "ok thanks, night", "See ya!"])
+def test_a_farewell_is_recognised(text):
+    assert says_goodbye(text)
+
+
+@pytest.mark.parametrize("text", ["Hello!", "It was nice weather", "I'm going to the gym", "what about you?",
+                                  "my cat died last night", "I will do it later, first lunch"])
+def test_a_message_that_stays_is_not_a_farewell(text):
+    assert not says_goodbye(text)
+
+
+def test_a_greeting_opens_a_message():
+    assert all(says_hello(t) for t in ("hi there", "heyyy", "Good morning! hows your day", "oh hey, you again"))
+    assert not any(says_hello(t) for t in ("this is high", "they said hello to me", "what's up with my wifi"))
+
+
+@pytest.mark.parametrize("message, replies, misfits", [
+    ("ok gotta go, talk later!", ["See ya!", "No problem!", "You too!", "Hello!", "Hey, how are you?"], [0, 0, 1, 2, 2]),
+    ("thanks a ton, that was really helpful", ["You're welcome!", "Glad I could help.", "Do you like dogs?",
+                                               "I have to go, bye", "Hello!"], [0, 0, 1, 2, 2]),
+    ("heyyy", ["Hey, whats up?", "Hello! How are you doing this fine evening?", "Do you like dogs?", "Bye!"], [0, 0, 1, 2]),
+    ("i went hiking today", ["Nice! Where?", "Hey that sounds fun", "Hello!", "I have to go, bye"], [0, 0, 1, 1]),
+    ("hey, i went hiking today", ["Hello! Where to?", "Hello!", "Nice to meet you!"], [0, 0, 0]),
+])
+def test_a_reply_fits_the_message_it_answers(message, replies, misfits):
+    assert [misfit(message, r) for r in replies] == misfits
