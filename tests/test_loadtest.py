@@ -63,6 +63,9 @@ def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path):
     assert sorted((r["session"], r["turn"]) for r in report["records"]) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert all(r["answered"] and r["label"] for r in report["records"])
     assert {"alpha", "beta"} & {r["mode"] for r in report["records"]}  # a skill was picked by hand
+    assert {(r["session"], r["client"]) for r in report["records"]} == {(0, "gradio"), (1, "openai")}  # mixed clients
+    assert all(b["answered"] == b["sent"] == 2 and b["latency_s"]["p50"] > 0 for b in report["by_client"].values())
+    assert report["by_client"]["openai"]["first_token_s"]["p50"] > 0
     mem = report["memory_mib"]
     assert 0 < mem["baseline"] <= mem["peak"] and mem["samples"] >= 1
     assert mem["clients_connected"] > 0 and mem["client_process_peak"] > 0

@@ -1,8 +1,8 @@
-"""Load run of the web chat: many ``gradio_client`` sessions talking to one server at once.
+"""Load run of the web chat and the OpenAI API: many client sessions talking to one server at once.
 
     python -m bot.bench.loadtest [--backbone ID|PATH] [--skills-dir DIR] [--sessions 16] [--turns 10]
                           [--max-new-tokens 24] [--timeout 900] [--client-timeout 60] [--threads N]
-                          [--out FILE.json]
+                          [--clients mixed|gradio|openai] [--out FILE.json]
 
 The bot is loaded once (the bundled backbone and skills unless told otherwise) and served by
 :func:`ui.app.launch` in this process on ``127.0.0.1`` and a free port; no other address is
@@ -13,7 +13,9 @@ each reply, then asks for the turn's side panel (``/chat_panel``) as the page do
 (``"session 7 turn 3: my printer will not print"``) and rotate over skill-flavoured prompts and
 the three routing modes (auto, a skill picked by hand, the bare backbone). The tags change what
 the dialogue manager reads, so where auto turns were routed is reported but is no measure of
-routing quality.
+routing quality. With ``--clients mixed`` (the default) the odd-numbered sessions talk through the
+official ``openai`` client instead, streaming from ``/v1/chat/completions`` with the model name as
+the routing mode (:func:`_talk_openai`); ``--clients gradio`` or ``openai`` puts every session on one.
 
 What is checked, per turn:
 
@@ -230,6 +232,7 @@ class TurnRecord:
     session: int
     turn: int
     mode: str
+    client: str = "gradio"  # "gradio" (gradio_client on the page's /chat) or "openai" (the openai client on /v1)
     start_s: float | None = None  # when it was sent, seconds after the sessions started
     latency_s: float | None = None
     first_token_s: float | None = None  # submit to the first streamed reply text
@@ -333,9 +336,91 @@ def _talk(url: str, session: int, turns: int, skills: list[str], overrides: dict
     return result
 
 
+def model_for(mode: str) -> str:
+    """The OpenAI API's model name for a routing mode: ``adapterbot`` (auto), ``adapterbot:bare``, ``adapterbot:SKILL``."""
+    from ui.openai_api import BARE, MODEL
+
+    return MODEL if mode == "auto" else f"{MODEL}:{BARE if mode == 'bare' else mode}"
+
+
+def _talk_openai(url: str, session: int, turns: int, skills: list[str], overrides: dict, deadline: float,
+                 stop: threading.Event, start_gate: threading.Barrier | None, client_timeout: float,
+                 origin: float) -> SessionResult:
+    """One session through the official ``openai`` client on ``/v1/chat/completions``, streamed: the client
+    keeps the conversation and sends it whole each turn (the API holds no state). A turn is answered when
+    its stream ends with reply text; its route, from the ``adapterbot`` extension field, must be the skill
+    (or the bare backbone) the model name forced, else it counts as mixed."""
+    from openai import OpenAI
+
+    from ui.chat import CHITCHAT
+    from ui.openai_api import EXTENSION
+
+    result = SessionResult(session)
+    client = OpenAI(base_url=url.rstrip("/") + "/v1", api_key="loadtest", timeout=client_timeout, max_retries=0)
+    try:
+        if start_gate is not None:
+            try:
+                start_gate.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except threading.BrokenBarrierError:
+                pass
+        conversation: list[dict] = []
+        for turn in range(turns):
+            if stop.is_set() or time.monotonic() >= deadline:
+                break
+            mode = mode_for(session, turn, skills)
+            record = TurnRecord(session, turn, mode, client="openai")
+            result.turns.append(record)
+            conversation.append({"role": "user", "content": message_for(session, turn)})
+            t0 = time.perf_counter()
+            record.start_s = round(t0 - origin, 3)
+            parts, route = [], None
+            try:
+                stream = client.chat.completions.create(model=model_for(mode), messages=conversation, stream=True,
+                                                        max_tokens=int(overrides["max_new_tokens"]))
+                for chunk in stream:
+                    extra = (chunk.model_extra or {}).get(EXTENSION)
+                    if extra is not None:
+                        route = extra.get("skill")
+                    text = chunk.choices[0].delta.content if chunk.choices else None
+                    if text:
+                        if record.first_token_s is None:
+                            record.first_token_s = round(time.perf_counter() - t0, 4)
+                        parts.append(text)
+            except Exception as e:
+                record.error = one_line(e, limit=300, where=True)
+                if time.monotonic() >= deadline:
+                    stop.set()
+                break
+            record.latency_s = round(time.perf_counter() - t0, 4)
+            reply = "".join(parts)
+            record.answered, record.reply_chars = bool(reply.strip()), len(reply)
+            record.label = route or CHITCHAT
+            forced = None if mode in ("auto", "bare") else mode
+            if mode != "auto" and route != forced:
+                result.mixing.append(f"turn {turn}: asked for {model_for(mode)}, answered by {route or 'the bare backbone'}")
+            if not record.answered:
+                record.error = "no reply for this turn"
+            conversation.append({"role": "assistant", "content": reply})
+    finally:
+        client.close()
+    return result
+
+
+CLIENTS = ("gradio", "openai", "mixed")
+
+
+def client_of(session: int, clients: str) -> str:
+    """The client a session talks through: ``clients`` itself, or with ``"mixed"`` openai for odd sessions."""
+    if clients not in CLIENTS:
+        raise ValueError(f"clients must be one of {', '.join(CLIENTS)}, got {clients!r}")
+    return ("openai" if session % 2 else "gradio") if clients == "mixed" else clients
+
+
 def _drive(url: str, sessions: int, turns: int, skills: list[str], overrides: dict, timeout_s: float,
-           client_timeout_s: float, server_pid: int) -> dict:
+           client_timeout_s: float, server_pid: int, clients: str = "gradio") -> dict:
     """The client side: ``sessions`` threads with a client each, started together once all are connected.
+    ``clients``: every session through ``gradio_client`` (``"gradio"``), the ``openai`` client
+    (``"openai"``), or the odd-numbered sessions through ``openai`` (``"mixed"``).
 
     Runs in its own process (see :func:`run_load`); returns plain data: the sessions' results,
     the wall time, the server's RSS once every client was connected, and this process's own
@@ -352,7 +437,8 @@ def _drive(url: str, sessions: int, turns: int, skills: list[str], overrides: di
 
     def worker(i: int) -> None:
         try:
-            results[i] = _talk(url, i, turns, skills, overrides, deadline, stop, gate, client_timeout_s, origin)
+            talk = _talk_openai if client_of(i, clients) == "openai" else _talk
+            results[i] = talk(url, i, turns, skills, overrides, deadline, stop, gate, client_timeout_s, origin)
         except BaseException as e:  # noqa: BLE001 - reported in the figures
             results[i] = SessionResult(i, error=f"session crashed: {one_line(e, limit=300, where=True)}")
             gate.abort()
@@ -388,11 +474,13 @@ def _client_process(queue, *args) -> None:
 
 
 def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 24, timeout_s: float = 900.0,
-             client_timeout_s: float = 60.0, host: str = HOST, port: int | None = None, max_batch: int | None = None) -> dict:
+             client_timeout_s: float = 60.0, host: str = HOST, port: int | None = None, max_batch: int | None = None,
+             clients: str = "mixed") -> dict:
     """Serve ``bot`` on ``host`` and drive it with ``sessions`` concurrent clients of ``turns`` turns each.
 
     ``max_batch`` sets the engine's most rows decoding together for this run (1: one turn at a time,
-    the server without batching); ``None`` keeps the bot's.
+    the server without batching); ``None`` keeps the bot's. ``clients``: see :func:`client_of` (by
+    default half the sessions use the web page's API through ``gradio_client``, half the OpenAI API).
 
     The server runs in this process; the clients run in a child process (spawned, so it holds no
     copy of the model), so this process's RSS is the server's alone. Returns the report (see the
@@ -405,6 +493,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
 
     if sessions < 1 or turns < 1:
         raise ValueError("sessions and turns must be at least 1")
+    client_of(0, clients)  # a bad ``clients`` is refused before the server starts
     skills = list(bot.skills)
     overrides = {"max_new_tokens": int(max_new_tokens)}
     context = multiprocessing.get_context("spawn")
@@ -422,7 +511,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
             results = context.Queue()
             child = context.Process(target=_client_process, name="loadtest-clients", daemon=True,
                                     args=(results, demo.local_url, sessions, turns, skills, overrides, timeout_s,
-                                          client_timeout_s, os.getpid()))
+                                          client_timeout_s, os.getpid(), clients))
             child.start()
             try:
                 # Spawning and connecting take a while on a busy machine: a minute of grace past the timeout.
@@ -457,6 +546,8 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
     mixed = {s.session: s.mixing for s in per_session if s.mixing}
     by_mode: dict[str, dict[str, int]] = {}
     routed: dict[str, int] = {}
+    by_client = {kind: _client_figures([r for r in records if r.client == kind])
+                 for kind in sorted({r.client for r in records})}
     for r in records:
         kind = r.mode if r.mode in ("auto", "bare") else "skill"
         entry = by_mode.setdefault(kind, {"sent": 0, "answered": 0})
@@ -483,9 +574,10 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
                    "client_http_timeout_s": client_timeout_s,
                    "backbone": bot.model.signature.backbone, "skills": skills, "manager": bot.manager is not None,
                    "server": f"{host}, this process", "clients": "one child process, a thread per session",
-                   "modes": list(MODES), "prompts": list(PROMPTS)},
+                   "modes": list(MODES), "prompts": list(PROMPTS), "client_kinds": clients},
         "turns": {"requested": requested, "sent": len(records), "answered": answered,
                   "unanswered": requested - answered, "by_mode": by_mode, "auto_routed_to": routed},
+        "by_client": by_client,
         "mixing": {"sessions_checked": len(per_session), "mixed_sessions": sorted(mixed), "problems": mixed},
         "errors": {"count": len(errors), "first": errors[:MAX_ERRORS_KEPT]},
         "timed_out": timed_out,
@@ -509,6 +601,19 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
         "machine": _machine(),
         "records": [asdict(r) for r in records],
     }
+
+
+def _client_figures(records: list[TurnRecord]) -> dict:
+    """Turns sent and answered, and turn latency and time to first token (p50, p95), of one client kind's turns."""
+    latencies = [r.latency_s for r in records if r.latency_s is not None]
+    first = [r.first_token_s for r in records if r.first_token_s is not None]
+
+    def rnd(x: float | None) -> float | None:
+        return None if x is None else round(x, 3)
+
+    return {"sent": len(records), "answered": sum(r.answered for r in records),
+            "latency_s": {"p50": rnd(_percentile(latencies, 50)), "p95": rnd(_percentile(latencies, 95))},
+            "first_token_s": {"p50": rnd(_percentile(first, 50)), "p95": rnd(_percentile(first, 95))}}
 
 
 def _machine() -> dict:
@@ -544,7 +649,7 @@ def summary_markdown(report: dict) -> str:
         f"({'PASS' if report['ok'] else 'FAIL'})",
         "",
         f"Backbone `{c['backbone']}`, skills {c['skills'] or 'none'}, manager {'on' if c['manager'] else 'off'}, "
-        f"replies capped at {c['max_new_tokens']} new tokens, server on {c['server']}, clients in {c['clients']}; "
+        f"replies capped at {c['max_new_tokens']} new tokens, server on {c['server']}, clients in {c['clients']} ({c.get('client_kinds', 'gradio')}); "
         f"{report['machine']['cores']} cores, torch threads {report['machine']['torch_threads']}, "
         f"engine threads {report['engine']['threads'] or 'torch threads'}.",
         "",
@@ -565,6 +670,9 @@ def summary_markdown(report: dict) -> str:
         f"| load average (1 min) | {cpu['loadavg_1min_start']:.1f} at start, {cpu['loadavg_1min_end']:.1f} at end |",
         f"| client process RSS peak (not in the server's) | {clients_rss} |",
         f"| by mode (answered/sent) | {modes} |",
+        *(f"| {kind} clients: answered/sent, turn latency p50 / p95, first token p50 / p95 | {b['answered']}/{b['sent']}, "
+          f"{fmt(b['latency_s']['p50'])} / {fmt(b['latency_s']['p95'])}, {fmt(b['first_token_s']['p50'])} / "
+          f"{fmt(b['first_token_s']['p95'])} |" for kind, b in report.get("by_client", {}).items()),
         f"| engine: decoding steps / rows per step / prefill passes | {report['engine']['steps']} / "
         f"{report['engine']['rows_per_step']} / {report['engine']['prefills']} |",
     ]
@@ -591,6 +699,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=32, help="the engine's most rows decoding together (default 32, the engine's own)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the same load on the one-at-a-time server (engine batch 1) run beside it for the ratios")
+    parser.add_argument("--clients", choices=CLIENTS, default="mixed",
+                        help="the sessions' client: gradio_client on the web page's API, the openai client on /v1, "
+                             "or mixed: odd-numbered sessions on openai (default mixed)")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.turns < 1 or not 1 <= args.max_new_tokens <= 256 or args.timeout <= 0 \
@@ -598,6 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--sessions and --turns must be >= 1, --max-new-tokens in 1..256, --timeout and --client-timeout > 0")
     try:
         import gradio_client  # noqa: F401
+        import openai  # noqa: F401
         import psutil  # noqa: F401
     except ImportError as e:
         parser.error(f"{e.name} is needed for the load run: pip install -e '.[test]'")
@@ -611,7 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     bot = AdapterBot.from_pretrained(args.backbone, args.skills_dir, device=args.device)
     load = dict(sessions=args.sessions, turns=args.turns, max_new_tokens=args.max_new_tokens, timeout_s=args.timeout,
-                client_timeout_s=args.client_timeout)
+                client_timeout_s=args.client_timeout, clients=args.clients)
     report = run_load(bot, max_batch=args.max_batch, **load)
     if not args.no_baseline:  # the same load, one turn at a time, in the same run: the gain is a ratio
         baseline = run_load(bot, max_batch=1, **load)
