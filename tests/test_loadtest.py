@@ -75,3 +75,23 @@ def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path):
     assert "Load run: 2 sessions x 2 turns, engine batch 32 (PASS)" in proc.stdout
     assert report["baseline"]["engine"]["max_batch"] == 1 and report["baseline"]["turns"]["answered"] == 4
     assert report["ratios"]["throughput"] > 0 and report["ratios"]["p95_latency"] > 0
+
+
+def test_load_run_beside_a_training_process(tiny_dir, tiny_skills_dir, tmp_path):
+    skills = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, skills)
+    before = sorted(p.name for p in skills.iterdir())
+    data = tmp_path / "cooking.jsonl"
+    data.write_text("".join(json.dumps({"context": [f"how long do i boil egg number {i}"], "response": f"About {i} minutes."}) + "\n"
+                            for i in range(40)), encoding="utf-8")
+    out = tmp_path / "load.json"
+    proc = subprocess.run([sys.executable, "-m", "bot.bench.loadtest", "--backbone", str(tiny_dir), "--skills-dir", str(skills),
+                           "--sessions", "2", "--turns", "2", "--max-new-tokens", "4", "--no-baseline",
+                           "--during-training", str(data), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    beside = report["during_training"]
+    assert proc.returncode == 0 and beside["ok"] and beside["turns"]["answered"] == 4, proc.stdout[-2000:]
+    assert beside["training"]["outcome"] in ("finished during the load", "stopped after the load")
+    assert report["ratios"]["p95_latency_training"] > 0 and "while a skill trains" in proc.stdout
+    assert sorted(p.name for p in skills.iterdir()) == before  # trained on a copy: the folder given is untouched

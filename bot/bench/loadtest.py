@@ -50,12 +50,15 @@ turn was answered with no mixing and no error, 1 otherwise. Needs ``gradio_clien
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import resource
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout  # TimeoutError's alias from Python 3.11
@@ -473,14 +476,69 @@ def _client_process(queue, *args) -> None:
         queue.put({"failed": one_line(e, limit=300, where=True)})
 
 
+class TrainingBeside:
+    """A skill added from ``data`` in a training child process, as the Skills tab adds one, while a load runs.
+
+    Entering starts it and returns once its training steps have begun (the child's first progress report
+    past loading), so the load that follows meets a training process at work. Leaving kills the child if
+    it is still training (the server goes on serving: :class:`bot.training_process.TrainingStopped` is
+    expected, and nothing is installed) and records how it ended in :attr:`figures`.
+    """
+
+    NAME = "loadtest-training"
+
+    def __init__(self, bot, data: Path, start_timeout_s: float = 600.0) -> None:
+        self.bot, self.data, self.start_timeout_s = bot, Path(data), start_timeout_s
+        self.started, self.stopping = threading.Event(), False
+        self.outcome: str | None = None
+        self.figures: dict = {}
+        self._thread = threading.Thread(target=self._run, name="loadtest-training", daemon=True)
+
+    def _run(self) -> None:
+        from bot.training_process import TrainingStopped, add_skill_in_child
+
+        try:
+            add_skill_in_child(self.bot, self.NAME, self.data, description="load run: a skill training beside chat",
+                               progress=lambda fraction, message: 0 < fraction < 1 and self.started.set())
+            self.outcome = "finished during the load"
+        except TrainingStopped as e:
+            self.outcome = "stopped after the load" if self.stopping else f"stopped: {one_line(e)}"
+        except Exception as e:  # reported in the figures
+            self.outcome = f"failed: {one_line(e, limit=300)}"
+        finally:
+            self.started.set()  # a child that fails before training must not keep the load waiting
+
+    def __enter__(self) -> "TrainingBeside":
+        self._thread.start()
+        if not self.started.wait(self.start_timeout_s) or self.outcome is not None:
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the training beside the load never began training: {self.outcome or 'timed out'}")
+        self._began = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from bot.training_process import running
+
+        through = self._thread.is_alive()
+        if through:
+            self.stopping = True
+            for child in running():
+                child.kill()
+        self._thread.join(120)
+        self.figures = {"data": str(self.data), "trained_through_the_load": through, "outcome": self.outcome}
+
+
 def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 24, timeout_s: float = 900.0,
              client_timeout_s: float = 60.0, host: str = HOST, port: int | None = None, max_batch: int | None = None,
-             clients: str = "mixed") -> dict:
+             clients: str = "mixed", training: Path | None = None) -> dict:
     """Serve ``bot`` on ``host`` and drive it with ``sessions`` concurrent clients of ``turns`` turns each.
 
     ``max_batch`` sets the engine's most rows decoding together for this run (1: one turn at a time,
     the server without batching); ``None`` keeps the bot's. ``clients``: see :func:`client_of` (by
     default half the sessions use the web page's API through ``gradio_client``, half the OpenAI API).
+    ``training``: a skill's data file; the load then runs while that skill trains in a child process
+    (:class:`TrainingBeside`: it is installed into the bot's skills folder if it finishes first, so
+    give the bot a folder of its own).
 
     The server runs in this process; the clients run in a child process (spawned, so it holds no
     copy of the model), so this process's RSS is the server's alone. Returns the report (see the
@@ -502,8 +560,9 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
         bot.engine.max_batch = max_batch
     demo = launch(bot, host=host, port=port or free_port(host), prevent_thread_lock=True, quiet=True)
     counts = (bot.engine.steps, bot.engine.row_steps, bot.engine.prefills)
+    beside = TrainingBeside(bot, training) if training is not None else contextlib.nullcontext()
     try:
-        with RssSampler() as rss:
+        with beside, RssSampler() as rss:
             time.sleep(2 * SAMPLE_EVERY_S)
             baseline = rss.current()
             rss.peak = baseline  # the peak is taken over the load only
@@ -599,6 +658,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
                 "server_share_of_machine": round(cpu_s / wall / cores, 3) if wall > 0 else None,
                 "loadavg_1min_start": round(load0[0], 2), "loadavg_1min_end": round(load1[0], 2)},
         "machine": _machine(),
+        "training": beside.figures if training is not None else None,
         "records": [asdict(r) for r in records],
     }
 
@@ -624,14 +684,15 @@ def _machine() -> dict:
     return machine("cpu") | {"gradio": gradio.__version__}
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
 def engine_ratios(engine: dict, one_at_a_time: dict) -> dict:
     """Throughput and p95 latency of the batching engine over the one-at-a-time server, on the same load."""
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 3) if a and b else None
-
-    return {"throughput": ratio(engine["turns_per_s"], one_at_a_time["turns_per_s"]),
-            "p95_latency": ratio(engine["latency_s"]["p95"], one_at_a_time["latency_s"]["p95"]),
-            "p95_first_token": ratio(engine["first_token_s"]["p95"], one_at_a_time["first_token_s"]["p95"])}
+    return {"throughput": _ratio(engine["turns_per_s"], one_at_a_time["turns_per_s"]),
+            "p95_latency": _ratio(engine["latency_s"]["p95"], one_at_a_time["latency_s"]["p95"]),
+            "p95_first_token": _ratio(engine["first_token_s"]["p95"], one_at_a_time["first_token_s"]["p95"])}
 
 
 def summary_markdown(report: dict) -> str:
@@ -645,8 +706,8 @@ def summary_markdown(report: dict) -> str:
     clients_rss = "n/a" if mem["client_process_peak"] is None else f"{mem['client_process_peak']:.1f} MiB"
     modes = ", ".join(f"{k} {v['answered']}/{v['sent']}" for k, v in sorted(t["by_mode"].items()))
     lines = [
-        f"## Load run: {c['sessions']} sessions x {c['turns']} turns, engine batch {report['engine']['max_batch']} "
-        f"({'PASS' if report['ok'] else 'FAIL'})",
+        f"## Load run: {c['sessions']} sessions x {c['turns']} turns, engine batch {report['engine']['max_batch']}"
+        f"{', while a skill trains' if report.get('training') else ''} ({'PASS' if report['ok'] else 'FAIL'})",
         "",
         f"Backbone `{c['backbone']}`, skills {c['skills'] or 'none'}, manager {'on' if c['manager'] else 'off'}, "
         f"replies capped at {c['max_new_tokens']} new tokens, server on {c['server']}, clients in {c['clients']} ({c.get('client_kinds', 'gradio')}); "
@@ -676,6 +737,10 @@ def summary_markdown(report: dict) -> str:
         f"| engine: decoding steps / rows per step / prefill passes | {report['engine']['steps']} / "
         f"{report['engine']['rows_per_step']} / {report['engine']['prefills']} |",
     ]
+    if report.get("training"):
+        training = report["training"]
+        lines.append(f"| training beside the load | {training['outcome']}; trained through the whole load: "
+                     f"{'yes' if training['trained_through_the_load'] else 'no'} |")
     if t["auto_routed_to"]:
         routed = ", ".join(f"{k} {v}" for k, v in sorted(t["auto_routed_to"].items()))
         lines.append(f"| auto turns routed to | {routed} |")
@@ -702,6 +767,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", choices=CLIENTS, default="mixed",
                         help="the sessions' client: gradio_client on the web page's API, the openai client on /v1, "
                              "or mixed: odd-numbered sessions on openai (default mixed)")
+    parser.add_argument("--during-training", type=Path, default=None, metavar="DATA",
+                        help="also run the load while a skill trains from DATA in a child process, as the Skills tab "
+                             "trains one, on a copy of the skills folder (the ratio of p95 turn latencies is reported)")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.turns < 1 or not 1 <= args.max_new_tokens <= 256 or args.timeout <= 0 \
@@ -721,7 +789,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    bot = AdapterBot.from_pretrained(args.backbone, args.skills_dir, device=args.device)
+    copy = None
+    if args.during_training:  # the skill that trains is installed if it finishes: never into the real folder
+        from skills import default_skills_dir
+
+        copy = Path(tempfile.mkdtemp(prefix="adapterbot-loadtest-")) / "skills"
+        shutil.copytree(args.skills_dir or default_skills_dir(), copy)
+    try:
+        return _runs(args, argv, AdapterBot.from_pretrained(args.backbone, copy or args.skills_dir, device=args.device))
+    finally:
+        if copy is not None:
+            shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def _runs(args: argparse.Namespace, argv: Sequence[str] | None, bot) -> int:
+    """The load runs :func:`main` asked for, side by side, their summary printed and the report written."""
     load = dict(sessions=args.sessions, turns=args.turns, max_new_tokens=args.max_new_tokens, timeout_s=args.timeout,
                 client_timeout_s=args.client_timeout, clients=args.clients)
     report = run_load(bot, max_batch=args.max_batch, **load)
@@ -730,6 +812,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["baseline"] = {k: v for k, v in baseline.items() if k != "records"}
         report["ratios"] = engine_ratios(report, baseline)
         report["ok"] = report["ok"] and baseline["ok"]
+    if args.during_training:
+        beside = run_load(bot, max_batch=args.max_batch, training=args.during_training, **load)
+        report["during_training"] = {k: v for k, v in beside.items() if k != "records"}
+        report.setdefault("ratios", {})["p95_latency_training"] = _ratio(beside["latency_s"]["p95"], report["latency_s"]["p95"])
+        report["ok"] = report["ok"] and beside["ok"]
     report["command"] = "python -m bot.bench.loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
     print(summary_markdown(report))
     if "baseline" in report:
@@ -737,6 +824,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = report["ratios"]
         print(f"\nEngine vs one at a time: throughput {r['throughput']}x (target >= 2.5), "
               f"p95 turn latency {r['p95_latency']}x (target <= 0.5)")
+    if "during_training" in report:
+        print("\n" + summary_markdown(report["during_training"]))
+        print(f"\nWhile a skill trains ({report['during_training']['training']['outcome']}) vs not: p95 turn latency "
+              f"{report['ratios']['p95_latency_training']}x (target <= 1.5)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
