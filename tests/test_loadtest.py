@@ -17,7 +17,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 pytest.importorskip("psutil")
 
-from bot.bench.loadtest import check_turn, message_for, mode_for  # noqa: E402
+from bot.bench.loadtest import check_turn, growth_after_warmup, message_for, mode_for  # noqa: E402
 
 
 def turn_messages(user: str, reply: str = "a reply", title: str = "alpha · 0.91") -> list[dict]:
@@ -46,6 +46,12 @@ def test_check_turn_accepts_a_clean_conversation_and_flags_mixing():
     assert mode_for(1, 0, []) == "auto"  # no skill to pick by hand
 
 
+def test_memory_growth_is_taken_after_the_warm_up_turns():
+    timeline = [(0.0, 100), (1.0, 300), (2.0, 310), (3.0, 305), (4.0, 330)]
+    assert growth_after_warmup(timeline, [0.5, 0.9, 1.5, 3.5], warmup=2) == 30  # from 300 (t=1.0) up to 330
+    assert growth_after_warmup(timeline, [0.5, 0.9], warmup=2) is None  # no turn after the warm-up
+
+
 def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path):
     skills = tmp_path / "skills"
     shutil.copytree(tiny_skills_dir, skills)
@@ -68,6 +74,7 @@ def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path):
     assert report["by_client"]["openai"]["first_token_s"]["p50"] > 0
     mem = report["memory_mib"]
     assert 0 < mem["baseline"] <= mem["peak"] and mem["samples"] >= 1
+    assert mem["turns_after_warmup"] == 0 and mem["growth_after_warmup"] is None  # 4 turns: no warm-up passed
     assert mem["clients_connected"] > 0 and mem["client_process_peak"] > 0
     assert all(r["start_s"] is not None for r in report["records"])
     assert report["latency_s"]["p50"] > 0 and report["wall_s"] > 0

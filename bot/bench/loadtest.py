@@ -29,7 +29,9 @@ What is measured: wall time, turns per second, turn latency (submit to final val
 included, since the server runs one chat turn at a time, ``ui.app.MODEL_CONCURRENCY``) as
 p50/p95/max, and the resident memory (RSS) of the server's process, sampled every 0.2 s by a
 background thread: the baseline after the bot is loaded and served, before any session connects;
-once every client is connected, before the first turn; the peak during the run (with a timeline).
+once every client is connected, before the first turn; the peak during the run (with a timeline);
+and its growth once the first ``WARMUP_TURNS`` turns are answered (a soak: ``--sessions 16 --turns 70``
+gives 1,020 turns after the warm-up).
 The clients live in their own process so that their memory is not counted as the server's; their
 peak is reported apart. CPU seconds of server and clients and the machine's load average are
 reported beside the figures, since other work on the machine stretches the latencies.
@@ -87,6 +89,7 @@ SAMPLE_EVERY_S = 0.2
 POLL_S = 0.01  # how often a client looks for its turn's first streamed text
 MAX_ERRORS_KEPT = 20
 TIMELINE_POINTS = 200  # RSS samples kept in the report, evenly spaced: [seconds after the start, MiB]
+WARMUP_TURNS = 100  # memory growth is also taken from the moment this many turns have been answered
 
 
 # ---- messages and checks ---------------------------------------------------------------------
@@ -619,6 +622,8 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
     origin = got.get("started_at", 0.0)
     timeline = [(at, b) for at, b in rss.timeline if at >= origin]
     step = max(1, len(timeline) // TIMELINE_POINTS)
+    done = sorted(origin + r.start_s + r.latency_s for r in records if r.answered and r.start_s is not None)
+    warm_growth = growth_after_warmup(timeline, done)
     cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     cores = os.cpu_count() or 1
     ok = answered == requested and not mixed and not errors and not timed_out
@@ -651,6 +656,8 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
                    "steps": steps, "prefills": prefills, "rows_per_step": round(row_steps / steps, 2) if steps else None},
         "memory_mib": {"baseline": _mib(baseline), "clients_connected": _mib(connected) if connected else None,
                        "peak": _mib(rss.peak), "growth": _mib(rss.peak - baseline), "after": _mib(after),
+                       "warmup_turns": WARMUP_TURNS, "turns_after_warmup": max(0, len(done) - WARMUP_TURNS),
+                       "growth_after_warmup": None if warm_growth is None else _mib(warm_growth),
                        "lifetime_max": _max_rss_mib(), "samples": rss.samples, "every_s": SAMPLE_EVERY_S,
                        "client_process_peak": _mib(got["rss_peak"]) if "rss_peak" in got else None,
                        "timeline": [[round(at - origin, 1), _mib(b)] for at, b in timeline[::step]]},
@@ -661,6 +668,16 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
         "training": beside.figures if training is not None else None,
         "records": [asdict(r) for r in records],
     }
+
+
+def growth_after_warmup(timeline: Sequence[tuple[float, int]], done: Sequence[float], warmup: int = WARMUP_TURNS) -> int | None:
+    """The most the RSS rose (bytes) above its first sample once ``warmup`` turns had been answered: ``timeline``
+    holds (time, RSS) samples, ``done`` the turns' answer times (sorted, the same clock); ``None`` when no
+    turn was answered after the warm-up."""
+    if len(done) <= warmup:
+        return None
+    after = [b for at, b in timeline if at >= done[warmup - 1]]
+    return max(after) - after[0] if after else None
 
 
 def _client_figures(records: list[TurnRecord]) -> dict:
@@ -727,6 +744,8 @@ def summary_markdown(report: dict) -> str:
         f"| server RSS: baseline (served, idle) | {mem['baseline']:.1f} MiB |",
         f"| server RSS: all clients connected | {connected} |",
         f"| server RSS: peak under load | {mem['peak']:.1f} MiB (+{mem['growth']:.1f} MiB) |",
+        f"| server RSS: growth over the {mem['turns_after_warmup']} turns after the first {mem['warmup_turns']} | "
+        f"{fmt(mem['growth_after_warmup'], 'MiB')} |",
         f"| CPU: server / clients | {cpu['server_s']:.0f} s ({share:.0f}% of the machine) / {clients_cpu} |",
         f"| load average (1 min) | {cpu['loadavg_1min_start']:.1f} at start, {cpu['loadavg_1min_end']:.1f} at end |",
         f"| client process RSS peak (not in the server's) | {clients_rss} |",
