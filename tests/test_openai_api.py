@@ -359,6 +359,31 @@ def test_deltas_join_to_the_final_reply():
     assert "".join([d.feed("x. ab", False), d.feed("x. abc", True)]) == "x. "
 
 
+def test_a_stream_s_finished_reply_comes_once_as_final_even_when_cut_back(caplog):
+    import asyncio
+    import types
+
+    from bot.chatbot import Reply
+    from ui.openai_api import Deltas, _pump
+
+    class CutBack:  # a bot whose reply ran out of tokens: the finished reply is cut back to its last sentence
+        def respond(self, history, skill=None, seed=None, **decoding):
+            return Reply("Hello there.", None)
+
+        def stream(self, history, skill=None, seed=None, **decoding):
+            yield from (Reply(t, None) for t in ("Hello", "Hello there. How", "Hello there. How are", "Hello there."))
+
+    async def collect():
+        turn = types.SimpleNamespace(history=["hi"], skill=None, decoding={}, seed=None)
+        return [(reply.text, final) async for reply, final in _pump(CutBack(), turn)]
+
+    got = asyncio.run(collect())
+    assert got == [("Hello", False), ("Hello there. How", False), ("Hello there. How are", False), ("Hello there.", True)]
+    deltas = Deltas([])
+    assert "".join(deltas.feed(text, final) for text, final in got) == "Hello there."
+    assert "does not begin" not in caplog.text
+
+
 def test_cli_passes_the_key(monkeypatch):
     import bot.cli as cli
     import ui.app

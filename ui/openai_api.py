@@ -429,8 +429,9 @@ def _completion(bot: AdapterBot, turn: Turn, ident: str, started: int) -> dict:
 
 
 async def _pump(bot: AdapterBot, turn: Turn) -> AsyncIterator[tuple[Reply, bool]]:
-    """``(snapshot, False)`` for each of ``bot.stream``'s snapshots as it comes, then ``(the last one,
-    True)``. A thread of its own drives the stream. Leaving early
+    """``(snapshot, False)`` for each of ``bot.stream``'s snapshots but the last as it comes, then ``(the
+    last one, True)``: the finished reply, which a reply cut back to its last sentence makes shorter
+    than the snapshot before it. A thread of its own drives the stream. Leaving early
     closes the stream (with torch's global seed, it runs to its end first, so the next seeded turn
     starts from its own seed)."""
     loop = asyncio.get_running_loop()
@@ -447,14 +448,16 @@ async def _pump(bot: AdapterBot, turn: Turn) -> AsyncIterator[tuple[Reply, bool]
             with _seeded(turn.seed, native) as seed:
                 stream = bot.stream(turn.history, skill=turn.skill, **turn.decoding, **seed)
                 try:
-                    last = None
-                    for last in stream:
+                    last = None  # held back one snapshot: the stream's last is the finished reply, which a cut
+                    for snapshot in stream:  # may have made shorter than the snapshot before it
                         if leave.is_set():
                             if native or turn.seed is None:
                                 return
                             continue
-                        put(("item", last))
-                    put(("final", last))  # the last snapshot again: now known to be the finished reply
+                        if last is not None:
+                            put(("item", last))
+                        last = snapshot
+                    put(("final", last))
                 finally:
                     stream.close()
         except BaseException as e:  # noqa: BLE001 - handed to the event loop
