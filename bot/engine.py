@@ -49,7 +49,7 @@ class Request:
             ranked turn uses ``seed + i``.
         copy_source: the tokens ``copy_boost`` may copy (:func:`bot.dialogue.copy_source`; empty: none).
         misfit: for a ranked turn, ``misfit(reply ids)``: a candidate of a lower misfit wins over any of a higher
-            one (``None``: all 0; see :func:`bot.dialogue.misfit`).
+            one (``None``: all 0; see :func:`bot.social.misfit`).
     """
 
     context: list[int]
