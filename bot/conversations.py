@@ -12,8 +12,7 @@ length, and the history's length cannot predict its class:
   my wifi keeps dropping" after a bereavement), and the newest message decides;
 - ``none`` also: messages people send a chatbot that no skill answers (greetings, thanks, jokes,
   questions about the bot: ``skills/sources/open_chitchat.jsonl``, written for the project), as
-  they stand, after a Chit-Chat opening, and after a skill's exchange; 75% ``train``, 25% ``valid``,
-  none in ``test``.
+  they stand and after a Chit-Chat opening; 75% ``train``, 25% ``valid``, none in ``test``.
 
 Which Chit-Chat split feeds which use: ``train`` for the manager's training memory, ``valid``
 for its calibration memory and threshold, ``test`` for ``adapterbot eval``. Everything is drawn
@@ -91,13 +90,9 @@ def after_other_skills(contexts: Sequence[list[str]], others: Sequence[Example],
     return [[*e.context, e.response, *c] for c in contexts for e in [rng.choice(others)]]
 
 
-def open_chitchat(split: Split, after: Sequence[Example] = (), path: Path = OPEN_CHITCHAT) -> list[list[str]]:
+def open_chitchat(split: Split, path: Path = OPEN_CHITCHAT) -> list[list[str]]:
     """The written open chit-chat messages of ``split`` (by hash: 75% train, 25% valid, none test),
-    each as it stands, after a Chit-Chat opening of the same split, and (given ``after``, skills'
-    examples of the split) after a random one of those exchanges: "thanks!" or "lol ok, anyway" after
-    a skill's reply is chit-chat too."""
+    each as it stands and after a Chit-Chat opening of the same split."""
     rows = [json.loads(line)["message"] for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     messages = [[m] for m in rows if split_of(m, valid_pct=25, test_pct=0) == split]
-    rng = random.Random(f"open-chitchat-after-skill:{split}")
-    following = [[*e.context, e.response, *m] for m in messages for e in [rng.choice(after)]] if after else []
-    return skill_histories(messages, split, seed=1) + following
+    return skill_histories(messages, split, seed=1)

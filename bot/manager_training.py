@@ -50,8 +50,7 @@ def routing_data(bot: AdapterBot, split: Split) -> dict[str, list[list[str]]]:
     examples = split_examples(bot, split)
     n = NONE_HISTORIES.get(split, NONE_HISTORIES["valid"])
     after = [h for name in bot.skills for h in conversations.chitchat_after_skill(examples[name], split)]
-    exchanges = [e for name in bot.skills for e in examples[name]]
-    data = {NONE: conversations.chitchat_histories(split, n) + after + conversations.open_chitchat(split, exchanges)}
+    data = {NONE: conversations.chitchat_histories(split, n) + after + conversations.open_chitchat(split)}
     for name in bot.skills:
         others = [e for other in bot.skills if other != name for e in examples[other]]
         data[name] = class_histories(examples[name], split) + conversations.after_other_skills(

@@ -58,14 +58,3 @@ def test_a_skill_turn_after_another_skill_s_whole_exchange():
     for h, c in zip(histories, contexts):
         assert any(h[: -len(c)] == [*e.context, e.response] for e in others)
     assert conversations.after_other_skills(contexts, [], "train") == []
-
-
-def test_open_chitchat_comes_as_it_is_after_an_opening_and_after_a_skill_s_exchange():
-    alone = conversations.open_chitchat("valid")
-    exchanges = [Example(["my wifi keeps dropping"], "Restart the router."), Example(["who painted guernica"], "Picasso")]
-    histories = conversations.open_chitchat("valid", exchanges)
-    assert histories[: len(alone)] == alone and histories == conversations.open_chitchat("valid", exchanges)
-    following = histories[len(alone):]
-    assert len(following) == len(alone) // 2 and all(len(h) == 3 for h in following)
-    assert {tuple(h[:2]) for h in following} == {tuple([*e.context, e.response]) for e in exchanges}
-    assert [h[-1] for h in following] == [h[-1] for h in alone[: len(following)]]
