@@ -27,6 +27,9 @@ ONLY_GREETING = re.compile(_HELLO + r"(\s*there)?\W*((how are (you|u)|how('?s| i
 """A greeting that says nothing else, or only asks after the other ("Hello!", "hey, how are you doing this
 fine evening?", "nice to meet you")."""
 
+BARE_GREETING = re.compile(_HELLO + r"(\s*there)?\W*$", re.IGNORECASE)
+"""Greeting words and nothing else ("heyyy", "good morning!", "hi there")."""
+
 THANKS = re.compile(r"\b(thank(s| you| u)|thx|ty|appreciate (it|that|you))\b", re.IGNORECASE)
 """Words that thank."""
 
@@ -50,7 +53,8 @@ def misfit(message: str, reply: str) -> int:
 
     - To a farewell: a farewell or a "you're welcome" fits; a bare greeting misses most.
     - To thanks: a "you're welcome" fits; a bare greeting or a farewell misses most.
-    - To a bare greeting: a greeting fits; a farewell misses most.
+    - To a greeting: a greeting fits, and so does anything else if it also asks after the bot ("hi, how's your
+      day?"); a farewell misses most.
     - To anything else: a farewell misses, and so does a bare greeting unless the message opens with one.
     """
     message, reply = message.strip(), reply.strip()
@@ -60,6 +64,6 @@ def misfit(message: str, reply: str) -> int:
         return 0 if farewell or welcome else 2 if greeting else 1
     if THANKS.search(message):
         return 0 if welcome else 2 if greeting or farewell else 1
-    if ONLY_GREETING.search(message):
-        return 0 if greeting else 2 if farewell else 1
+    if ONLY_GREETING.search(message):  # a bare greeting wants one back; "hi, how's your day?" an answer too
+        return 2 if farewell else 0 if greeting or not BARE_GREETING.search(message) else 1
     return int(farewell or (greeting and not says_hello(message)))

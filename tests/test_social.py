@@ -26,6 +26,7 @@ def test_a_greeting_opens_a_message():
     ("thanks a ton, that was really helpful", ["You're welcome!", "Glad I could help.", "Do you like dogs?",
                                                "I have to go, bye", "Hello!"], [0, 0, 1, 2, 2]),
     ("heyyy", ["Hey, whats up?", "Hello! How are you doing this fine evening?", "Do you like dogs?", "Bye!"], [0, 0, 1, 2]),
+    ("good morning! hows your day going", ["Good! How about you?", "Hi!", "Bye!"], [0, 0, 2]),
     ("i went hiking today", ["Nice! Where?", "Hey that sounds fun", "Hello!", "I have to go, bye"], [0, 0, 1, 1]),
     ("hey, i went hiking today", ["Hello! Where to?", "Hello!", "Nice to meet you!"], [0, 0, 0]),
 ])
