@@ -49,7 +49,8 @@ def says_hello(text: str) -> bool:
 
 
 def misfit(message: str, reply: str) -> int:
-    """How far ``reply`` misses where ``message`` stands in a conversation: 0 fits, 1 misses, 2 misses most.
+    """How far ``reply`` misses where ``message`` stands in a conversation: 0 fits, 1 misses, 2 misses most,
+    3 is an empty reply.
 
     - To a farewell: a farewell or a "you're welcome" fits; a bare greeting misses most.
     - To thanks: a "you're welcome" fits; a bare greeting or a farewell misses most.
@@ -58,6 +59,8 @@ def misfit(message: str, reply: str) -> int:
     - To anything else: a farewell misses, and so does a bare greeting unless the message opens with one.
     """
     message, reply = message.strip(), reply.strip()
+    if not reply:
+        return 3  # an empty reply (end-of-text sampled first) loses to every other
     greeting, farewell = ONLY_GREETING.search(reply) is not None, says_goodbye(reply)
     welcome = WELCOME.search(reply) is not None
     if says_goodbye(message):

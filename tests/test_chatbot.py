@@ -151,6 +151,7 @@ def test_a_chit_chat_turn_ranks_its_candidates_by_their_misfit_to_the_message(ti
 
     encode = tiny_bot.tokenizer.encode
     staying = tiny_bot._prepare(["i went hiking today"], Reply("", None), {})
-    assert staying.misfit(encode("ok bye!")) == 1 and staying.misfit(encode("Hello!")) == 1 and staying.misfit([]) == 0
+    assert staying.misfit(encode("ok bye!")) == 1 and staying.misfit(encode("Hello!")) == 1 and staying.misfit([]) == 3
+    assert staying.misfit(encode("Nice! Where did you go?")) == 0
     leaving = tiny_bot._prepare(["ok gotta go, talk later!"], Reply("", None), {})
     assert leaving.misfit(encode("ok bye!")) == 0 and leaving.misfit(encode("Hello!")) == 2

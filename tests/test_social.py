@@ -29,6 +29,7 @@ def test_a_greeting_opens_a_message():
     ("good morning! hows your day going", ["Good! How about you?", "Hi!", "Bye!"], [0, 0, 2]),
     ("i went hiking today", ["Nice! Where?", "Hey that sounds fun", "Hello!", "I have to go, bye"], [0, 0, 1, 1]),
     ("hey, i went hiking today", ["Hello! Where to?", "Hello!", "Nice to meet you!"], [0, 0, 0]),
+    ("ok bye", ["", "  ", "Hello!"], [3, 3, 2]),  # an empty reply loses even to a greeting
 ])
 def test_a_reply_fits_the_message_it_answers(message, replies, misfits):
     assert [misfit(message, r) for r in replies] == misfits
