@@ -516,7 +516,6 @@ class TrainingBeside:
         if not self.started.wait(self.start_timeout_s) or self.outcome is not None:
             self.__exit__(None, None, None)
             raise RuntimeError(f"the training beside the load never began training: {self.outcome or 'timed out'}")
-        self._began = time.monotonic()
         return self
 
     def __exit__(self, *exc) -> None:
