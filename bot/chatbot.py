@@ -23,7 +23,8 @@ from .backbone import load_backbone
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
-from .social import misfit
+from .about import about_reply
+from .social import closing_reply, misfit
 from .engine import Engine, Generation, Pending, Request
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class _Turn:
     decoding: dict
     copy_source: list[int]
     misfit: Callable[[list[int]], int] | None = None  # a ranked reply keeps a candidate of the lowest
+    written: str | None = None  # the reply, written rather than generated (bot.about): nothing to generate
 
 
 class AdapterBot:
@@ -260,8 +262,11 @@ class AdapterBot:
         def candidate_misfit(ids: list[int]) -> int:
             return misfit(message, self.tokenizer.decode(ids))
 
+        written = None
+        if reply.skill is None:  # open chit-chat: a question about the bot gets a true answer, thanks and farewells theirs
+            written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing_reply(message)
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
-                     copy_source(self.tokenizer, knowledge), candidate_misfit)
+                     copy_source(self.tokenizer, knowledge), candidate_misfit, written)
 
     def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,
                 seed: int | None) -> tuple[list[_Turn], Generation]:
@@ -270,14 +275,17 @@ class AdapterBot:
         history = validate_history(history)
         turns: list[_Turn] = []
 
-        def request(reply: Reply) -> Request:
+        def request(reply: Reply) -> Request | None:
             turns.append(self._prepare(history, reply, overrides))
             turn = turns[0]
+            if turn.written is not None:
+                return None  # nothing to generate: the generation ends with no tokens
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))
-        return turns, self.engine.submit(request(self._choose(skill)))
+        given = request(self._choose(skill))
+        return turns, self.engine.submit(given) if given is not None else Generation.finished()
 
     def manager_scores(self, history: Sequence[str]) -> dict[str, float]:
         """The manager's scores for ``history`` (``{}`` without a manager), routed in the engine in one batch
@@ -306,8 +314,12 @@ class AdapterBot:
         turns, generation = self._submit(history, skill, decoding, seed)
         ids = generation.result()
         turn = turns[0]
-        turn.reply.text = self._finish(ids, turn.decoding)
+        turn.reply.text = self._text(ids, turn)
         return turn.reply
+
+    def _text(self, ids: list[int], turn: _Turn) -> str:
+        """The turn's reply: its written one, else its generated ``ids`` finished (:meth:`_finish`)."""
+        return turn.written if turn.written is not None else self._finish(ids, turn.decoding)
 
     def _finish(self, ids: list[int], decoding: dict) -> str:
         """The reply's text; one that ran out of ``max_new_tokens`` ends at its last full sentence."""
@@ -331,7 +343,7 @@ class AdapterBot:
         finally:  # the caller stopped reading (closed the stream): the engine drops the row at its next step
             generation.cancel()
         turn = turns[0]
-        turn.reply.text = self._finish(tokens, turn.decoding)
+        turn.reply.text = self._text(tokens, turn)
         yield turn.reply
 
     def respond_batch(self, histories: Sequence[Sequence[str]], skills: Sequence[str | None], **decoding) -> list[str]:
@@ -342,7 +354,7 @@ class AdapterBot:
         if not histories:
             return []
         started = [self._submit(h, s, decoding, None) for h, s in zip(histories, skills)]
-        return [self._finish(g.result(), turns[0].decoding) for turns, g in started]
+        return [self._text(g.result(), turns[0]) for turns, g in started]
 
 
 __all__ = ["AdapterBot", "Reply", "DialogueError", "AUTO"]

@@ -87,6 +87,13 @@ class Generation:
         self._events: queue.Queue = queue.Queue()
         self._done = threading.Event()
 
+    @classmethod
+    def finished(cls) -> "Generation":
+        """A generation that is already over, with no tokens (a turn with nothing to generate)."""
+        generation = cls()
+        generation._finish()
+        return generation
+
     def cancel(self) -> None:
         """Stop generating (a client went away, a stop string ended the reply): the row leaves at the next step."""
         self.cancelled = True

@@ -155,3 +155,15 @@ def test_a_chit_chat_turn_ranks_its_candidates_by_their_misfit_to_the_message(ti
     assert staying.misfit(encode("Nice! Where did you go?")) == 0
     leaving = tiny_bot._prepare(["ok gotta go, talk later!"], Reply("", None), {})
     assert leaving.misfit(encode("ok bye!")) == 0 and leaving.misfit(encode("Hello!")) == 2
+    assert staying.written is None and leaving.written == "Bye! It was nice talking with you."
+
+
+def test_a_question_about_the_bot_gets_its_skills_listed_without_generating(tiny_bot):
+    steps = tiny_bot.engine.steps, tiny_bot.engine.prefills
+    reply = tiny_bot.respond(["hey, what can you actually do?"], None)
+    for name in tiny_bot.skills:
+        assert f"- {name.replace('_', ' ')}: {tiny_bot.specs[name].description.strip()}" in reply.text
+    assert [r.text for r in tiny_bot.stream(["are you a real person?"], None)][-1].startswith("I'm Adapter-Bot, a chatbot, not a person")
+    assert (tiny_bot.engine.steps, tiny_bot.engine.prefills) == steps
+    forced = tiny_bot.respond(["what can you do?"], tiny_bot.skills[0], max_new_tokens=3)  # a skill answers for itself
+    assert "Adapter-Bot" not in forced.text

@@ -1,7 +1,7 @@
 """Which chit-chat reply fits a greeting, thanks, a farewell, or none of them (bot.social)."""
 import pytest
 
-from bot.social import misfit, says_goodbye, says_hello
+from bot.social import closing_reply, misfit, says_goodbye, says_hello
 
 
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
@@ -33,3 +33,14 @@ def test_a_greeting_opens_a_message():
 ])
 def test_a_reply_fits_the_message_it_answers(message, replies, misfits):
     assert [misfit(message, r) for r in replies] == misfits
+
+
+@pytest.mark.parametrize("message", ["thanks so much, that was really helpful!", "ok gotta go, bye! ttyl", "ty!",
+                                     "ok thanks, talk later", "night!", "good night, thats it for me"])
+def test_thanks_and_farewells_get_a_written_reply_that_fits(message):
+    assert misfit(message, closing_reply(message)) == 0
+
+
+@pytest.mark.parametrize("message", ["my wifi keeps dropping", "I went hiking today", "heyyy", "nice to meet you"])
+def test_a_message_that_neither_thanks_nor_takes_leave_has_no_written_reply(message):
+    assert closing_reply(message) is None

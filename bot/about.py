@@ -1,0 +1,47 @@
+"""What the bot says about itself: who it is and what it can do, from the installed skills' own cards.
+
+The bare backbone learned from people talking to people, so asked "are you a bot?" it answered "yeah I think
+so I think that would be cool to be a bot", and "what can you actually do?" got "I would love to work with
+one of my favorite parts of my life" (session 12's trial). A new user's first question deserves a true
+answer: these questions get a written one, listing each loaded skill's ``description``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+_YOU = r"(you|u|ya)"
+CAPABILITIES = re.compile(
+    rf"\b(what (can|could) {_YOU} (actually |even |really )?(do|help( me)? with)\b|what are {_YOU} (good at|able to do|for)\b"
+    rf"|(what|which) (are )?(your )?(skills|features|abilities|commands)\b|how (can|could|do) {_YOU} help\b"
+    rf"|what (kind of )?things can {_YOU}\b)|^\W*(help|menu|commands)\W*$", re.IGNORECASE)
+"""Questions about what the bot can do."""
+
+IDENTITY = re.compile(
+    rf"\b((are|r) {_YOU} (a |an )?(real|human|person|people|bot|robot|ai|machine|computer|program|chat ?bot)\b"
+    rf"|who (are|r) {_YOU}\b|who (made|created|built|programmed|trained|designed) {_YOU}\b|what (are|r) {_YOU}\W*$"
+    rf"|what'?s your name\b|is this (a )?(bot|robot|ai|human)\b)", re.IGNORECASE)
+"""Questions about who or what the bot is."""
+
+JOKE = re.compile(r"\b(tell|know|got|have) (me )?(a |any )?(good |funny )?jokes?\b|\bmake me laugh\b", re.IGNORECASE)
+"""Asking for a joke: the backbone has none to tell (it answered "that would be a great idea!")."""
+
+NAME = "Adapter-Bot"
+
+
+def about_reply(message: str, skills: Mapping[str, str]) -> str | None:
+    """The written answer to ``message`` when it asks what the bot is or can do (a joke, say), else ``None``.
+
+    ``skills`` maps each loaded skill's name to its one-line description."""
+    listed = "\n".join(f"- {name.replace('_', ' ')}: {text.strip() or 'no description'}" for name, text in skills.items())
+    if CAPABILITIES.search(message):
+        if not skills:
+            return f"I'm {NAME}, a chatbot. No skills are installed yet, so for now I can only chat."
+        return f"I'm {NAME}, a chatbot with a few skills:\n{listed}\nOr we can just chat."
+    if IDENTITY.search(message):
+        skilled = f" with a few skills ({', '.join(name.replace('_', ' ') for name in skills)})" if skills else ""
+        return (f"I'm {NAME}, a chatbot, not a person: a small language model trained by the {NAME} project{skilled}. "
+                "Ask me what I can do, or just chat.")
+    if JOKE.search(message):
+        return "I don't know any good jokes yet, I'm a small model still learning. Do you have one for me?"
+    return None
