@@ -26,6 +26,10 @@ IDENTITY = re.compile(
 JOKE = re.compile(r"\b(tell|know|got|have) (me )?(a |any )?(good |funny )?jokes?\b|\bmake me laugh\b", re.IGNORECASE)
 """Asking for a joke: the backbone has none to tell (it answered "that would be a great idea!")."""
 
+WORDLESS = re.compile(r"^[\W_]*$")
+"""A message without a letter or digit (emoji, symbols): nothing the manager or a skill can read; Auto mode answers it
+on the bare backbone (:meth:`bot.chatbot.AdapterBot.respond`), which the manager had sent "😂😂🔥👍" to trivia at 1.00."""
+
 NAME = "Adapter-Bot"
 
 
@@ -33,6 +37,8 @@ def about_reply(message: str, skills: Mapping[str, str]) -> str | None:
     """The written answer to ``message`` when it asks what the bot is or can do (a joke, say), else ``None``.
 
     ``skills`` maps each loaded skill's name to its one-line description."""
+    if WORDLESS.match(message):
+        return "I can only read words for now, not emoji or symbols on their own. What's on your mind?"
     listed = "\n".join(f"- {name.replace('_', ' ')}: {text.strip() or 'no description'}" for name, text in skills.items())
     if CAPABILITIES.search(message):
         if not skills:

@@ -23,7 +23,7 @@ from .backbone import load_backbone
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
-from .about import about_reply
+from .about import WORDLESS, about_reply
 from .social import closing_reply, misfit
 from .engine import Engine, Generation, Pending, Request
 
@@ -282,6 +282,8 @@ class AdapterBot:
                 return None  # nothing to generate: the generation ends with no tokens
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
+        if skill == AUTO and WORDLESS.match(history[-1]):
+            skill = None  # nothing the manager can read: the bare backbone's turn, answered in writing (bot.about)
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))
         given = request(self._choose(skill))
@@ -321,9 +323,14 @@ class AdapterBot:
         """The turn's reply: its written one, else its generated ``ids`` finished (:meth:`_finish`)."""
         return turn.written if turn.written is not None else self._finish(ids, turn.decoding)
 
+    def _decoded(self, ids: list[int]) -> str:
+        """``ids`` as text, without the U+FFFD of bytes that make no whole character: a byte-level tokenizer's reply
+        may stop inside one (a character still streaming waits for its rest), or sample stray bytes ("😂😂" got "�")."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "").strip()
+
     def _finish(self, ids: list[int], decoding: dict) -> str:
         """The reply's text; one that ran out of ``max_new_tokens`` ends at its last full sentence."""
-        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        text = self._decoded(ids)
         return end_at_sentence(text) if len(ids) >= decoding["max_new_tokens"] else text
 
     def stream(self, history: Sequence[str], skill: str | None = AUTO, *, seed: int | None = None,
@@ -336,8 +343,8 @@ class AdapterBot:
         try:
             for token in generation:
                 tokens.append(token)
-                text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-                if text != shown and not text.endswith("\ufffd"):  # a partial multi-byte character waits for its rest
+                text = self._decoded(tokens)
+                if text != shown:
                     shown = text
                     yield dataclasses.replace(turns[0].reply, text=shown)
         finally:  # the caller stopped reading (closed the stream): the engine drops the row at its next step

@@ -43,6 +43,9 @@ WELCOME = re.compile(r"\b(you'?re welcome|no problem|no worries|any ?time|my ple
 """Words that answer thanks."""
 
 
+_THANKS_FOR = re.compile(r"\bthanks for (the )?(chat(ting)?|listening)\b", re.IGNORECASE)
+
+
 def says_goodbye(text: str) -> bool:
     """Whether ``text`` takes leave (:data:`FAREWELL`)."""
     return FAREWELL.search(text) is not None
@@ -81,6 +84,6 @@ def misfit(message: str, reply: str) -> int:
 def closing_reply(message: str) -> str | None:
     """The written reply to thanks or a farewell (its :func:`misfit` is 0), or ``None`` for any other message."""
     thanks = THANKS.search(message) is not None
-    if says_goodbye(message):
+    if says_goodbye(_THANKS_FOR.sub("", message)):  # "thanks for listening" thanks; it need not take leave
         return "You're welcome! Bye, talk to you soon." if thanks else "Bye! It was nice talking with you."
     return "You're welcome!" if thanks else None

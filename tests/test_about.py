@@ -32,3 +32,8 @@ def test_other_messages_get_no_written_answer(message):
 def test_with_no_skill_installed_the_bot_says_it_can_only_chat():
     assert "No skills are installed yet" in about_reply("what can you do", {})
     assert "(" not in about_reply("who are you", {})
+
+
+@pytest.mark.parametrize("message", ["😂😂🔥👍", "???", " :) "])
+def test_a_message_without_words_gets_asked_for_words(message):
+    assert about_reply(message, SKILLS).startswith("I can only read words for now")

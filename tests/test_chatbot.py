@@ -123,6 +123,18 @@ def test_a_reply_cut_by_its_budget_ends_at_its_last_full_sentence():
     assert end_at_sentence("pi is 3.14 and") == "pi is 3.14 and"  # a decimal point ends nothing
 
 
+def test_a_reply_never_shows_the_stray_bytes_of_a_broken_character(tiny_bot):
+    ids = tiny_bot.tokenizer("Sure 😂", add_special_tokens=False)["input_ids"]
+    assert "\ufffd" in tiny_bot.tokenizer.decode(ids[:-1])  # the emoji's last byte cut off
+    assert tiny_bot._finish(ids[:-1], {"max_new_tokens": 99}) == "Sure"
+    assert tiny_bot._finish(ids, {"max_new_tokens": 99}) == "Sure 😂"
+
+
+def test_an_auto_turn_without_words_goes_to_the_bare_backbone_unrouted(tiny_bot):
+    reply = tiny_bot.respond(["😂😂🔥👍"])
+    assert reply.skill is None and reply.confidence is None and reply.text.startswith("I can only read words")
+
+
 def test_only_a_reply_that_ran_out_of_tokens_is_cut_back(tiny_bot):
     ids = tiny_bot.tokenizer("Sure. And then", add_special_tokens=False)["input_ids"]
     assert tiny_bot._finish(ids, {"max_new_tokens": len(ids)}) == "Sure."

@@ -187,11 +187,13 @@ def test_turns_admitted_together_are_prefilled_in_one_pass(engine):
     eng, contexts = engine
     requests = [Request(c, r, settings(i), seed=i) for i, (c, r) in enumerate(zip(contexts, ROUTES))]
     alone = [eng.generate(r) for r in requests]
-    prefills = eng.prefills
+    prefills, busy = eng.prefills, dict(eng.seconds)
     with eng.paused():  # every request waits, so the engine admits them all at its next step
         pending = [eng.submit(r) for r in requests]
     assert [g.result(60) for g in pending] == alone
     assert eng.prefills - prefills == 1
+    assert eng.seconds["prefill"] > busy["prefill"] and eng.seconds["decoding"] > busy["decoding"]
+    assert eng.seconds["routing"] >= busy["routing"]  # given routes: nothing to route, the time is tiny or none
 
 
 def test_a_cache_that_outgrows_its_room_is_moved_to_a_larger_one(engine, monkeypatch):

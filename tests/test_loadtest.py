@@ -80,6 +80,9 @@ def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path):
     assert report["latency_s"]["p50"] > 0 and report["wall_s"] > 0
     assert 0 < report["first_token_s"]["p50"] <= report["latency_s"]["max"]
     assert "Load run: 2 sessions x 2 turns, engine batch 32 (PASS)" in proc.stdout
+    busy = report["engine"]["busy_s"]
+    assert busy["prefill"] > 0 and busy["decoding"] > 0 and busy["routing"] > 0  # auto turns were routed
+    assert sum(busy.values()) <= report["wall_s"] + 1 and "engine thread busy" in proc.stdout
     assert report["baseline"]["engine"]["max_batch"] == 1 and report["baseline"]["turns"]["answered"] == 4
     assert report["ratios"]["throughput"] > 0 and report["ratios"]["p95_latency"] > 0
 

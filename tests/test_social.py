@@ -44,3 +44,8 @@ def test_thanks_and_farewells_get_a_written_reply_that_fits(message):
 @pytest.mark.parametrize("message", ["my wifi keeps dropping", "I went hiking today", "heyyy", "nice to meet you"])
 def test_a_message_that_neither_thanks_nor_takes_leave_has_no_written_reply(message):
     assert closing_reply(message) is None
+
+
+def test_thanks_for_listening_is_thanked_without_a_goodbye():
+    assert closing_reply("thanks for listening") == "You're welcome!"
+    assert closing_reply("thanks for listening. bye") == "You're welcome! Bye, talk to you soon."

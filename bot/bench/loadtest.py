@@ -562,6 +562,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
         bot.engine.max_batch = max_batch
     demo = launch(bot, host=host, port=port or free_port(host), prevent_thread_lock=True, quiet=True)
     counts = (bot.engine.steps, bot.engine.row_steps, bot.engine.prefills)
+    busy = dict(bot.engine.seconds)
     beside = TrainingBeside(bot, training) if training is not None else contextlib.nullcontext()
     try:
         with beside, RssSampler() as rss:
@@ -592,6 +593,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
 
     steps, row_steps, prefills = (now - then for now, then in
                                   zip((bot.engine.steps, bot.engine.row_steps, bot.engine.prefills), counts))
+    busy = {what: round(seconds - busy[what], 2) for what, seconds in bot.engine.seconds.items()}
     failed = got.get("failed")
     per_session = [SessionResult(d["session"], [TurnRecord(**r) for r in d["turns"]], d["mixing"], d["error"])
                    for d in got.get("sessions", [])]
@@ -652,7 +654,8 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
         "first_token_s": {"p50": rnd(_percentile(first_tokens, 50)), "p95": rnd(_percentile(first_tokens, 95)),
                           "n": len(first_tokens)},
         "engine": {"max_batch": bot.engine.max_batch if max_batch is None else max_batch, "threads": bot.engine.threads,
-                   "steps": steps, "prefills": prefills, "rows_per_step": round(row_steps / steps, 2) if steps else None},
+                   "steps": steps, "prefills": prefills, "rows_per_step": round(row_steps / steps, 2) if steps else None,
+                   "busy_s": busy},
         "memory_mib": {"baseline": _mib(baseline), "clients_connected": _mib(connected) if connected else None,
                        "peak": _mib(rss.peak), "growth": _mib(rss.peak - baseline), "after": _mib(after),
                        "warmup_turns": WARMUP_TURNS, "turns_after_warmup": max(0, len(done) - WARMUP_TURNS),
@@ -754,6 +757,9 @@ def summary_markdown(report: dict) -> str:
           f"{fmt(b['first_token_s']['p95'])} |" for kind, b in report.get("by_client", {}).items()),
         f"| engine: decoding steps / rows per step / prefill passes | {report['engine']['steps']} / "
         f"{report['engine']['rows_per_step']} / {report['engine']['prefills']} |",
+        *([f"| engine thread busy: routing / prefill and join / decoding steps | "
+           + " / ".join(f"{report['engine']['busy_s'][k]:.1f} s" for k in ('routing', 'prefill', 'decoding')) + " |"]
+          if report["engine"].get("busy_s") else []),
     ]
     if report.get("training"):
         training = report["training"]
