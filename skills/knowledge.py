@@ -197,6 +197,27 @@ def answer_echoes(query: str, passage: str) -> bool:
     return bool(answer) and answer <= content_words(query)
 
 
+_ORDINALS = {w: str(i) for i, w in enumerate("zeroth first second third fourth fifth sixth seventh eighth ninth tenth "
+                                             "eleventh twelfth".split())}
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers of ``text``, as digits: "37th" and "ww2" give "37" and "2", "first" gives "1"."""
+    return set(re.findall(r"\d+", text)) | {_ORDINALS[w] for w in _WORD.findall(text.lower()) if w in _ORDINALS}
+
+
+def asks_another_number(query: str, passage: str) -> bool:
+    """Whether the query and a question-and-answer passage's question both hold numbers, none the same: "who was
+    the very first president of the united states" against "Who was the 37th President of the United States?"
+    covers every other word, and its answer (Richard Nixon) is another question's. (Sharing one is enough: "the
+    very first starbucks" still finds "...Starbucks open its first store in 1971?".)"""
+    lines = [line for line in passage.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return False
+    asked, theirs = numbers(query), numbers(" ".join(lines[:-1]))
+    return bool(asked and theirs) and not asked & theirs
+
+
 def search_query(history: Sequence[str], turns: int = 1) -> str:
     """The search query of a conversation (oldest turn first): its ``turns`` newest turns, joined, the
     newest (the user's message) twice, so that it weighs as much as the turns before it together."""
@@ -305,7 +326,7 @@ class Retriever:
             return found
         index = self._index
         share = max(found.coverage, coverage(message, found.passage.text, index.idf, index.unseen_idf))
-        return Lookup(found.passage, share, share >= min_overlap and not answer_echoes(query, found.passage.text))
+        return Lookup(found.passage, share, share >= min_overlap and _answers(query, found.passage.text))
 
     def lookup_conversation(self, history: Sequence[str], min_overlap: float = 0.0, query_turns: int = 1,
                             avoid: Collection[str] = ()) -> Lookup:
@@ -321,7 +342,13 @@ class Retriever:
             return Lookup(None, 0.0, False)
         index = self._index
         share = coverage(query, hits[0].text, index.idf, index.unseen_idf)
-        return Lookup(hits[0], share, share >= min_overlap and not answer_echoes(query, hits[0].text))
+        return Lookup(hits[0], share, share >= min_overlap and _answers(query, hits[0].text))
+
+
+def _answers(query: str, passage: str) -> bool:
+    """Whether a passage that covers ``query`` well enough answers it: not with the query's own words
+    (:func:`answer_echoes`), nor for another number (:func:`asks_another_number`)."""
+    return not answer_echoes(query, passage) and not asks_another_number(query, passage)
 
 
 def _already_said(answer: str, said: list[set[str]], share: float = 0.7) -> bool:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from skills.knowledge import Retriever, read_passages
+from skills.knowledge import Retriever, asks_another_number, numbers, read_passages
 
 FACTS = [
     "The capital of France is Paris.",
@@ -196,6 +196,31 @@ def test_a_passage_answering_with_the_question_s_own_words_is_not_used(tmp_path)
     assert inverse.text.endswith("Australia") and inverse.coverage > 0.5 and not inverse.used
     assert retriever.lookup("which country has canberra as its capital", min_overlap=0.5).used
     assert retriever.lookup("who wrote hamlet", min_overlap=0.5).used
+
+
+def test_numbers_are_read_as_digits_from_ordinals_and_words():
+    assert numbers("the 37th president") == {"37"} and numbers("ww2 ended in 1945") == {"2", "1945"}
+    assert numbers("the very first one, and the third") == {"1", "3"} and numbers("no number here") == set()
+
+
+@pytest.mark.parametrize("query, question, other", [
+    ("who was the very first president of the united states", "Who was the 37th President of the United States?", True),
+    ("who won the world cup in 2014", "Who won the 2010 World Cup?", True),
+    ("where did the very first starbucks open", "Where did Starbucks open its first store in 1971?", False),
+    ("who was president of the united states", "Who was the 37th President of the United States?", False),
+    ("who was the 37th us president", "Who was the 37th President of the United States?", False),
+])
+def test_a_passage_asking_about_another_number_is_told_apart(query, question, other):
+    assert asks_another_number(query, f"{question}\nanswer") is other
+
+
+def test_a_passage_that_covers_every_word_but_asks_another_number_is_not_used(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"text": "Who was the 37th President of the United States?\\nRichard Nixon"}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    first = retriever.lookup("who was the very first president of the united states", min_overlap=0.5)
+    assert first.text.endswith("Richard Nixon") and first.coverage > 0.5 and not first.used
+    assert retriever.lookup("who was the 37th president of the united states", min_overlap=0.5).used
 
 
 def test_a_follow_up_searches_its_conversation_and_never_gets_the_same_answer_twice(tmp_path):
