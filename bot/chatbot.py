@@ -199,7 +199,8 @@ class AdapterBot:
         if spec.mode == "static":
             return spec.text, True
         if spec.mode == "retrieval":
-            found = self.retrievers[skill].lookup_conversation(validate_history(history), spec.min_overlap, spec.query_turns)
+            found = self.retrievers[skill].lookup_conversation(validate_history(history), spec.min_overlap, spec.query_turns,
+                                                               numbers_must_agree=spec.numbers_must_agree)
             return found.text, found.used
         return None, False
 

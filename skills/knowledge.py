@@ -309,7 +309,8 @@ class Retriever:
         best = np.argsort(-scores, kind="stable")[:k]
         return [Passage(index.passages[i], float(scores[i])) for i in best if scores[i] > 0]
 
-    def lookup(self, query: str, min_overlap: float = 0.0, avoid: Collection[str] = (), message: str | None = None) -> Lookup:
+    def lookup(self, query: str, min_overlap: float = 0.0, avoid: Collection[str] = (), message: str | None = None,
+               numbers_must_agree: bool = False) -> Lookup:
         """The one place a turn's knowledge is looked up: the best passage and whether it covers the query.
 
         The passage is used when its :func:`coverage` of ``query`` is at least ``min_overlap``; a
@@ -318,37 +319,39 @@ class Retriever:
         of it) are passed over: given the bot's earlier replies, a follow-up never gets the same answer twice.
 
         ``message``, the user's newest message when ``query`` also holds earlier turns: the passage is
-        also used when it covers the message alone.
+        also used when it covers the message alone. ``numbers_must_agree``: a passage asking about another
+        number (:func:`asks_another_number`) is not used (``KnowledgeSpec.numbers_must_agree``).
         """
         said = [content_words(a) for a in avoid]
-        found = self._best(query, min_overlap, said)
+        found = self._best(query, min_overlap, said, numbers_must_agree)
         if message is None or found.passage is None or found.used:
             return found
         index = self._index
         share = max(found.coverage, coverage(message, found.passage.text, index.idf, index.unseen_idf))
-        return Lookup(found.passage, share, share >= min_overlap and _answers(query, found.passage.text))
+        return Lookup(found.passage, share, share >= min_overlap and _answers(query, found.passage.text, numbers_must_agree))
 
     def lookup_conversation(self, history: Sequence[str], min_overlap: float = 0.0, query_turns: int = 1,
-                            avoid: Collection[str] = ()) -> Lookup:
+                            avoid: Collection[str] = (), numbers_must_agree: bool = False) -> Lookup:
         """:meth:`lookup` for a conversation (oldest turn first, the user's message last): the query is its
         ``query_turns`` newest turns (:func:`search_query`), the message alone also counts for the gate, and
         with more than one turn the answers already in it are passed over, as are those in ``avoid``."""
         said = [*history[:-1], *avoid] if query_turns > 1 else list(avoid)
-        return self.lookup(search_query(history, query_turns), min_overlap, avoid=said, message=history[-1])
+        return self.lookup(search_query(history, query_turns), min_overlap, avoid=said, message=history[-1],
+                           numbers_must_agree=numbers_must_agree)
 
-    def _best(self, query: str, min_overlap: float, said: list[set[str]]) -> Lookup:
+    def _best(self, query: str, min_overlap: float, said: list[set[str]], numbers_must_agree: bool) -> Lookup:
         hits = [h for h in self.search(query, k=1 + len(said)) if not _already_said(answer_of(h.text), said)][:1]
         if not hits:
             return Lookup(None, 0.0, False)
         index = self._index
         share = coverage(query, hits[0].text, index.idf, index.unseen_idf)
-        return Lookup(hits[0], share, share >= min_overlap and _answers(query, hits[0].text))
+        return Lookup(hits[0], share, share >= min_overlap and _answers(query, hits[0].text, numbers_must_agree))
 
 
-def _answers(query: str, passage: str) -> bool:
+def _answers(query: str, passage: str, numbers_must_agree: bool) -> bool:
     """Whether a passage that covers ``query`` well enough answers it: not with the query's own words
-    (:func:`answer_echoes`), nor for another number (:func:`asks_another_number`)."""
-    return not answer_echoes(query, passage) and not asks_another_number(query, passage)
+    (:func:`answer_echoes`), nor, if ``numbers_must_agree``, for another number (:func:`asks_another_number`)."""
+    return not answer_echoes(query, passage) and not (numbers_must_agree and asks_another_number(query, passage))
 
 
 def _already_said(answer: str, said: list[set[str]], share: float = 0.7) -> bool:

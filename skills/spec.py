@@ -67,6 +67,10 @@ class KnowledgeSpec:
             query (1: the user's message alone; 3: the message, the reply before it and the
             message before that, so a follow-up such as "I tried that already" finds its problem;
             and a passage whose answer the bot already gave is passed over).
+        numbers_must_agree: for ``retrieval`` of question-and-answer passages: a passage is not used when its
+            question and the message both hold numbers, none the same ("the very first president" against "the
+            37th President": ``skills.knowledge.asks_another_number``). Off where numbers name models whose
+            answers carry over (a PS4's fix for a PS5).
     """
 
     mode: str = "none"
@@ -74,6 +78,7 @@ class KnowledgeSpec:
     text: str | None = None
     min_overlap: float = 0.0
     query_turns: int = 1
+    numbers_must_agree: bool = False
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass

@@ -63,6 +63,9 @@ def test_a_question_whose_answer_is_not_in_the_file_gets_an_abstention(bundled):
     r = bundled.respond(["What's the capital of Canada?"], skill="trivia")
     assert "Toronto" in r.knowledge and not r.knowledge_used  # retrieved, shown, not used
     assert abstains(r.text) and "Toronto" not in r.text
+    first = bundled.respond(["who was the very first president of the united states"], skill="trivia")
+    assert "Nixon" in first.knowledge and not first.knowledge_used  # the 37th's passage covers every other word
+    assert abstains(first.text) and "Nixon" not in first.text
 
 
 def test_trivia_retrieves_the_passage_that_holds_the_fact(bundled):

@@ -170,7 +170,13 @@ def test_generate_kwargs_sampling():
 def test_saved_yaml_is_plain(tmp_path):
     SkillSpec(name="persona", knowledge=KnowledgeSpec(mode="static", text="I love hiking.")).save(tmp_path)
     data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
-    assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0, "query_turns": 1}
+    assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0, "query_turns": 1,
+                                 "numbers_must_agree": False}
+
+
+def test_numbers_must_agree_must_be_a_boolean_named_in_the_error():
+    with pytest.raises(SpecError, match="numbers_must_agree"):
+        KnowledgeSpec(mode="retrieval", file="knowledge.jsonl", numbers_must_agree="sometimes")
 
 
 def test_a_skill_yaml_from_before_adapter_kinds_reads_as_a_bottleneck_adapter(tmp_path):

@@ -240,6 +240,7 @@ def choose_knowledge_settings(bot, name: str) -> dict:
     from bot.skill_builder import choose_copy_boost
 
     spec = bot.specs[name]
+    spec.knowledge.numbers_must_agree = BUNDLED[name].get("numbers_must_agree", False)  # saved with the copy bonus
     spec.knowledge.min_overlap, gate = BUNDLED[name]["gate"](bot, name)
     f1 = choose_copy_boost(bot, name, split_examples_of(bot, name, "valid"))
     spec = bot.specs[name]
@@ -256,6 +257,8 @@ BUNDLED = {
                   "their rephrasings in `skills/sources/trivia_casual.jsonl`, and abstentions",
         "description": "Answers factual questions from its knowledge file, and says so when it doesn't know.",
         "knowledge": True,
+        # "who was the very first president of the united states" got the 37th's answer, Richard Nixon.
+        "numbers_must_agree": True,
         # Copying from the passage must not be penalised: no repetition penalty, no n-gram ban across the
         # context; but no bigram twice within the reply (no "Ivy Ivy Ivy").
         # It reads the question alone (context_turns=1): it trained on single questions, and earlier
