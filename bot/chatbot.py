@@ -18,12 +18,12 @@ from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
 from skills.knowledge import Retriever
 
+from .about import WORDLESS, about_reply
 from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
-from .about import WORDLESS, about_reply
 from .social import closing_reply, misfit
 from .engine import Engine, Generation, Pending, Request
 
@@ -35,6 +35,8 @@ MANAGER_DIR = "_manager"
 # greedy reply drifted off the message. Chosen by reading replies and by its cost under load: docs/DESIGN.md, "Open chit-chat".
 BARE_DECODING = {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "candidates": 8, "max_new_tokens": 40,
                  "repetition_penalty": 1.0, "no_repeat_ngram_size": 3}
+# A generated reply that comes out empty: never a blank bubble.
+NO_REPLY = "Sorry, I lost my words there. Could you say that again?"
 # Auto mode blends the manager's two best skills when their calibrated scores are within this margin (and
 # the top one answers): chosen by `python -m bot.evaluation.blending` (docs/reports/blending), None = off.
 AUTO_BLEND_MARGIN: float | None = 1.0
@@ -261,7 +263,7 @@ class AdapterBot:
         message = history[-1]
 
         def candidate_misfit(ids: list[int]) -> int:
-            return misfit(message, self.tokenizer.decode(ids))
+            return misfit(message, self._decoded(ids))  # stray bytes alone read as the empty reply they become
 
         written = None
         if reply.skill is None:  # open chit-chat: a question about the bot gets a true answer, thanks and farewells theirs
@@ -330,9 +332,11 @@ class AdapterBot:
         return self.tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "").strip()
 
     def _finish(self, ids: list[int], decoding: dict) -> str:
-        """The reply's text; one that ran out of ``max_new_tokens`` ends at its last full sentence."""
+        """The reply's text; one that ran out of ``max_new_tokens`` ends at its last full sentence, and one with
+        no text at all (end-of-text first, or bytes of no whole character) says so (:data:`NO_REPLY`)."""
         text = self._decoded(ids)
-        return end_at_sentence(text) if len(ids) >= decoding["max_new_tokens"] else text
+        text = end_at_sentence(text) if len(ids) >= decoding["max_new_tokens"] else text
+        return text or NO_REPLY
 
     def stream(self, history: Sequence[str], skill: str | None = AUTO, *, seed: int | None = None,
                **decoding) -> Iterator[Reply]:

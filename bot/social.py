@@ -44,6 +44,7 @@ WELCOME = re.compile(r"\b(you'?re welcome|no problem|no worries|any ?time|my ple
 
 
 _THANKS_FOR = re.compile(r"\bthanks for (the )?(chat(ting)?|listening)\b", re.IGNORECASE)
+"""Thanks that :data:`FAREWELL` reads as leave-taking, though the user may go on ("thanks for listening")."""
 
 
 def says_goodbye(text: str) -> bool:
@@ -78,7 +79,6 @@ def misfit(message: str, reply: str) -> int:
     if ONLY_GREETING.search(message):  # a bare greeting wants one back; "hi, how's your day?" an answer too
         return 2 if farewell else 0 if greeting or not BARE_GREETING.search(message) else 1
     return int(farewell or (greeting and not says_hello(message)))
-
 
 
 def closing_reply(message: str) -> str | None:

@@ -128,6 +128,9 @@ def test_a_reply_never_shows_the_stray_bytes_of_a_broken_character(tiny_bot):
     assert "\ufffd" in tiny_bot.tokenizer.decode(ids[:-1])  # the emoji's last byte cut off
     assert tiny_bot._finish(ids[:-1], {"max_new_tokens": 99}) == "Sure"
     assert tiny_bot._finish(ids, {"max_new_tokens": 99}) == "Sure 😂"
+    from bot.chatbot import NO_REPLY
+
+    assert tiny_bot._finish(ids[-1:], {"max_new_tokens": 99}) == NO_REPLY == tiny_bot._finish([], {"max_new_tokens": 9})
 
 
 def test_an_auto_turn_without_words_goes_to_the_bare_backbone_unrouted(tiny_bot):
