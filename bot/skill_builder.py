@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from manager import CONFIG_NAME, DialogueManager
 from skills import SkillRegistry
@@ -33,6 +33,9 @@ MIN_TEST_EXAMPLES = 10  # fewer test examples than this cannot tell whether a sk
 # backbone a 100-example cooking skill, well above it, answered "how long do i boil an egg" with "Put it on the ground
 # and then cut it in the air", and the same data as a FAQ (--faq) copied the right answers (README, adding a skill).
 POOR_PPL = 30.0
+# A skill whose validation perplexity still fell by more than 1% in its last allowed epoch was cut short by the cap
+# (a new user's shop FAQ: 20 epochs, still improving, and nothing said so).
+STILL_FALLING = 0.99
 COPY_BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates of a knowledge skill
 COPY_DECODING = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "reply_no_repeat_ngram_size": 2}
 """A knowledge skill's decoding where none is given: nothing stops a copy of the passage (Hugging Face's n-gram ban
@@ -78,10 +81,15 @@ def write_faq(examples: list[Example], path: Path) -> Path:
 
 
 def learning_warnings(test_size: int, test_ppl: float, test_ppl_backbone: float, epochs_run: int,
-                      training: AdapterTraining, has_knowledge: bool = False) -> list[str]:
+                      training: AdapterTraining, has_knowledge: bool = False, valid_ppls: Sequence[float] = ()) -> list[str]:
     """Why the figures of a freshly trained skill may not show that it learned, or that its replies will read well,
-    with what to do about it."""
+    or that it could learn more, with what to do about it. ``valid_ppls``: the validation perplexity after each epoch."""
     warnings = []
+    if len(valid_ppls) == training.epochs >= 2 and valid_ppls[-1] < STILL_FALLING * valid_ppls[-2]:
+        warnings.append(
+            f"training stopped at its cap of {training.epochs} epochs while the validation perplexity was still falling "
+            f"({valid_ppls[-2]:.2f} -> {valid_ppls[-1]:.2f} in the last epoch): more epochs may make the skill better "
+            f"(--epochs {2 * training.epochs} with --replace, or Epochs in the Skills tab)")
     if not has_knowledge and test_ppl >= POOR_PPL:
         warnings.append(
             f"the skill's replies will likely read poorly: its test perplexity, {test_ppl:.2f}, is {POOR_PPL:g} or more. "
@@ -204,7 +212,8 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
             registry.remove(name)
             bot.load_manager()  # the manager as saved, without a half-added class
         raise
-    warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training, has_knowledge)
+    warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training, has_knowledge,
+                                 [e["valid_ppl"] for e in result.epochs])
     return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
                      result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings,
                      bot.specs[name].decoding.copy_boost if copy_f1 else None, copy_f1)

@@ -223,6 +223,10 @@ def test_learning_warnings_give_the_figures_and_what_to_do():
     [poor] = learning_warnings(12, 136.8, 244.0, 10, AdapterTraining())  # learned, but too little to write well
     assert "136.80" in poor and "--faq" in poor
     assert learning_warnings(12, 136.8, 244.0, 10, AdapterTraining(), has_knowledge=True) == []
+    [capped] = learning_warnings(12, 15.5, 240.0, 3, AdapterTraining(epochs=3), True, [40.0, 20.0, 16.0])
+    assert "cap of 3 epochs" in capped and "20.00 -> 16.00" in capped and "--epochs 6" in capped
+    assert learning_warnings(12, 15.5, 240.0, 3, AdapterTraining(epochs=3), True, [40.0, 16.0, 15.99]) == []  # flat
+    assert learning_warnings(12, 15.5, 240.0, 2, AdapterTraining(epochs=3), True, [40.0, 16.0]) == []  # stopped early
 
 
 def test_faq_makes_every_exchange_a_passage_the_skill_copies_from(tiny_dir, skills_dir, tmp_path, capsys):
