@@ -147,7 +147,7 @@ def kind_flags(extra: list[str]) -> dict[str, object]:
 
 
 def cmd_skill_add(args) -> int:
-    from .skill_builder import add_skill
+    from .skill_builder import add_skill, routed_line
 
     columns = None
     if args.columns:
@@ -179,7 +179,10 @@ def cmd_skill_add(args) -> int:
     if r.copy_boost is not None:
         print(f"  copy_boost {r.copy_boost:g}, chosen on validation F1 ("
               + ", ".join(f"{b:g}: {f:.3f}" for b, f in r.copy_boost_f1.items()) + ")")
-    print("  dialogue manager updated" if r.manager_updated else "  no dialogue manager yet: run `adapterbot manager train`")
+    if r.routing:
+        print(f"  dialogue manager updated: {routed_line(r.name, r.routing)}")
+    else:
+        print("  no dialogue manager yet: run `adapterbot manager train`")
     for warning in r.warnings:
         print(f"warning: {warning}")
     return 0
@@ -216,7 +219,7 @@ def cmd_skill_export(args) -> int:
 
 
 def cmd_skill_import(args) -> int:
-    from .skill_builder import import_peft_skill
+    from .skill_builder import import_peft_skill, routed_line, routing_warning
 
     bot = _load_bot(args)
     r = import_peft_skill(bot, args.name, args.peft, data=args.data, description=args.description or "",
@@ -228,7 +231,9 @@ def cmd_skill_import(args) -> int:
         print(f"  examples {r.examples}: {r.splits}; test perplexity {r.test_ppl:.2f} with its adapter, "
               f"{r.test_ppl_backbone:.2f} bare backbone ({r.test_ppl / r.test_ppl_backbone:.2f}x)")
     if r.manager_updated:
-        print("  dialogue manager updated")
+        print(f"  dialogue manager updated: {routed_line(r.name, r.routing)}")
+        if warning := routing_warning(r.name, r.routing):
+            print(f"warning: {warning}")
     elif args.data is None:
         print("  the dialogue manager cannot route to it: it has no data. Pick it by name, or import it again with "
               "--replace --data FILE (examples of what it does) to teach the manager")

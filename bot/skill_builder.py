@@ -11,11 +11,12 @@ import dataclasses
 import logging
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from manager import CONFIG_NAME, DialogueManager
+from manager import CONFIG_NAME, NONE, DialogueManager
 from skills import SkillRegistry
 from skills.data import Example, split_examples, write_jsonl
 from skills.readers import read_source
@@ -36,6 +37,9 @@ POOR_PPL = 30.0
 # A skill whose validation perplexity still fell by more than 1% in its last allowed epoch was cut short by the cap
 # (a new user's shop FAQ: 20 epochs, still improving, and nothing said so).
 STILL_FALLING = 0.99
+# Below this share of its held-out test messages routed to it, a new skill is warned about: Auto mode answers the
+# rest with other skills (issue 14's target for a skill added later is 0.9).
+ROUTED_MIN = 0.9
 COPY_BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates of a knowledge skill
 COPY_DECODING = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "reply_no_repeat_ngram_size": 2}
 """A knowledge skill's decoding where none is given: nothing stops a copy of the passage (Hugging Face's n-gram ban
@@ -66,6 +70,7 @@ class AddResult:
     warnings: list[str] = field(default_factory=list)
     copy_boost: float | None = None  # a knowledge skill's copy_boost, chosen on validation (None: not chosen)
     copy_boost_f1: dict[float, float] = field(default_factory=dict)  # its validation F1 by candidate
+    routing: dict[str, int] = field(default_factory=dict)  # where its test messages go now ({} without a manager)
 
 
 def with_knowledge(examples: list[Example], retriever: Retriever, query_turns: int = 1) -> list[Example]:
@@ -214,9 +219,11 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         raise
     warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training, has_knowledge,
                                  [e["valid_ppl"] for e in result.epochs])
+    routing = held_out_routing(bot, splits["test"]) if manager_updated else {}
+    warnings += [w for w in [routing_warning(name, routing)] if w]
     return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
                      result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings,
-                     bot.specs[name].decoding.copy_boost if copy_f1 else None, copy_f1)
+                     bot.specs[name].decoding.copy_boost if copy_f1 else None, copy_f1, routing)
 
 
 def choose_copy_boost(bot: AdapterBot, name: str, examples: list[Example]) -> dict[float, float]:
@@ -255,6 +262,36 @@ def update_manager(bot: AdapterBot, name: str, splits: dict[str, list[Example]])
     return True
 
 
+def held_out_routing(bot: AdapterBot, test: list[Example]) -> dict[str, int]:
+    """Where the manager sends a skill's test contexts, as they stand and after chit-chat (the histories
+    ``adapterbot eval`` and the incremental check measure): how many went to each class, most first."""
+    from .manager_training import class_histories
+
+    routed = Counter(d.skill or NONE for d in bot.manager.route_batch(class_histories(test, "test")))
+    return dict(routed.most_common())
+
+
+def routing_warning(name: str, routing: dict[str, int]) -> str | None:
+    """A warning when fewer than :data:`ROUTED_MIN` of skill ``name``'s test messages are routed to it, saying
+    where the others went and what to do; ``None`` otherwise (and without a manager)."""
+    total = sum(routing.values())
+    if not total or routing.get(name, 0) >= ROUTED_MIN * total:
+        return None
+    elsewhere = ", ".join(f"{n} to {'the bare backbone (chit-chat)' if c == NONE else c}"
+                          for c, n in routing.items() if c != name)
+    return (f"the dialogue manager routes only {routing.get(name, 0)} of the skill's {total} held-out test messages "
+            f"to it ({elsewhere}): in Auto mode, messages like those are answered by something else. Add examples of "
+            f"more of what users ask, each topic in several phrasings, and add the skill again (--replace, or "
+            f"'Replace' in the Skills tab); or "
+            f"choose the skill by name (the Routing menu in the Chat tab, or the model `adapterbot:{name}` in the HTTP API)")
+
+
+def routed_line(name: str, routing: dict[str, int]) -> str:
+    """"routes 9 of 19 held-out test messages to it (47%)": :func:`held_out_routing`'s figure in words."""
+    total = sum(routing.values())
+    return f"routes {routing.get(name, 0)} of {total} held-out test messages to it ({routing.get(name, 0) / total:.0%})"
+
+
 def remove_skill(registry: SkillRegistry, name: str) -> None:
     """Uninstall ``name``: its folder and its manager class go; other skills' files stay as they are."""
     registry.remove(name)
@@ -281,6 +318,7 @@ class ImportResult:
     test_ppl: float | None
     test_ppl_backbone: float | None
     manager_updated: bool
+    routing: dict[str, int] = field(default_factory=dict)  # where its test messages go now ({} without data or manager)
 
 
 def import_peft_skill(bot: AdapterBot, name: str, peft_folder: str | Path, *, data: str | Path | None = None,
@@ -344,4 +382,4 @@ def import_peft_skill(bot: AdapterBot, name: str, peft_folder: str | Path, *, da
         raise
     return ImportResult(name, registry.path(name), settings.rank, settings.alpha, list(settings.targets), fraction,
                         sum(len(v) for v in splits.values()), {k: len(v) for k, v in splits.items()}, ppl, ppl_bare,
-                        manager_updated)
+                        manager_updated, held_out_routing(bot, splits["test"]) if manager_updated else {})

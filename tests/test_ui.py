@@ -168,16 +168,17 @@ def test_add_warnings_are_shown(ui_bot, tmp_path, monkeypatch):
     monkeypatch.setattr(gr, "Warning", lambda message, title=None, **k: shown.append((message, title)))
     data = write_toy_data(tmp_path / "d.jsonl", "alpha")
     status, *_ = skills_tab.make_add_handler(ui_bot, max_upload_mb=1)("delta", "", str(data), progress=lambda *a, **k: None)
-    assert status.startswith("Installed **delta**")
+    assert status.startswith("Installed **delta**") and "so Auto can route to it." in status
     assert status.endswith("> ⚠️ **2 warnings**\n>\n"
                            "> - The skill did not learn: its test perplexity is not below the bare backbone's.\n"
                            "> - The test split has only 3 example(s).\n")
     assert shown == [("The skill did not learn: its test perplexity is not below the bare backbone's.",
                       "Skill 'delta' installed with a warning"),
                      ("The test split has only 3 example(s).", "Skill 'delta' installed with a warning")]
-    result.warnings = []
+    result.warnings, result.routing = [], {"tech_support": 2, "delta": 1}
     status, *_ = skills_tab.make_add_handler(ui_bot, max_upload_mb=1)("delta", "", str(data), progress=lambda *a, **k: None)
     assert "⚠️" not in status and len(shown) == 2
+    assert "so Auto can route to it: it routes 1 of 3 held-out test messages to it (33%)." in status
 
 
 def test_training_progress_names_the_skill(tiny_bot, tmp_path):

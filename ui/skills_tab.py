@@ -20,7 +20,7 @@ import gradio as gr
 from bot.adapter.config import kind_settings
 from bot.chatbot import AdapterBot
 from bot.errors import one_line
-from bot.skill_builder import remove_skill
+from bot.skill_builder import remove_skill, routed_line
 from bot.training_process import TrainingError, TrainingStopped, add_skill_in_child
 from skills.registry import UnknownSkillError
 from skills.spec import AdapterTraining, validate_skill_name
@@ -160,7 +160,8 @@ def make_add_handler(bot: AdapterBot, max_upload_mb: float) -> Callable:
             raise gr.Error("Adding the skill failed unexpectedly; the server log has the details.",
                            title="Skill not added", print_exception=False) from None
         skipped = f" ({result.skipped_note})" if result.skipped else ""
-        manager = ("The dialogue manager learned the new skill, so Auto can route to it."
+        routed = f": it {routed_line(result.name, result.routing)}" if result.routing else ""
+        manager = (f"The dialogue manager learned the new skill, so Auto can route to it{routed}."
                    if result.manager_updated else "No dialogue manager is installed: pick the skill by hand in the Chat tab.")
         status = (f"Installed **{result.name}** from {result.examples} example(s){skipped}: "
                   f"train/valid/test {result.splits.get('train')}/{result.splits.get('valid')}/{result.splits.get('test')}, "
