@@ -206,3 +206,13 @@ def test_follow_up_turns_are_a_set_of_their_own_outside_the_calibration_union(ti
     result = conversation_routing(tiny_bot)
     assert result["sets"]["follow_up"]["n"] == 2
     assert result["calibration"]["n"] == sum(len(sets[name]) for name in CALIBRATION_SETS)
+
+
+def test_out_of_set_histories_count_each_distinct_history_once():
+    from bot.evaluation.conversation_routing import out_of_set_histories
+    from skills.corpora import chatterbot_conversations
+
+    histories = out_of_set_histories()
+    assert len({tuple(h) for h in histories}) == len(histories) and ["stock market"] in histories
+    openings = [conv.turns[0] for conv in chatterbot_conversations(["money"])]
+    assert openings.count("stock market") > 1  # the corpus repeats it; the set holds it once

@@ -7,7 +7,8 @@ Chit-Chat's ``test`` conversations) by :mod:`bot.conversations`, with a fixed se
 - ``skill_after_chitchat``: each skill's test contexts after a Chit-Chat opening of 1-5 turns;
 - ``chitchat_after_skill``: a Chit-Chat turn after a skill's test exchange (gold ``none``);
 - ``out_of_set``: conversations of chatterbot-corpus categories that no skill and no manager
-  ever trained or validated on (greetings, jokes, questions about the bot, ...), gold ``none``;
+  ever trained or validated on (greetings, jokes, questions about the bot, ...), gold ``none``, each
+  distinct history once;
 - ``skill_after_skill``: each skill's test contexts after another skill's test exchange (the user
   changes the subject); not part of the calibration union, which stays the issue's four sets;
 - ``follow_up``: each skill's multi-turn test contexts (a follow-up such as "i tried that
@@ -33,11 +34,13 @@ SETS += ("skill_after_skill", "follow_up")
 
 
 def out_of_set_histories() -> list[list[str]]:
-    """Every user turn (even position) of the outside categories' conversations, with the turns before it."""
-    out = []
+    """Every user turn (even position) of the outside categories' conversations, with the turns before it, each
+    distinct history once: many conversations open alike ("stock market" opens eight), and a history counted
+    eight times would weigh eight times in the figure."""
+    out: dict[tuple[str, ...], None] = {}
     for conv in chatterbot_conversations(list(OUTSIDE_CATEGORIES)):
-        out.extend(conv.turns[: i + 1] for i in range(0, len(conv.turns), 2))
-    return out
+        out.update((tuple(conv.turns[: i + 1]), None) for i in range(0, len(conv.turns), 2))
+    return [list(h) for h in out]
 
 
 def routing_sets(bot, seed: int = 0) -> dict[str, list[tuple[str, list[str]]]]:
