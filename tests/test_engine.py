@@ -343,3 +343,16 @@ def test_a_candidate_of_a_lower_misfit_wins_over_any_likelier_one_of_a_higher(en
                                   misfit=lambda ids: 2 if ids == best else 1 if ids == second else 0))
     assert tuple(graded) == max((c for c in keys if list(c) not in (best, second)), key=keys.get)
     assert eng.generate(Request(contexts[0], "lora", sampled, seed=40, misfit=lambda ids: 1)) == best
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.999])
+@pytest.mark.parametrize("scale", [0.2, 1.0, 8.0])  # flat (the nucleus outgrows the top 64: the full sort), to peaked
+def test_top_p_keeps_the_tokens_transformers_keeps(top_p, scale):
+    from transformers import TopPLogitsWarper
+
+    from bot.generation import TopP
+
+    scores = torch.randn(12, 2048, generator=torch.Generator().manual_seed(int(10 * scale))) * scale
+    scores[:, ::7] = -float("inf")  # banned tokens, as the n-gram bans leave them
+    ids = torch.zeros(12, 1, dtype=torch.long)
+    assert torch.equal(TopP(top_p)(ids, scores.clone()), TopPLogitsWarper(top_p)(ids, scores.clone()))
