@@ -41,9 +41,18 @@ STILL_FALLING = 0.99
 # rest with other skills (issue 14's target for a skill added later is 0.9).
 ROUTED_MIN = 0.9
 COPY_BOOSTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # copy_boost candidates of a knowledge skill
-COPY_DECODING = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "reply_no_repeat_ngram_size": 2}
+COPY_DECODING = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "reply_no_repeat_ngram_size": 2, "copy_boost": 32.0}
 """A knowledge skill's decoding where none is given: nothing stops a copy of the passage (Hugging Face's n-gram ban
-and the repetition penalty would garble it), and the reply never repeats its own 2-grams ("Ivy Ivy Ivy")."""
+and the repetition penalty would garble it), and the reply never repeats its own 2-grams ("Ivy Ivy Ivy"). The copy
+boost is the bundled skills' choice, kept when the validation split is too small to choose one
+(:data:`MIN_BOOST_CHOICE`)."""
+FAQ_DECODING = {**COPY_DECODING, "reply_no_repeat_ngram_size": 0}
+"""A FAQ skill's (``--faq``) decoding where none is given: its reply is a whole answer of the file, copied, and an answer
+may repeat its own 2-grams: a new user's "...three times as deep as the bulb is tall" came out "...the binb is tall"
+under the ban ("bulbs" had used the 2-gram). ``max_new_tokens`` is set to fit the longest answer."""
+MIN_BOOST_CHOICE = 10
+"""Fewest validation examples ``copy_boost`` is chosen on: a new user's FAQ chose 8 on 4 of them, and its copies lost
+their middles ("Lower: the top of soil is dry..."), where the bundled skills' 32 copied all five of its answers whole."""
 
 
 @dataclass
@@ -153,10 +162,14 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
         raise ValueError(f"max_examples (--limit) must be at least 1, got {max_examples}")
     training = training or AdapterTraining()
     choose_boost = has_knowledge and decoding is None
-    decoding = decoding or (DecodingSpec(**COPY_DECODING) if has_knowledge else DecodingSpec())
     source = str(data)
     read = read_source(source, Path.cwd(), columns)
     examples = read.examples[:max_examples] if max_examples else read.examples
+    if decoding is None and faq:  # room for the longest answer and its end-of-text, within half the window
+        longest = max(len(bot.tokenizer.encode(e.response)) for e in examples) + 1
+        reply_room = max(DecodingSpec().max_new_tokens, min(longest, bot.model.backbone.config.n_positions // 2))
+        decoding = DecodingSpec(**FAQ_DECODING, max_new_tokens=reply_room)
+    decoding = decoding or (DecodingSpec(**COPY_DECODING) if has_knowledge else DecodingSpec())
     if read.skipped:
         log.warning("%s: %s", source, read.skipped_note())
     knowledge_spec = KnowledgeSpec(mode="none")
@@ -205,7 +218,7 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
     try:
         bot.load_skill(name)
         copy_f1 = {}
-        if choose_boost and splits["valid"]:
+        if choose_boost and len(splits["valid"]) >= MIN_BOOST_CHOICE:
             if progress:
                 progress(1.0, f"choosing copy_boost on {len(splits['valid'])} validation examples")
             copy_f1 = choose_copy_boost(bot, name, splits["valid"])
