@@ -14,14 +14,16 @@ _YOU = r"(you|u|ya)"
 CAPABILITIES = re.compile(
     rf"\b(what (can|could) {_YOU} (actually |even |really )?(do|help( me)? with)\b|what are {_YOU} (good at|able to do|for)\b"
     rf"|(what|which) (are )?(your )?(skills|features|abilities|commands)\b|how (can|could|do) {_YOU} help\b"
-    rf"|what (kind of )?things can {_YOU}\b)|^\W*(help|menu|commands)\W*$", re.IGNORECASE)
+    rf"|what (kinds? of |sorts? of )?things can {_YOU}\b)|^\W*(help|menu|commands)\W*$", re.IGNORECASE)
 """Questions about what the bot can do."""
 
 IDENTITY = re.compile(
     rf"\b((are|r) {_YOU} (a |an )?(real|human|person|people|bot|robot|ai|machine|computer|program|chat ?bot)\b"
-    rf"|who (are|r) {_YOU}\b|who (made|created|built|programmed|trained|designed) {_YOU}\b|what (are|r) {_YOU}\W*$"
-    rf"|what'?s your name\b|is this (a )?(bot|robot|ai|human)\b)", re.IGNORECASE)
-"""Questions about who or what the bot is."""
+    rf"|who (are|r) {_YOU}\b|who (made|created|built|programmed|trained|designed) {_YOU}\b"
+    rf"|what (exactly |even |actually )?(are|r) {_YOU}\W*$|what'?s your name\b|is this (a )?(bot|robot|ai|human)\b"
+    rf"|how old (are|r) {_YOU}\b|what('?s| is) your age\b)", re.IGNORECASE)
+"""Questions about who or what the bot is, its age included (the backbone answered "What is your age" with "Yes, I'm
+an international student from Nigeria")."""
 
 JOKE = re.compile(r"\b(tell|know|got|have) (me )?(a |any )?(good |funny )?jokes?\b|\bmake me laugh\b", re.IGNORECASE)
 """Asking for a joke: the backbone has none to tell (it answered "that would be a great idea!")."""

@@ -6,14 +6,16 @@ SKILLS = {"tech_support": "Troubleshoots printers.", "trivia": "Answers facts."}
 
 
 @pytest.mark.parametrize("message", ["what can you actually do?", "what can u do", "help", "How can you help me?",
-                                     "so what are you good at", "what are your skills"])
+                                     "so what are you good at", "what are your skills",
+                                     "what kinds of things can you help me with?"])
 def test_a_question_about_what_the_bot_can_do_lists_every_skill(message):
     reply = about_reply(message, SKILLS)
     assert "- tech support: Troubleshoots printers.\n- trivia: Answers facts." in reply
 
 
 @pytest.mark.parametrize("message", ["are you a real person or a bot lol", "who are you?", "what are you?",
-                                     "whats your name", "is this a bot?", "r u human", "who made you?"])
+                                     "whats your name", "is this a bot?", "r u human", "who made you?",
+                                     "cool. so what exactly are you?", "how old are you anyway", "What is your age"])
 def test_a_question_about_who_the_bot_is_gets_a_true_answer(message):
     assert about_reply(message, SKILLS).startswith("I'm Adapter-Bot, a chatbot, not a person")
 
@@ -24,7 +26,8 @@ def test_asked_for_a_joke_the_bot_says_it_has_none_rather_than_pretend(message):
 
 
 @pytest.mark.parametrize("message", ["what do you do for fun?", "that joke was bad", "what do you know about printers", "are you ok?",
-                                     "what are you doing tonight", "my printer won't help me", "what are your hobbies"])
+                                     "what are you doing tonight", "my printer won't help me", "what are your hobbies",
+                                     "how old is the eiffel tower", "what exactly are you doing"])
 def test_other_messages_get_no_written_answer(message):
     assert about_reply(message, SKILLS) is None
 
