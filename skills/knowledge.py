@@ -218,6 +218,24 @@ def asks_another_number(query: str, passage: str) -> bool:
     return bool(asked and theirs) and not asked & theirs
 
 
+_ASKS_A_NUMBER = re.compile(r"\bhow (many|much|old|long|far|tall|high|big|deep|wide|heavy|fast)\b|\b(what|which) year\b",
+                            re.IGNORECASE)
+_CARDINALS = frozenset("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+                       "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
+                       "hundred thousand million billion trillion dozen half once twice".split())
+
+
+def answers_without_a_number(query: str, passage: str) -> bool:
+    """Whether the query asks for a number ("how many", "how tall", "what year") and a question-and-answer passage's
+    answer holds none (no digit, no number word): "how many planets are there in our solar system" covered "What is
+    the largest planet in our solar system?" and got "Jupiter" (a new user's, session 14)."""
+    lines = [line for line in passage.splitlines() if line.strip()]
+    if len(lines) < 2 or not _ASKS_A_NUMBER.search(query):
+        return False
+    answer = lines[-1]
+    return not re.search(r"\d", answer) and not _CARDINALS & set(re.findall(r"[a-z]+", answer.lower()))
+
+
 def search_query(history: Sequence[str], turns: int = 1) -> str:
     """The search query of a conversation (oldest turn first): its ``turns`` newest turns, joined, the
     newest (the user's message) twice, so that it weighs as much as the turns before it together."""
@@ -350,8 +368,11 @@ class Retriever:
 
 def _answers(query: str, passage: str, numbers_must_agree: bool) -> bool:
     """Whether a passage that covers ``query`` well enough answers it: not with the query's own words
-    (:func:`answer_echoes`), nor, if ``numbers_must_agree``, for another number (:func:`asks_another_number`)."""
-    return not answer_echoes(query, passage) and not (numbers_must_agree and asks_another_number(query, passage))
+    (:func:`answer_echoes`), nor, if ``numbers_must_agree``, for another number (:func:`asks_another_number`) or
+    without one (:func:`answers_without_a_number`)."""
+    if answer_echoes(query, passage):
+        return False
+    return not (numbers_must_agree and (asks_another_number(query, passage) or answers_without_a_number(query, passage)))
 
 
 def _already_said(answer: str, said: list[set[str]], share: float = 0.7) -> bool:

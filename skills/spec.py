@@ -69,8 +69,10 @@ class KnowledgeSpec:
             and a passage whose answer the bot already gave is passed over).
         numbers_must_agree: for ``retrieval`` of question-and-answer passages: a passage is not used when its
             question and the message both hold numbers, none the same ("the very first president" against "the
-            37th President": ``skills.knowledge.asks_another_number``). Off where numbers name models whose
-            answers carry over (a PS4's fix for a PS5).
+            37th President": ``skills.knowledge.asks_another_number``), nor when the message asks for a number and
+            its answer holds none ("how many planets..." against the largest planet's "Jupiter":
+            ``skills.knowledge.answers_without_a_number``). Off where numbers name models whose answers carry over
+            (a PS4's fix for a PS5).
     """
 
     mode: str = "none"

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from skills.knowledge import Retriever, asks_another_number, numbers, read_passages
+from skills.knowledge import Retriever, answers_without_a_number, asks_another_number, numbers, read_passages
 
 FACTS = [
     "The capital of France is Paris.",
@@ -226,6 +226,27 @@ def test_with_numbers_that_must_agree_a_passage_asking_another_number_is_not_use
     assert retriever.lookup("who was the very first president of the united states", min_overlap=0.5).used
     assert retriever.lookup_conversation(["who was the very first president of the united states"], 0.5,
                                          numbers_must_agree=True).used is False
+
+
+@pytest.mark.parametrize("query, passage, without", [
+    ("how many planets are there in our solar system?", "What is the largest planet in our solar system?\nJupiter", True),
+    ("how many ribs are in the human body", "How many ribs are in a human body?\nTwenty-four", False),
+    ("out of the seven dwarfs how many end in y", "How many of the dwarfs end in Y?\nFive: Dopey, Happy", False),
+    ("what year did the titanic sink", "When did the Titanic sink?\n1912", False),
+    ("which planet is the largest", "What is the largest planet in our solar system?\nJupiter", False),
+    ("how many planets are there", "one line passage about planets", False),
+])
+def test_a_question_asking_for_a_number_is_not_answered_without_one(query, passage, without):
+    assert answers_without_a_number(query, passage) is without
+
+
+def test_with_numbers_that_must_agree_an_answer_without_the_number_asked_for_is_not_used(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"text": "What is the largest planet in our solar system?\\nJupiter"}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    found = retriever.lookup("how many planets are there in our solar system", 0.5, numbers_must_agree=True)
+    assert found.text.endswith("Jupiter") and found.coverage > 0.5 and not found.used
+    assert retriever.lookup("how many planets are there in our solar system", 0.5).used  # off: used
 
 
 def test_a_follow_up_searches_its_conversation_and_never_gets_the_same_answer_twice(tmp_path):
