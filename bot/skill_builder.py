@@ -75,7 +75,7 @@ class AddResult:
     trainable_fraction: float
     train_seconds: float
     manager_updated: bool
-    skipped_note: str = ""  # the skipped rows' lines and the first one's problem ("" if none)
+    skipped_note: str = ""  # the first skipped rows' lines and problems ("" if none)
     warnings: list[str] = field(default_factory=list)
     copy_boost: float | None = None  # a knowledge skill's copy_boost, chosen on validation (None: not chosen)
     copy_boost_f1: dict[float, float] = field(default_factory=dict)  # its validation F1 by candidate
@@ -292,7 +292,7 @@ def routing_warning(name: str, routing: dict[str, int]) -> str | None:
         return None
     elsewhere = ", ".join(f"{n} to {'the bare backbone (chit-chat)' if c == NONE else c}"
                           for c, n in routing.items() if c != name)
-    return (f"the dialogue manager routes only {routing.get(name, 0)} of the skill's {total} held-out test messages "
+    return (f"the dialogue manager routes only {routing.get(name, 0)} of the skill's {total} held-out test conversations "
             f"to it ({elsewhere}): in Auto mode, messages like those are answered by something else. Add examples of "
             f"more of what users ask, each topic in several phrasings, and add the skill again (--replace, or "
             f"'Replace' in the Skills tab); or "
@@ -300,9 +300,11 @@ def routing_warning(name: str, routing: dict[str, int]) -> str | None:
 
 
 def routed_line(name: str, routing: dict[str, int]) -> str:
-    """"routes 9 of 19 held-out test messages to it (47%)": :func:`held_out_routing`'s figure in words."""
+    """"routes 9 of 38 held-out test conversations to it (24%; each test example alone and after small talk)":
+    :func:`held_out_routing`'s figure in words."""
     total = sum(routing.values())
-    return f"routes {routing.get(name, 0)} of {total} held-out test messages to it ({routing.get(name, 0) / total:.0%})"
+    return (f"routes {routing.get(name, 0)} of {total} held-out test conversations to it "
+            f"({routing.get(name, 0) / total:.0%}; each test example alone and after small talk)")
 
 
 def remove_skill(registry: SkillRegistry, name: str) -> None:

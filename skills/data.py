@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -56,7 +56,7 @@ class ReadResult:
         skipped_lines: 1-based line (or row) numbers of the first few skipped rows.
         source: the source as named, e.g. ``data.jsonl`` or ``hf:empathetic_dialogues:train``.
         duplicates: how many exact duplicate (context, response) pairs were dropped.
-        first_problem: what was wrong with the first skipped row.
+        problems: what was wrong with each row of ``skipped_lines``.
     """
 
     examples: list[Example]
@@ -64,15 +64,16 @@ class ReadResult:
     skipped_lines: list[int]
     source: str
     duplicates: int = 0
-    first_problem: str = ""
+    problems: list[str] = field(default_factory=list)
 
     def skipped_note(self) -> str:
-        """``""`` if no row was skipped, else e.g. ``2 bad row(s) skipped (lines 4, 9); line 4: missing 'response'``."""
+        """``""`` if no row was skipped, else each shown row's line and problem, e.g. ``2 bad row(s) skipped: line 4:
+        missing 'response'; line 9: invalid JSON (...)`` (``; ...`` after the first few)."""
         if not self.skipped:
             return ""
-        more = ", ..." if self.skipped > len(self.skipped_lines) else ""
-        return (f"{self.skipped} bad row(s) skipped (lines {', '.join(map(str, self.skipped_lines))}{more}); "
-                f"line {self.skipped_lines[0]}: {self.first_problem}")
+        more = "; ..." if self.skipped > len(self.skipped_lines) else ""
+        rows = "; ".join(f"line {line}: {problem}" for line, problem in zip(self.skipped_lines, self.problems))
+        return f"{self.skipped} bad row(s) skipped: {rows}{more}"
 
 
 def dedupe(examples: Iterable[Example]) -> tuple[list[Example], int]:

@@ -90,20 +90,20 @@ def example_from_row(row: Mapping[str, Any], columns: Mapping[str, str] | None =
 
 def _collect(rows: Iterable[tuple[int, Any]], to_example: Callable[[Any], Example], source: str, unit: str = "line") -> ReadResult:
     """Examples of numbered rows; bad rows are counted, and a source with no good row raises ValueError."""
-    examples, bad, first_problem = [], [], ""
+    examples, bad, problems = [], [], []
     for number, row in rows:
         try:
             examples.append(to_example(row))
         except ValueError as e:
-            if not bad:
-                first_problem = str(e)
+            if len(problems) < _SHOWN_BAD_LINES:
+                problems.append(str(e))
             bad.append(number)
     if not examples:
         if not bad:
             raise ValueError(f"{source}: no examples: the source is empty")
         shown = ", ".join(map(str, bad[:_SHOWN_BAD_LINES])) + (", ..." if len(bad) > _SHOWN_BAD_LINES else "")
-        raise ValueError(f"{source}: no usable example: every {unit} is bad ({unit}s {shown}); {unit} {bad[0]}: {first_problem}")
-    return ReadResult(examples, len(bad), bad[:_SHOWN_BAD_LINES], source, first_problem=first_problem)
+        raise ValueError(f"{source}: no usable example: every {unit} is bad ({unit}s {shown}); {unit} {bad[0]}: {problems[0]}")
+    return ReadResult(examples, len(bad), bad[:_SHOWN_BAD_LINES], source, problems=problems)
 
 
 # ---- readers -----------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def test_skipped_rows_are_reported_with_their_line_and_problem(tiny_dir, skills_
     lines.insert(2, '{"context": ["hi"], "response": ')
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert cli(tiny_dir, skills_dir, "skill", "add", "gamma", "--data", str(data), "--limit", "20", "--epochs", "1") == 0
-    assert "1 bad row(s) skipped (lines 3); line 3: invalid JSON" in capsys.readouterr().out
+    assert "1 bad row(s) skipped: line 3: invalid JSON" in capsys.readouterr().out
 
 
 def test_unknown_skill_and_missing_folder_get_one_line_errors(tiny_dir, skills_dir, tmp_path, capsys):
@@ -208,7 +208,7 @@ def test_a_skill_that_cannot_be_judged_or_did_not_learn_is_warned_about(tiny_dir
     assert cli(tiny_dir, skills_dir, "skill", "add", "five", "--data", str(data), "--epochs", "1") == 0
     out = capsys.readouterr().out
     assert "warning: the test split has only 1 example(s), fewer than 10" in out and "about 100 examples" in out
-    assert "dialogue manager updated: routes " in out and " of 2 held-out test messages to it (" in out
+    assert "dialogue manager updated: routes " in out and " of 2 held-out test conversations to it (" in out
     assert (skills_dir / "five").is_dir()  # a warning, not a refusal
 
 
@@ -276,7 +276,7 @@ def test_add_skill_result_carries_the_warnings(tiny_dir, skills_dir, tmp_path):
     test = read_source(str(result.path / "test.jsonl"), tmp_path).examples
     assert result.routing == held_out_routing(bot, test)  # the recorded test split, routed again: the same
     missed = result.routing.get("five", 0) < 2
-    assert any("held-out test messages" in w for w in result.warnings) == missed
+    assert any("held-out test conversations" in w for w in result.warnings) == missed
 
 
 def test_a_skill_the_manager_rarely_routes_to_is_warned_about_with_where_its_messages_went():
@@ -285,11 +285,11 @@ def test_a_skill_the_manager_rarely_routes_to_is_warned_about_with_where_its_mes
     assert routing_warning("shop", {"shop": 9, "tech_support": 1}) is None  # 90%: the target
     assert routing_warning("shop", {}) is None  # no manager
     warning = routing_warning("shop", {"tech_support": 21, "shop": 9, "none": 2})
-    assert "only 9 of the skill's 32 held-out test messages" in warning
+    assert "only 9 of the skill's 32 held-out test conversations" in warning
     assert "21 to tech_support" in warning and "2 to the bare backbone (chit-chat)" in warning
     assert "--replace" in warning and "adapterbot:shop" in warning
     assert routed_line("shop", {"tech_support": 21, "shop": 9, "none": 2}) == \
-        "routes 9 of 32 held-out test messages to it (28%)"
+        "routes 9 of 32 held-out test conversations to it (28%; each test example alone and after small talk)"
 
 
 def test_examples_longer_than_the_backbone_window_train_within_it(tiny_dir, skills_dir, tmp_path, capsys):

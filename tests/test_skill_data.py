@@ -47,7 +47,17 @@ def test_skipped_lines_shows_the_first_five(tmp_path):
     path.write_text(jsonl(*(["[1]"] * 7), {"context": "x", "response": "y"}), encoding="utf-8")
     result = read_jsonl(path)
     assert result.skipped == 7 and result.skipped_lines == [1, 2, 3, 4, 5]
-    assert result.skipped_note() == "7 bad row(s) skipped (lines 1, 2, 3, 4, 5, ...); line 1: expected a JSON object, got list"
+    assert result.skipped_note() == "7 bad row(s) skipped: " + "; ".join(
+        f"line {n}: expected a JSON object, got list" for n in range(1, 6)) + "; ..."
+
+
+def test_every_shown_skipped_row_says_what_was_wrong_with_it(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(jsonl({"context": ["a"], "response": "b"}, {"context": ["hi"]}, "{broken", {"response": "x"}),
+                    encoding="utf-8")
+    note = read_jsonl(path).skipped_note()
+    assert note.startswith("3 bad row(s) skipped: line 2: missing 'response'; line 3: invalid JSON")
+    assert "; line 4: missing 'context'" in note and not note.endswith("...")
 
 
 def test_all_rows_bad_raises_naming_file_lines_and_problem(tmp_path):
