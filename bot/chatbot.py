@@ -18,7 +18,7 @@ from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
 from skills.knowledge import Retriever
 
-from .about import WORDLESS, about_reply
+from .about import about_reply, unreadable
 from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
@@ -285,7 +285,7 @@ class AdapterBot:
                 return None  # nothing to generate: the generation ends with no tokens
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
-        if skill == AUTO and WORDLESS.match(history[-1]):
+        if skill == AUTO and unreadable(history[-1]):
             skill = None  # nothing the manager can read: the bare backbone's turn, answered in writing (bot.about)
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))

@@ -1,6 +1,6 @@
 import pytest
 
-from bot.about import about_reply
+from bot.about import about_reply, unreadable
 
 SKILLS = {"tech_support": "Troubleshoots printers.", "trivia": "Answers facts."}
 
@@ -40,3 +40,15 @@ def test_with_no_skill_installed_the_bot_says_it_can_only_chat():
 @pytest.mark.parametrize("message", ["😂😂🔥👍", "???", " :) "])
 def test_a_message_without_words_gets_asked_for_words(message):
     assert about_reply(message, SKILLS).startswith("I can only read words for now")
+
+
+@pytest.mark.parametrize("message", ["¿Por qué mi ordenador no enciende? Ayuda por favor.", "Bonjour ! Comment ça va aujourd'hui ?",
+                                     "Mein Drucker druckt nicht, was kann ich tun?", "Привет, как дела?", "こんにちは、元気ですか"])
+def test_a_message_in_another_language_is_asked_for_in_english(message):
+    assert unreadable(message) and about_reply(message, SKILLS).startswith("Sorry, I only understand English for now")
+
+
+@pytest.mark.parametrize("message", ["hola", "merci beaucoup", "I love café au lait", "my name is José and i need help",
+                                     "favs musical obviously phantom or les mis", "que sera sera, whatever will be"])
+def test_english_with_a_foreign_word_or_two_is_read_as_english(message):
+    assert not unreadable(message)

@@ -182,3 +182,7 @@ def test_a_question_about_the_bot_gets_its_skills_listed_without_generating(tiny
     assert (tiny_bot.engine.steps, tiny_bot.engine.prefills) == steps
     forced = tiny_bot.respond(["what can you do?"], tiny_bot.skills[0], max_new_tokens=3)  # a skill answers for itself
     assert "Adapter-Bot" not in forced.text
+
+def test_an_auto_turn_in_another_language_is_not_routed_and_asks_for_english(tiny_bot):
+    reply = tiny_bot.respond(["¿Por qué mi ordenador no enciende? Ayuda por favor."])
+    assert reply.skill is None and reply.confidence is None and reply.text.startswith("Sorry, I only understand English")
