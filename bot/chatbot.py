@@ -24,7 +24,7 @@ from .backbone import load_backbone
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
-from .social import closing_reply, misfit
+from .social import closing_reply, misfit, only_closing
 from .engine import Engine, Generation, Pending, Request
 
 log = logging.getLogger(__name__)
@@ -285,8 +285,8 @@ class AdapterBot:
                 return None  # nothing to generate: the generation ends with no tokens
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
-        if skill == AUTO and unreadable(history[-1]):
-            skill = None  # nothing the manager can read: the bare backbone's turn, answered in writing (bot.about)
+        if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1])):
+            skill = None  # nothing for the manager to read or a skill to answer: a bare turn, answered in writing
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))
         given = request(self._choose(skill))

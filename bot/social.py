@@ -81,6 +81,22 @@ def misfit(message: str, reply: str) -> int:
     return int(farewell or (greeting and not says_hello(message)))
 
 
+_CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a lot|so much|very much|"
+                           r"for (the|your|all the) help|for everything|for now|for today|then|all|lol|haha|really|"
+                           r"for being (so )?patient( with me)?|night|nite|later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|"
+                           r"that|for|the|and|your|ur|help)\b", re.IGNORECASE)
+
+
+def only_closing(message: str) -> bool:
+    """Whether ``message`` only thanks or takes leave ("appreciate it, take care", "ok thanks, ttyl"), with nothing
+    else to answer: Auto mode answers it in writing (:func:`closing_reply`) without routing, where after a tech
+    exchange the manager had sent "appreciate it, take care" to tech support, which asked which device it was."""
+    if closing_reply(message) is None:
+        return False
+    rest = _CLOSING_REST.sub(" ", THANKS.sub(" ", FAREWELL.sub(" ", message)))
+    return re.search(r"[^\W\d_]{2,}", rest) is None
+
+
 def closing_reply(message: str) -> str | None:
     """The written reply to thanks or a farewell (its :func:`misfit` is 0), or ``None`` for any other message."""
     thanks = THANKS.search(message) is not None

@@ -186,3 +186,10 @@ def test_a_question_about_the_bot_gets_its_skills_listed_without_generating(tiny
 def test_an_auto_turn_in_another_language_is_not_routed_and_asks_for_english(tiny_bot):
     reply = tiny_bot.respond(["¿Por qué mi ordenador no enciende? Ayuda por favor."])
     assert reply.skill is None and reply.confidence is None and reply.text.startswith("Sorry, I only understand English")
+
+
+def test_an_auto_turn_that_only_thanks_is_answered_in_writing_whatever_came_before(tiny_bot):
+    history = ["my printer says offline", "Turn the printer off and on.", "appreciate it, take care"]
+    reply = tiny_bot.respond(history)
+    assert reply.skill is None and reply.confidence is None and reply.text == "You're welcome! Bye, talk to you soon."
+    assert tiny_bot.respond([*history[:2], "thanks, but it still says offline"]).confidence is not None  # routed

@@ -1,7 +1,7 @@
 """Which chit-chat reply fits a greeting, thanks, a farewell, or none of them (bot.social)."""
 import pytest
 
-from bot.social import closing_reply, misfit, says_goodbye, says_hello
+from bot.social import closing_reply, misfit, only_closing, says_goodbye, says_hello
 
 
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
@@ -49,3 +49,16 @@ def test_a_message_that_neither_thanks_nor_takes_leave_has_no_written_reply(mess
 def test_thanks_for_listening_is_thanked_without_a_goodbye():
     assert closing_reply("thanks for listening") == "You're welcome!"
     assert closing_reply("thanks for listening. bye") == "You're welcome! Bye, talk to you soon."
+
+
+@pytest.mark.parametrize("message", ["appreciate it, take care", "ok thanks, ttyl", "thanks for listening, night",
+                                     "anyway thanks for chatting man, later", "bye for now", "goodnight!",
+                                     "thanks for being patient with me", "alright im off to bed, catch you later"])
+def test_a_message_that_only_thanks_or_takes_leave_is_a_closing(message):
+    assert only_closing(message) and closing_reply(message)
+
+
+@pytest.mark.parametrize("message", ["thanks, but my printer still says offline", "ok thanks, what about my printer?",
+                                     "thanks! that worked", "i tried it, thanks, still broken", "hi there", "my cat died"])
+def test_a_message_with_more_to_answer_is_not_only_a_closing(message):
+    assert not only_closing(message)

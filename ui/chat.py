@@ -264,7 +264,7 @@ def details_markdown(reply: Reply, forced: bool, settings: dict[str, Any], thres
         how = "Picked by hand in the routing menu."
     elif reply.confidence is None:
         how = ("No dialogue manager is installed: the bare backbone answered." if threshold is None
-               else "A message without words, or not in English, is not routed: the bare backbone answered.")
+               else "Not routed (a message without words, not in English, or only thanks or goodbye): the bare backbone answered.")
     else:
         top = sorted(display_scores(reply.scores).items(), key=lambda kv: -kv[1])[:3]
         scores = "Top scores: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + "."
