@@ -268,6 +268,8 @@ class AdapterBot:
         written = None
         if reply.skill is None:  # open chit-chat: a question about the bot gets a true answer, thanks and farewells theirs
             written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing_reply(message)
+        elif not reply.knowledge_used and not reply.blend:
+            written = self.specs[reply.skill].knowledge.unused_reply  # a skill that only answers from its file
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
                      copy_source(self.tokenizer, knowledge), candidate_misfit, written)
 

@@ -73,6 +73,10 @@ class KnowledgeSpec:
             its answer holds none ("how many planets..." against the largest planet's "Jupiter":
             ``skills.knowledge.answers_without_a_number``). Off where numbers name models whose answers carry over
             (a PS4's fix for a PS5).
+        unused_reply: for ``retrieval``: the skill's reply, word for word, when no passage is used (nothing is
+            generated then). For a skill that only answers from its file, such as trivia, whose adapter, trained to
+            say it doesn't know, once answered "what money do they use in japan?" with "yeah". ``None``: the
+            adapter answers without a passage (tech support asks back which device it is).
     """
 
     mode: str = "none"
@@ -81,6 +85,7 @@ class KnowledgeSpec:
     min_overlap: float = 0.0
     query_turns: int = 1
     numbers_must_agree: bool = False
+    unused_reply: str | None = None
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
@@ -97,6 +102,9 @@ class KnowledgeSpec:
             raise SpecError("text", f"is only used when mode is 'static' (mode is {self.mode!r})")
         _require(0.0 <= self.min_overlap <= 1.0, "min_overlap", "a number in [0, 1]", self.min_overlap)
         _require(self.query_turns >= 1, "query_turns", "an integer >= 1", self.query_turns)
+        if self.unused_reply is not None:
+            _require(self.mode == "retrieval", "unused_reply", "only set when mode is 'retrieval'", self.unused_reply)
+            _require(bool(self.unused_reply.strip()), "unused_reply", "a non-empty string", self.unused_reply)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from bot.chatbot import Reply
+from bot.chatbot import AdapterBot, Reply
 from bot.dialogue import DialogueError, end_at_sentence
 
 
@@ -193,3 +193,21 @@ def test_an_auto_turn_that_only_thanks_is_answered_in_writing_whatever_came_befo
     reply = tiny_bot.respond(history)
     assert reply.skill is None and reply.confidence is None and reply.text == "You're welcome! Bye, talk to you soon."
     assert tiny_bot.respond([*history[:2], "thanks, but it still says offline"]).confidence is not None  # routed
+
+
+def test_a_skill_with_an_unused_reply_says_it_word_for_word_when_no_passage_is_used(tiny_dir, tiny_skills_dir, tmp_path):
+    import shutil
+
+    from skills.spec import KnowledgeSpec, SkillSpec
+
+    skills = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, skills)
+    (skills / "alpha" / "facts.txt").write_text("the printer driver lives in settings\n", encoding="utf-8")
+    spec = SkillSpec.load(skills / "alpha")
+    spec.knowledge = KnowledgeSpec(mode="retrieval", file="facts.txt", min_overlap=0.9, unused_reply="No idea, sorry.")
+    spec.save(skills / "alpha")
+    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    unused = bot.respond(["what is the capital of peru"], skill="alpha")
+    assert unused.text == "No idea, sorry." and not unused.knowledge_used
+    used = bot.respond(["where does the printer driver live in settings"], skill="alpha")
+    assert used.knowledge_used and used.text != "No idea, sorry."

@@ -171,7 +171,7 @@ def test_saved_yaml_is_plain(tmp_path):
     SkillSpec(name="persona", knowledge=KnowledgeSpec(mode="static", text="I love hiking.")).save(tmp_path)
     data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
     assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0, "query_turns": 1,
-                                 "numbers_must_agree": False}
+                                 "numbers_must_agree": False, "unused_reply": None}
 
 
 def test_numbers_must_agree_must_be_a_boolean_named_in_the_error():
@@ -199,3 +199,13 @@ def test_candidates_are_a_sampling_setting_checked_by_name():
         with pytest.raises(SpecError) as info:
             DecodingSpec(candidates=bad)
         assert info.value.field == "candidates" and "1 to 32" in str(info.value)
+
+
+def test_unused_reply_is_for_retrieval_and_must_say_something():
+    from skills.spec import KnowledgeSpec, SpecError
+
+    assert KnowledgeSpec(mode="retrieval", file="k.txt", unused_reply="I don't know.").unused_reply == "I don't know."
+    with pytest.raises(SpecError, match="unused_reply"):
+        KnowledgeSpec(mode="none", unused_reply="I don't know.")
+    with pytest.raises(SpecError, match="unused_reply"):
+        KnowledgeSpec(mode="retrieval", file="k.txt", unused_reply="  ")

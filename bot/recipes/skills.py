@@ -241,6 +241,7 @@ def choose_knowledge_settings(bot, name: str) -> dict:
 
     spec = bot.specs[name]
     spec.knowledge.numbers_must_agree = BUNDLED[name].get("numbers_must_agree", False)  # saved with the copy bonus
+    spec.knowledge.unused_reply = BUNDLED[name].get("unused_reply")
     spec.knowledge.min_overlap, gate = BUNDLED[name]["gate"](bot, name)
     f1 = choose_copy_boost(bot, name, split_examples_of(bot, name, "valid"))
     spec = bot.specs[name]
@@ -259,6 +260,8 @@ BUNDLED = {
         "knowledge": True,
         # "who was the very first president of the united states" got the 37th's answer, Richard Nixon.
         "numbers_must_agree": True,
+        # Without a passage it only ever says it doesn't know: written, since the adapter once said "yeah" instead.
+        "unused_reply": ABSTAIN[0],
         # Copying from the passage must not be penalised: no repetition penalty, no n-gram ban across the
         # context; but no bigram twice within the reply (no "Ivy Ivy Ivy").
         # It reads the question alone (context_turns=1): it trained on single questions, and earlier
