@@ -6,7 +6,8 @@ length, and the history's length cannot predict its class:
 
 - ``none``: Chit-Chat histories ending at any turn, the first included (greetings), 1 to
   ``MAX_TURNS`` turns long;
-- a skill: each of its contexts as it is, and after a Chit-Chat opening of 1 to ``MAX_TURNS - 1`` turns;
+- a skill: each of its contexts as it is, after a Chit-Chat opening of 1 to ``MAX_TURNS - 1`` turns, and with a
+  personal aside around its newest turn (``skills/sources/asides.jsonl``);
 - ``none`` again: a Chit-Chat turn after a skill's whole exchange (context, reply);
 - a skill after another skill's whole exchange: the user changes the subject ("thanks. anyway,
   my wifi keeps dropping" after a bereavement), and the newest message decides;
@@ -32,6 +33,7 @@ from skills.data import Example
 
 MAX_TURNS = 6
 OPEN_CHITCHAT = BUNDLED_DIR.parent / "sources" / "open_chitchat.jsonl"
+ASIDES = BUNDLED_DIR.parent / "sources" / "asides.jsonl"
 
 
 @functools.cache
@@ -71,8 +73,31 @@ def after_chitchat(contexts: Sequence[list[str]], split: Split, seed: int = 0) -
 
 
 def skill_histories(contexts: Sequence[list[str]], split: Split, seed: int = 0) -> list[list[str]]:
-    """A skill's routing histories: each context as it is, then each after a Chit-Chat opening."""
-    return [list(c) for c in contexts] + after_chitchat(contexts, split, seed)
+    """A skill's routing histories: each context as it is, then each after a Chit-Chat opening, then each with
+    a personal aside (:func:`with_aside`)."""
+    return [list(c) for c in contexts] + after_chitchat(contexts, split, seed) + with_aside(contexts, split, seed)
+
+
+@functools.cache
+def _asides(split: Split, path: Path = ASIDES) -> tuple[tuple[str, str], ...]:
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return tuple((r["aside"], r["place"]) for r in rows if split_of(r["aside"], valid_pct=20, test_pct=20) == split)
+
+
+def with_aside(contexts: Sequence[list[str]], split: Split, seed: int = 0) -> list[list[str]]:
+    """Each context with a personal aside of ``split`` before or after its newest turn ("who won the very first
+    world cup? my buddy and i have money on it"): people wrap a request in their own life, and the manager had
+    sent that question to the empathetic skill at 0.98 (alone: trivia at 0.99). The asides
+    (``skills/sources/asides.jsonl``, written for the project) are split 60/20/20 by hash; the test ones only
+    measure (``adapterbot eval``'s ``skill_with_aside``)."""
+    rng = random.Random(f"with-aside:{split}:{seed}")
+    asides = _asides(split)
+    out = []
+    for context in contexts:
+        aside, place = rng.choice(asides)
+        newest = f"{aside} {context[-1]}" if place == "before" else f"{context[-1]} {aside}"
+        out.append([*context[:-1], newest])
+    return out
 
 
 def chitchat_after_skill(examples: Sequence[Example], split: Split, seed: int = 0) -> list[list[str]]:

@@ -11,6 +11,8 @@ Chit-Chat's ``test`` conversations) by :mod:`bot.conversations`, with a fixed se
   distinct history once;
 - ``skill_after_skill``: each skill's test contexts after another skill's test exchange (the user
   changes the subject); not part of the calibration union, which stays the issue's four sets;
+- ``skill_with_aside``: each skill's test contexts with a personal aside of the test split around the newest turn
+  ("... my buddy and i have money on it"); not part of the calibration union either;
 - ``follow_up``: each skill's multi-turn test contexts (a follow-up such as "i tried that
   already, still nothing" after the skill's reply), as they stand and after a Chit-Chat opening:
   the follow-up should stay on the skill. Its turns are also in the first two sets, so it is
@@ -30,7 +32,7 @@ from ..manager_training import first_turn_data, split_examples
 OUTSIDE_CATEGORIES = ("greetings", "conversations", "gossip", "humor", "food", "health", "money", "computers", "ai", "botprofile")
 SETS = ("first_turn", "skill_after_chitchat", "chitchat_after_skill", "out_of_set")
 CALIBRATION_SETS = SETS
-SETS += ("skill_after_skill", "follow_up")
+SETS += ("skill_after_skill", "skill_with_aside", "follow_up")
 
 
 def out_of_set_histories() -> list[list[str]]:
@@ -55,11 +57,14 @@ def routing_sets(bot, seed: int = 0) -> dict[str, list[tuple[str, list[str]]]]:
               for h in conversations.after_other_skills([e.context for e in rows],
                                                         [e for other, o in examples.items() if other != name for e in o],
                                                         "test", seed)]
-    follow_up = [(name, h) for name, rows in examples.items()
-                 for h in conversations.skill_histories([e.context for e in rows if len(e.context) >= 3], "test", seed)]
+    aside = [(name, h) for name, rows in examples.items()
+             for h in conversations.with_aside([e.context for e in rows], "test", seed)]
+    multi_turn = {name: [e.context for e in rows if len(e.context) >= 3] for name, rows in examples.items()}
+    follow_up = [(name, h) for name, contexts in multi_turn.items()
+                 for h in [*contexts, *conversations.after_chitchat(contexts, "test", seed)]]
     return {"first_turn": first, "skill_after_chitchat": after_chat, "chitchat_after_skill": after_skill,
             "out_of_set": [(NONE, h) for h in out_of_set_histories()], "skill_after_skill": switch,
-            "follow_up": follow_up}
+            "skill_with_aside": aside, "follow_up": follow_up}
 
 
 def conversation_routing(bot, seed: int = 0) -> dict:

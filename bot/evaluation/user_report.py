@@ -17,10 +17,11 @@ SET_TITLES = {
     "chitchat_after_skill": "chit-chat turns after a skill exchange (to `none`)",
     "out_of_set": "out-of-set chit-chat: chatterbot categories no training saw (to `none`)",
     "skill_after_skill": "a skill's turn after another skill's exchange (the user changes the subject)",
+    "skill_with_aside": "a skill's turn with a personal aside (\"... my buddy and i have money on it\")",
     "follow_up": "a skill's follow-up turns (\"i tried that already\") stay on the skill",
 }
 SET_TARGETS = {"first_turn": 0.95, "skill_after_chitchat": 0.90, "chitchat_after_skill": 0.90, "out_of_set": 0.90,
-               "skill_after_skill": 0.90, "follow_up": 0.90}
+               "skill_after_skill": 0.90, "skill_with_aside": 0.90, "follow_up": 0.90}
 ECE_TARGET = 0.05
 KNOWLEDGE_TARGETS = {"f1": 0.5, "abstention": 0.9, "false_abstention": 0.1}
 PROXY_TARGET = 0.8
