@@ -58,3 +58,23 @@ def test_a_skill_turn_after_another_skill_s_whole_exchange():
     for h, c in zip(histories, contexts):
         assert any(h[: -len(c)] == [*e.context, e.response] for e in others)
     assert conversations.after_other_skills(contexts, [], "train") == []
+
+
+def test_a_skill_turn_also_comes_with_a_personal_aside_of_its_split():
+    import json
+
+    contexts = [["who won the first world cup"], ["my printer is offline", "Is it on?", "yes it is"]]
+    histories = conversations.skill_histories(contexts, "train", seed=0)
+    assert len(histories) == 3 * len(contexts)
+    asides = {json.loads(line)["aside"]: json.loads(line)["place"]
+              for line in conversations.ASIDES.read_text(encoding="utf-8").splitlines()}
+    for context, history in zip(contexts, histories[4:]):
+        assert history[:-1] == context[:-1] and history[-1] != context[-1]
+        aside = history[-1].replace(context[-1], "").strip()
+        assert aside in asides and history[-1] == (f"{aside} {context[-1]}" if asides[aside] == "before" else
+                                                   f"{context[-1]} {aside}")
+    # each split has its own asides, the same on every call
+    test_asides = {h[-1].replace(contexts[0][0], "").strip() for h in conversations.with_aside(contexts[:1] * 40, "test")}
+    train_asides = {h[-1].replace(contexts[0][0], "").strip() for h in conversations.with_aside(contexts[:1] * 40, "train")}
+    assert test_asides and not test_asides & train_asides
+    assert conversations.with_aside(contexts, "test") == conversations.with_aside(contexts, "test")
