@@ -6,8 +6,7 @@ length, and the history's length cannot predict its class:
 
 - ``none``: Chit-Chat histories ending at any turn, the first included (greetings), 1 to
   ``MAX_TURNS`` turns long;
-- a skill: each of its contexts as it is, after a Chit-Chat opening of 1 to ``MAX_TURNS - 1`` turns, and with a
-  personal aside around its newest turn (``skills/sources/asides.jsonl``);
+- a skill: each of its contexts as it is, and after a Chit-Chat opening of 1 to ``MAX_TURNS - 1`` turns;
 - ``none`` again: a Chit-Chat turn after a skill's whole exchange (context, reply);
 - a skill after another skill's whole exchange: the user changes the subject ("thanks. anyway,
   my wifi keeps dropping" after a bereavement), and the newest message decides;
@@ -73,9 +72,8 @@ def after_chitchat(contexts: Sequence[list[str]], split: Split, seed: int = 0) -
 
 
 def skill_histories(contexts: Sequence[list[str]], split: Split, seed: int = 0) -> list[list[str]]:
-    """A skill's routing histories: each context as it is, then each after a Chit-Chat opening, then each with
-    a personal aside (:func:`with_aside`)."""
-    return [list(c) for c in contexts] + after_chitchat(contexts, split, seed) + with_aside(contexts, split, seed)
+    """A skill's routing histories: each context as it is, then each after a Chit-Chat opening."""
+    return [list(c) for c in contexts] + after_chitchat(contexts, split, seed)
 
 
 @functools.cache
@@ -86,10 +84,11 @@ def _asides(split: Split, path: Path = ASIDES) -> tuple[tuple[str, str], ...]:
 
 def with_aside(contexts: Sequence[list[str]], split: Split, seed: int = 0) -> list[list[str]]:
     """Each context with a personal aside of ``split`` before or after its newest turn ("who won the very first
-    world cup? my buddy and i have money on it"): people wrap a request in their own life, and the manager had
-    sent that question to the empathetic skill at 0.98 (alone: trivia at 0.99). The asides
-    (``skills/sources/asides.jsonl``, written for the project) are split 60/20/20 by hash; the test ones only
-    measure (``adapterbot eval``'s ``skill_with_aside``)."""
+    world cup? my buddy and i have money on it"): people wrap a request in their own life, and the manager sent
+    that question to the empathetic skill at 0.98 (alone: trivia at 0.99). The asides
+    (``skills/sources/asides.jsonl``, written for the project) are split 60/20/20 by hash. Only the test ones are
+    used, to measure (``adapterbot eval``'s ``skill_with_aside``): a manager trained on the others as well routed
+    worse everywhere else (docs/DESIGN.md, the dialogue manager)."""
     rng = random.Random(f"with-aside:{split}:{seed}")
     asides = _asides(split)
     out = []

@@ -276,7 +276,7 @@ def update_manager(bot: AdapterBot, name: str, splits: dict[str, list[Example]])
 
 
 def held_out_routing(bot: AdapterBot, test: list[Example]) -> dict[str, int]:
-    """Where the manager sends a skill's test contexts, as they stand, after chit-chat and with an aside (the histories
+    """Where the manager sends a skill's test contexts, as they stand and after chit-chat (the histories
     ``adapterbot eval`` and the incremental check measure): how many went to each class, most first."""
     from .manager_training import class_histories
 
@@ -300,12 +300,11 @@ def routing_warning(name: str, routing: dict[str, int]) -> str | None:
 
 
 def routed_line(name: str, routing: dict[str, int]) -> str:
-    """"routes 9 of 57 held-out test conversations to it (16%; each test example alone, after small talk, and with
-    an aside)":
+    """"routes 9 of 38 held-out test conversations to it (24%; each test example alone and after small talk)":
     :func:`held_out_routing`'s figure in words."""
     total = sum(routing.values())
     return (f"routes {routing.get(name, 0)} of {total} held-out test conversations to it "
-            f"({routing.get(name, 0) / total:.0%}; each test example alone, after small talk, and with an aside)")
+            f"({routing.get(name, 0) / total:.0%}; each test example alone and after small talk)")
 
 
 def remove_skill(registry: SkillRegistry, name: str) -> None:

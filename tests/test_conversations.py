@@ -60,15 +60,13 @@ def test_a_skill_turn_after_another_skill_s_whole_exchange():
     assert conversations.after_other_skills(contexts, [], "train") == []
 
 
-def test_a_skill_turn_also_comes_with_a_personal_aside_of_its_split():
+def test_a_personal_aside_goes_around_the_newest_turn_and_comes_from_its_split():
     import json
 
     contexts = [["who won the first world cup"], ["my printer is offline", "Is it on?", "yes it is"]]
-    histories = conversations.skill_histories(contexts, "train", seed=0)
-    assert len(histories) == 3 * len(contexts)
     asides = {json.loads(line)["aside"]: json.loads(line)["place"]
               for line in conversations.ASIDES.read_text(encoding="utf-8").splitlines()}
-    for context, history in zip(contexts, histories[4:]):
+    for context, history in zip(contexts, conversations.with_aside(contexts, "train")):
         assert history[:-1] == context[:-1] and history[-1] != context[-1]
         aside = history[-1].replace(context[-1], "").strip()
         assert aside in asides and history[-1] == (f"{aside} {context[-1]}" if asides[aside] == "before" else
