@@ -43,12 +43,14 @@ def test_a_message_without_words_gets_asked_for_words(message):
 
 
 @pytest.mark.parametrize("message", ["¿Por qué mi ordenador no enciende? Ayuda por favor.", "Bonjour ! Comment ça va aujourd'hui ?",
-                                     "Mein Drucker druckt nicht, was kann ich tun?", "Привет, как дела?", "こんにちは、元気ですか"])
+                                     "Mein Drucker druckt nicht, was kann ich tun?", "Привет, как дела?", "こんにちは、元気ですか",
+                                     "¿hablas español?", "parlez-vous anglais?"])
 def test_a_message_in_another_language_is_asked_for_in_english(message):
     assert unreadable(message) and about_reply(message, SKILLS).startswith("Sorry, I only understand English for now")
 
 
 @pytest.mark.parametrize("message", ["hola", "merci beaucoup", "I love café au lait", "my name is José and i need help",
-                                     "favs musical obviously phantom or les mis", "que sera sera, whatever will be"])
+                                     "favs musical obviously phantom or les mis", "que sera sera, whatever will be",
+                                     "do you speak español?", "my friend is learning italiano"])
 def test_english_with_a_foreign_word_or_two_is_read_as_english(message):
     assert not unreadable(message)
