@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from skills.knowledge import Retriever, answers_without_a_number, asks_another_number, numbers, read_passages
+from skills.knowledge import (Retriever, answers_without_a_number, asks_another_number, counts_another_thing, numbers,
+                              read_passages)
 
 FACTS = [
     "The capital of France is Paris.",
@@ -238,6 +239,17 @@ def test_with_numbers_that_must_agree_a_passage_asking_another_number_is_not_use
 ])
 def test_a_question_asking_for_a_number_is_not_answered_without_one(query, passage, without):
     assert answers_without_a_number(query, passage) is without
+
+
+@pytest.mark.parametrize("query, question, other", [
+    ("how many legs does an octopus have", "How many hearts does an octopus have?", True),
+    ("how many hearts does an octopus have", "How many hearts does an octopus have?", False),
+    ("out of the seven dwarfs how many have names that end in y", "How many of the dwarfs' names end in Y?", False),
+    ("how much caffeine is in a cup of coffee", "How much caffeine does a cup of coffee hold?", False),
+    ("what is the largest planet", "How many moons does Jupiter have?", False),
+])
+def test_a_question_counting_another_thing_is_told_apart(query, question, other):
+    assert counts_another_thing(query, f"{question}\nanswer") is other
 
 
 def test_with_numbers_that_must_agree_an_answer_without_the_number_asked_for_is_not_used(tmp_path):
