@@ -81,10 +81,10 @@ def misfit(message: str, reply: str) -> int:
     return int(farewell or (greeting and not says_hello(message)))
 
 
-_CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a lot|so much|very much|"
-                           r"for (the|your|all the) help|for everything|for now|for today|then|all|lol|haha|really|"
-                           r"for being (so )?patient( with me)?|night|nite|later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|"
-                           r"that|for|the|and|your|ur|help)\b", re.IGNORECASE)
+_CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
+                           r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|night|nite|"
+                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and)\b", re.IGNORECASE)
+"""Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now")."""
 
 
 def only_closing(message: str) -> bool:

@@ -174,10 +174,10 @@ def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: floa
     """
     asked, found = content_words(query), content_words(passage)
     of_query = _share(asked, found, idf, unseen_idf)
-    lines = [line for line in passage.splitlines() if line.strip()]
-    if len(lines) < 2:
+    question = question_of(passage)
+    if question is None:
         return of_query
-    return (of_query + _share(content_words(" ".join(lines[:-1])), asked, idf, unseen_idf)) / 2
+    return (of_query + _share(content_words(question), asked, idf, unseen_idf)) / 2
 
 
 def _share(words: set[str], found: set[str], idf: "dict[str, float]", unseen_idf: float) -> float:
@@ -192,8 +192,7 @@ def answer_echoes(query: str, passage: str) -> bool:
     """Whether a question-and-answer passage (its answer on its last line) answers with nothing but
     words of the query: "Canberra is the capital of which country?\\nAustralia" for "what's the
     capital of australia" covers the question well and answers the inverse one."""
-    two_lines = sum(bool(line.strip()) for line in passage.splitlines()) > 1
-    answer = content_words(answer_of(passage)) if two_lines else set()
+    answer = content_words(answer_of(passage)) if question_of(passage) is not None else set()
     return bool(answer) and answer <= content_words(query)
 
 
@@ -211,10 +210,10 @@ def asks_another_number(query: str, passage: str) -> bool:
     the very first president of the united states" against "Who was the 37th President of the United States?"
     covers every other word, and its answer (Richard Nixon) is another question's. (Sharing one is enough: "the
     very first starbucks" still finds "...Starbucks open its first store in 1971?".)"""
-    lines = [line for line in passage.splitlines() if line.strip()]
-    if len(lines) < 2:
+    question = question_of(passage)
+    if question is None:
         return False
-    asked, theirs = numbers(query), numbers(" ".join(lines[:-1]))
+    asked, theirs = numbers(query), numbers(question)
     return bool(asked and theirs) and not asked & theirs
 
 
@@ -229,10 +228,9 @@ def answers_without_a_number(query: str, passage: str) -> bool:
     """Whether the query asks for a number ("how many", "how tall", "what year") and a question-and-answer passage's
     answer holds none (no digit, no number word): "how many planets are there in our solar system" covered "What is
     the largest planet in our solar system?" and got "Jupiter" (a new user's, session 14)."""
-    lines = [line for line in passage.splitlines() if line.strip()]
-    if len(lines) < 2 or not _ASKS_A_NUMBER.search(query):
+    if question_of(passage) is None or not _ASKS_A_NUMBER.search(query):
         return False
-    answer = lines[-1]
+    answer = answer_of(passage)
     return not re.search(r"\d", answer) and not _CARDINALS & set(re.findall(r"[a-z]+", answer.lower()))
 
 
@@ -243,12 +241,11 @@ def counts_another_thing(query: str, passage: str) -> bool:
     """Whether the query asks how many of something ("how many legs...") that a question-and-answer passage's
     question never names: "how many legs does an octopus have" covered "How many hearts does an octopus have?"
     at 0.59 and got "Three" (session 14). A filler word after "how many" ("how many have names...") names nothing."""
-    lines = [line for line in passage.splitlines() if line.strip()]
-    counted = _COUNTED.search(query)
-    if len(lines) < 2 or counted is None:
+    question, counted = question_of(passage), _COUNTED.search(query)
+    if question is None or counted is None:
         return False
     thing = content_words(counted.group(1))
-    return bool(thing) and not thing & content_words(" ".join(lines[:-1]))
+    return bool(thing) and not thing & content_words(question)
 
 
 def search_query(history: Sequence[str], turns: int = 1) -> str:
@@ -268,6 +265,13 @@ def answer_of(passage: str) -> str:
     """A passage's last non-blank line: the answer of a question-and-answer passage."""
     lines = [line.strip() for line in passage.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def question_of(passage: str) -> str | None:
+    """A question-and-answer passage's question: its non-blank lines before the last, joined; ``None`` for a
+    passage of one line (no answer line)."""
+    lines = [line.strip() for line in passage.splitlines() if line.strip()]
+    return " ".join(lines[:-1]) if len(lines) > 1 else None
 
 
 @dataclass(frozen=True)
@@ -353,7 +357,8 @@ class Retriever:
 
         ``message``, the user's newest message when ``query`` also holds earlier turns: the passage is
         also used when it covers the message alone. ``numbers_must_agree``: a passage asking about another
-        number (:func:`asks_another_number`) is not used (``KnowledgeSpec.numbers_must_agree``).
+        number, answering a number question without one, or counting another thing is not used (:func:`_answers`,
+        ``KnowledgeSpec.numbers_must_agree``).
         """
         said = [content_words(a) for a in avoid]
         found = self._best(query, min_overlap, said, numbers_must_agree)
