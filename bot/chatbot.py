@@ -25,6 +25,7 @@ from .dialogue import (DialogueError, build_context, context_budget, copy_source
                        validate_history)
 from .features import BackboneFeatures
 from .social import closing_reply, misfit, only_closing
+from .questions import question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
 log = logging.getLogger(__name__)
@@ -196,15 +197,25 @@ class AdapterBot:
         """The knowledge ``skill`` has for the conversation ``history`` (oldest turn first, the user's
         message last): ``(text, used)``, as in :attr:`Reply.knowledge` and :attr:`Reply.knowledge_used`
         (``(None, False)`` for a skill without knowledge). The query is the spec's ``query_turns``
-        newest turns; with more than one, a passage whose answer the bot already gave is passed over."""
+        newest turns; with more than one, a passage whose answer the bot already gave is passed over. A question told
+        with an aside (:func:`bot.questions.question_part`) that finds no passage is looked up once more alone."""
         spec = self.specs[skill].knowledge
         if spec.mode == "static":
             return spec.text, True
         if spec.mode == "retrieval":
-            found = self.retrievers[skill].lookup_conversation(validate_history(history), spec.min_overlap, spec.query_turns,
-                                                               numbers_must_agree=spec.numbers_must_agree)
+            history = validate_history(history)
+            found = self._lookup(skill, history)
+            question = question_part(history[-1])
+            if not found.used and question is not None:  # a question told with an aside: also looked up alone
+                alone = self._lookup(skill, [*history[:-1], question])
+                found = alone if alone.used else found
             return found.text, found.used
         return None, False
+
+    def _lookup(self, skill: str, history: list[str]):
+        spec = self.specs[skill].knowledge
+        return self.retrievers[skill].lookup_conversation(history, spec.min_overlap, spec.query_turns,
+                                                          numbers_must_agree=spec.numbers_must_agree)
 
     def _routed(self, decision) -> Reply:
         """The reply, still without text, of an Auto turn the manager decided (a skill not loaded: the bare backbone)."""
@@ -269,9 +280,20 @@ class AdapterBot:
         if reply.skill is None:  # open chit-chat: a question about the bot gets a true answer, thanks and farewells theirs
             written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing_reply(message)
         elif not reply.knowledge_used and not reply.blend:
-            written = self.specs[reply.skill].knowledge.unused_reply  # a skill that only answers from its file
+            written = self._unused_reply(reply.skill, history)
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
                      copy_source(self.tokenizer, knowledge), candidate_misfit, written)
+
+    def _unused_reply(self, skill: str, history: list[str]) -> str | None:
+        """The written reply of knowledge skill ``skill`` when no passage is used (``None``: its adapter answers):
+        its ``unused_reply``, or its ``new_problem_reply`` when the message follows none of its own replies."""
+        spec = self.specs[skill].knowledge
+        if spec.unused_reply is not None or spec.new_problem_reply is None:
+            return spec.unused_reply
+        bot_turns = history[-2::-2][:2]  # the bot's last two turns, newest first
+        follows = any(turn.strip() == spec.new_problem_reply or self.retrievers[skill].says_an_answer(turn)
+                      for turn in bot_turns)
+        return None if follows else spec.new_problem_reply
 
     def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,
                 seed: int | None) -> tuple[list[_Turn], Generation]:
@@ -290,17 +312,23 @@ class AdapterBot:
         if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1])):
             skill = None  # nothing for the manager to read or a skill to answer: a bare turn, answered in writing
         if skill == AUTO and self.manager is not None:
-            return turns, self.engine.submit(Pending(history, self.manager.route_batch, lambda d: request(self._routed(d))))
+            return turns, self.engine.submit(Pending(history, self.route_batch, lambda d: request(self._routed(d))))
         given = request(self._choose(skill))
         return turns, self.engine.submit(given) if given is not None else Generation.finished()
 
+    def route_batch(self, histories: list[list[str]]) -> list:
+        """Auto mode's decisions for ``histories``: the manager's, a question told with an aside routed by the question
+        alone where it goes to a knowledge skill (:mod:`bot.questions`). Needs a manager."""
+        knowledge = [name for name, spec in self.specs.items() if spec.knowledge.mode == "retrieval"]
+        return route_with_questions(self.manager.route_batch, histories, knowledge)
+
     def manager_scores(self, history: Sequence[str]) -> dict[str, float]:
-        """The manager's scores for ``history`` (``{}`` without a manager), routed in the engine in one batch
-        with the turns it admits next."""
+        """Auto mode's scores for ``history`` (:meth:`route_batch`; ``{}`` without a manager), routed in the engine
+        in one batch with the turns it admits next."""
         if self.manager is None:
             return {}
         decisions: list = []
-        self.engine.submit(Pending(validate_history(history), self.manager.route_batch, decisions.append)).result()
+        self.engine.submit(Pending(validate_history(history), self.route_batch, decisions.append)).result()
         return dict(decisions[0].scores)
 
     def respond(self, history: Sequence[str], skill: str | None = AUTO, *, seed: int | None = None, **decoding) -> Reply:

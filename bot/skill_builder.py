@@ -280,7 +280,7 @@ def held_out_routing(bot: AdapterBot, test: list[Example]) -> dict[str, int]:
     ``adapterbot eval`` and the incremental check measure): how many went to each class, most first."""
     from .manager_training import class_histories
 
-    routed = Counter(d.skill or NONE for d in bot.manager.route_batch(class_histories(test, "test")))
+    routed = Counter(d.skill or NONE for d in bot.route_batch(class_histories(test, "test")))
     return dict(routed.most_common())
 
 

@@ -19,7 +19,8 @@ import re
 FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have to go|need to go|have to leave|"
                       r"talk (to you )?(later|soon)|ttyl|see (you|ya)|catch you later|take care|nice (talking|chatting)|"
                       r"(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|thanks for listening|"
-                      r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest))\b"
+                      r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest)|"
+                      r"that'?s (it|enough|all) for (tonight|today|now))\b"
                       r"|^\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
 """Words that take leave."""
 
@@ -35,7 +36,7 @@ fine evening?", "nice to meet you")."""
 BARE_GREETING = re.compile(_HELLO + r"(\s*there)?\W*$", re.IGNORECASE)
 """Greeting words and nothing else ("heyyy", "good morning!", "hi there")."""
 
-THANKS = re.compile(r"\b(thank(s| you| u)|thx|ty|appreciate (it|that|you))\b", re.IGNORECASE)
+THANKS = re.compile(r"\b(thank(s| you| u)|thx|ty|cheers|appreciate (it|that|you))\b", re.IGNORECASE)
 """Words that thank."""
 
 WELCOME = re.compile(r"\b(you'?re welcome|no problem|no worries|any ?time|my pleasure|glad (i|to|that|it)|happy to help)\b",
@@ -83,7 +84,7 @@ def misfit(message: str, reply: str) -> int:
 
 _CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|night|nite|"
-                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and)\b", re.IGNORECASE)
+                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and|mate)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now")."""
 
 

@@ -22,7 +22,7 @@ from typing import Any, Collection, Iterable, Sequence
 import numpy as np
 
 from .chat_words import topicality
-from .files import MAX_BYTES, read_text
+from .files import MAX_BYTES, atomic_write_text, read_text
 
 TEXT_FIELDS = ("text", "passage")
 
@@ -67,7 +67,7 @@ def read_passages(path: Path, max_bytes: int = MAX_BYTES) -> list[str]:
 
 def write_passages(passages: Iterable[str], path: Path) -> Path:
     """A JSONL knowledge file at ``path``, one ``{"text": passage}`` a line, as :func:`read_passages` reads it back."""
-    Path(path).write_text("".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in passages), encoding="utf-8")
+    atomic_write_text(Path(path), "".join(json.dumps({"text": p}, ensure_ascii=False) + "\n" for p in passages))
     return Path(path)
 
 
@@ -108,6 +108,10 @@ build built builder
 die died death
 fast quick faster quicker fastest quickest
 film movie films movies
+male males boy boys
+female females girl girls
+type types kind kinds sort sorts
+produce produces produced producer producers grow grows grown
 """
 _CANONICAL = {word: line.split()[0] for line in SYNONYMS.split("\n") for word in line.split()}
 
@@ -345,6 +349,12 @@ class Retriever:
         scores = index.bm25.get_scores(terms)
         best = np.argsort(-scores, kind="stable")[:k]
         return [Passage(index.passages[i], float(scores[i])) for i in best if scores[i] > 0]
+
+    def says_an_answer(self, text: str) -> bool:
+        """Whether ``text`` says the answer of one of the passages (most of the answer's content words are in it):
+        a reply the skill copied from its file."""
+        said = [content_words(text)]
+        return any(_already_said(answer_of(p), said) for p in self.refresh())
 
     def lookup(self, query: str, min_overlap: float = 0.0, avoid: Collection[str] = (), message: str | None = None,
                numbers_must_agree: bool = False) -> Lookup:

@@ -78,6 +78,11 @@ class KnowledgeSpec:
             generated then). For a skill that only answers from its file, such as trivia, whose adapter, trained to
             say it doesn't know, once answered "what money do they use in japan?" with "yeah". ``None``: the
             adapter answers without a passage (tech support asks back which device it is).
+        new_problem_reply: for ``retrieval``: the reply, word for word, when no passage is used and the message
+            follows none of the skill's own replies (neither of the bot's last two turns says a passage's answer or
+            is this reply: ``skills.knowledge.Retriever.says_an_answer``). Tech support asks back which device it
+            is: its adapter, reading a bot turn of another skill before the message ("Paella"), had answered a
+            first problem with "Sorry that didn't help", its reply to a fix that failed. ``None``: the adapter answers.
     """
 
     mode: str = "none"
@@ -87,6 +92,7 @@ class KnowledgeSpec:
     query_turns: int = 1
     numbers_must_agree: bool = False
     unused_reply: str | None = None
+    new_problem_reply: str | None = None
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
@@ -103,9 +109,11 @@ class KnowledgeSpec:
             raise SpecError("text", f"is only used when mode is 'static' (mode is {self.mode!r})")
         _require(0.0 <= self.min_overlap <= 1.0, "min_overlap", "a number in [0, 1]", self.min_overlap)
         _require(self.query_turns >= 1, "query_turns", "an integer >= 1", self.query_turns)
-        if self.unused_reply is not None:
-            _require(self.mode == "retrieval", "unused_reply", "only set when mode is 'retrieval'", self.unused_reply)
-            _require(bool(self.unused_reply.strip()), "unused_reply", "a non-empty string", self.unused_reply)
+        for name in ("unused_reply", "new_problem_reply"):
+            value = getattr(self, name)
+            if value is not None:
+                _require(self.mode == "retrieval", name, "only set when mode is 'retrieval'", value)
+                _require(bool(value.strip()), name, "a non-empty string", value)
 
 
 @dataclass

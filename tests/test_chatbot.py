@@ -211,3 +211,27 @@ def test_a_skill_with_an_unused_reply_says_it_word_for_word_when_no_passage_is_u
     assert unused.text == "No idea, sorry." and not unused.knowledge_used
     used = bot.respond(["where does the printer driver live in settings"], skill="alpha")
     assert used.knowledge_used and used.text != "No idea, sorry."
+
+
+def test_a_new_problem_without_a_passage_gets_the_written_question_back_unless_it_follows_the_skill(
+        tiny_dir, tiny_skills_dir, tmp_path):
+    import shutil
+
+    from skills.spec import KnowledgeSpec, SkillSpec
+
+    skills = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, skills)
+    (skills / "alpha" / "faq.jsonl").write_text('{"text": "printer says offline\\nTurn the printer off and on again."}\n',
+                                                encoding="utf-8")
+    spec = SkillSpec.load(skills / "alpha")
+    spec.knowledge = KnowledgeSpec(mode="retrieval", file="faq.jsonl", min_overlap=0.9, query_turns=3,
+                                   new_problem_reply="Which device is it?")
+    spec.save(skills / "alpha")
+    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    first = bot.respond(["whats the national dish of spain", "Paella", "my phone keeps asking for my password"], skill="alpha")
+    assert first.text == "Which device is it?" and not first.knowledge_used
+    after_fix = ["printer says offline", "Turn the printer off and on again.", "did that, still nothing"]
+    follow = bot.respond(after_fix, skill="alpha")  # the bot's turn before is the skill's own fix: the adapter answers
+    assert not follow.knowledge_used and follow.text != "Which device is it?"
+    asked = bot.respond(["my phone is broken", "Which device is it?", "an old android"], skill="alpha")
+    assert asked.text != "Which device is it?"  # asked back already: the adapter goes on

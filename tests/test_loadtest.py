@@ -17,7 +17,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 pytest.importorskip("psutil")
 
-from bot.bench.loadtest import check_turn, growth_after_warmup, message_for, mode_for  # noqa: E402
+from bot.bench.loadtest import check_turn, growth_after_warmup, high_water_growth, message_for, mode_for  # noqa: E402
 
 
 def turn_messages(user: str, reply: str = "a reply", title: str = "alpha · 0.91") -> list[dict]:
@@ -50,6 +50,15 @@ def test_memory_growth_is_taken_after_the_warm_up_turns():
     timeline = [(0.0, 100), (1.0, 300), (2.0, 310), (3.0, 305), (4.0, 330)]
     assert growth_after_warmup(timeline, [0.5, 0.9, 1.5, 3.5], warmup=2) == 30  # from 300 (t=1.0) up to 330
     assert growth_after_warmup(timeline, [0.5, 0.9], warmup=2) is None  # no turn after the warm-up
+
+
+def test_high_water_growth_compares_the_peaks_of_the_first_and_last_turns_after_the_warm_up():
+    swinging = [(0.0, 100), (1.0, 300), (2.0, 200), (3.0, 310), (4.0, 200), (5.0, 305), (6.0, 210)]
+    done = [0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5]
+    assert high_water_growth(swinging, done, warmup=1, window=2) == 5  # swings, no growth: peak 305 in the last two turns, 300 in the first
+    leaking = [(at, b + 50 * at) for at, b in swinging]
+    assert high_water_growth(leaking, done, warmup=1, window=2) > 100
+    assert high_water_growth(swinging, done[:4], warmup=1, window=2) is None  # too few turns for two windows
 
 
 def test_load_run_smoke(tiny_dir, tiny_skills_dir, tmp_path):

@@ -10,7 +10,7 @@ from bot.evaluation.knowledge_check import answered_from
 from bot.recipes.backbone import copy_nll, sample_batch
 from bot.recipes.skills import (
     ABSTAIN, AFTER_FIX, CLARIFY, DETAILS, GIVE_UP, STILL_BROKEN, REJECTED_BAD_NEWS, TO_THE_BOT, counterfactual, mined_empathy, out_of_knowledge, skill_data,
-    tech_examples, trivia_examples, with_abstentions, with_clarifications,
+    passages_only, tech_examples, trivia_examples, with_abstentions, with_clarifications,
 )
 from skills.data import Example
 from skills.knowledge import Retriever
@@ -74,12 +74,15 @@ def test_tech_passages_are_the_exchanges_their_fix_last_as_a_reply_starts(tmp_pa
     from bot.backbone import BUNDLED_BACKBONE
 
     data, path = skill_data("tech_support", tmp_path)
-    examples = tech_examples()
+    examples, more = tech_examples(), passages_only("tech_support")
     assert examples == tech_examples() and len({e.group for e in examples}) >= 30
+    assert more and not {e.group for e in more} & {e.group for e in examples}  # problems of their own
     passages = {json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()}
-    assert passages == {e.knowledge for e in examples}
+    assert passages == {e.knowledge for e in examples + more}  # in the knowledge file...
+    trained = {json.loads(line)["response"] for line in data.read_text(encoding="utf-8").splitlines()}
+    assert not trained & {e.response for e in more}  # ...never in the training data
     tok = AutoTokenizer.from_pretrained(BUNDLED_BACKBONE)
-    for e in examples:
+    for e in examples + more:
         assert e.knowledge.endswith("\n" + e.response) and e.knowledge.startswith(e.context[0])
         assert tok.encode(e.knowledge)[-len(tok.encode(e.response)):] == tok.encode(e.response), e.knowledge
 

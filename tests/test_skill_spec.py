@@ -171,7 +171,8 @@ def test_saved_yaml_is_plain(tmp_path):
     SkillSpec(name="persona", knowledge=KnowledgeSpec(mode="static", text="I love hiking.")).save(tmp_path)
     data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
     assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0, "query_turns": 1,
-                                 "numbers_must_agree": False, "unused_reply": None}
+                                 "numbers_must_agree": False, "unused_reply": None,
+                                 "new_problem_reply": None}
 
 
 def test_numbers_must_agree_must_be_a_boolean_named_in_the_error():
@@ -209,3 +210,7 @@ def test_unused_reply_is_for_retrieval_and_must_say_something():
         KnowledgeSpec(mode="none", unused_reply="I don't know.")
     with pytest.raises(SpecError, match="unused_reply"):
         KnowledgeSpec(mode="retrieval", file="k.txt", unused_reply="  ")
+    with pytest.raises(SpecError, match="new_problem_reply"):
+        KnowledgeSpec(mode="static", text="facts", new_problem_reply="Which device is it?")
+    with pytest.raises(SpecError, match="new_problem_reply"):
+        KnowledgeSpec(mode="retrieval", file="k.txt", new_problem_reply="")

@@ -26,12 +26,14 @@ What is checked, per turn:
   at the previous turn is unchanged. A message tagged with another session is reported by name.
 
 What is measured: wall time, turns per second, turn latency (submit to final value: queueing
-included, since the server runs one chat turn at a time, ``ui.app.MODEL_CONCURRENCY``) as
+included: the web page runs at most ``ui.app.MODEL_CONCURRENCY`` chat turns at once) as
 p50/p95/max, and the resident memory (RSS) of the server's process, sampled every 0.2 s by a
 background thread: the baseline after the bot is loaded and served, before any session connects;
 once every client is connected, before the first turn; the peak during the run (with a timeline);
 and its growth once the first ``WARMUP_TURNS`` turns are answered (a soak: ``--sessions 16 --turns 70``
-gives 1,020 turns after the warm-up).
+gives 1,020 turns after the warm-up), both as the most it rose above its first sample then and as its high-water
+growth (:func:`high_water_growth`: the peak of the last ``WINDOW_TURNS`` turns minus that of the first after the
+warm-up).
 The clients live in their own process so that their memory is not counted as the server's; their
 peak is reported apart. CPU seconds of server and clients and the machine's load average are
 reported beside the figures, since other work on the machine stretches the latencies.
@@ -90,6 +92,7 @@ POLL_S = 0.01  # how often a client looks for its turn's first streamed text
 MAX_ERRORS_KEPT = 20
 TIMELINE_POINTS = 200  # RSS samples kept in the report, evenly spaced: [seconds after the start, MiB]
 WARMUP_TURNS = 100  # memory growth is also taken from the moment this many turns have been answered
+WINDOW_TURNS = 100  # the high-water growth compares the RSS peaks of the first and the last this many turns after it
 
 
 # ---- messages and checks ---------------------------------------------------------------------
@@ -624,7 +627,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
     timeline = [(at, b) for at, b in rss.timeline if at >= origin]
     step = max(1, len(timeline) // TIMELINE_POINTS)
     done = sorted(origin + r.start_s + r.latency_s for r in records if r.answered and r.start_s is not None)
-    warm_growth = growth_after_warmup(timeline, done)
+    warm_growth, high_water = growth_after_warmup(timeline, done), high_water_growth(timeline, done)
     cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     cores = os.cpu_count() or 1
     ok = answered == requested and not mixed and not errors and not timed_out
@@ -660,6 +663,7 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
                        "peak": _mib(rss.peak), "growth": _mib(rss.peak - baseline), "after": _mib(after),
                        "warmup_turns": WARMUP_TURNS, "turns_after_warmup": max(0, len(done) - WARMUP_TURNS),
                        "growth_after_warmup": None if warm_growth is None else _mib(warm_growth),
+                       "window_turns": WINDOW_TURNS, "high_water_growth": None if high_water is None else _mib(high_water),
                        "lifetime_max": _max_rss_mib(), "samples": rss.samples, "every_s": SAMPLE_EVERY_S,
                        "client_process_peak": _mib(got["rss_peak"]) if "rss_peak" in got else None,
                        "timeline": [[round(at - origin, 1), _mib(b)] for at, b in timeline[::step]]},
@@ -670,6 +674,22 @@ def run_load(bot, *, sessions: int = 16, turns: int = 10, max_new_tokens: int = 
         "training": beside.figures if training is not None else None,
         "records": [asdict(r) for r in records],
     }
+
+
+def high_water_growth(timeline: Sequence[tuple[float, int]], done: Sequence[float], warmup: int = WARMUP_TURNS,
+                      window: int = WINDOW_TURNS) -> int | None:
+    """How much the RSS's high-water mark rose (bytes) from the ``window`` turns after the warm-up to the last
+    ``window`` turns: the peak of the samples in each stretch of turns, the later minus the earlier. Unlike
+    :func:`growth_after_warmup`, a server whose RSS swings with the batch it holds (a 32-row cache, then a few
+    rows) but does not grow reads near 0 whichever point of a swing the warm-up ends on; a leak reads as the
+    growth it adds. ``None`` with fewer than ``warmup + 2 * window`` turns answered."""
+    if len(done) < warmup + 2 * window:
+        return None
+
+    def peak(start: float, end: float) -> int:
+        return max(b for at, b in timeline if start <= at <= end)
+
+    return peak(done[len(done) - window - 1], done[-1]) - peak(done[warmup - 1], done[warmup + window - 1])
 
 
 def growth_after_warmup(timeline: Sequence[tuple[float, int]], done: Sequence[float], warmup: int = WARMUP_TURNS) -> int | None:
@@ -747,7 +767,10 @@ def summary_markdown(report: dict) -> str:
         f"| server RSS: all clients connected | {connected} |",
         f"| server RSS: peak under load | {mem['peak']:.1f} MiB (+{mem['growth']:.1f} MiB) |",
         f"| server RSS: growth over the {mem['turns_after_warmup']} turns after the first {mem['warmup_turns']} | "
-        f"{fmt(mem['growth_after_warmup'], 'MiB')} |",
+        f"{fmt(mem['growth_after_warmup'], 'MiB')} (most above its first sample) |",
+        *([f"| server RSS: high-water growth, peak of the last {mem['window_turns']} turns minus peak of the "
+           f"{mem['window_turns']} after the first {mem['warmup_turns']} | {fmt(mem['high_water_growth'], 'MiB')} |"]
+          if mem.get("high_water_growth") is not None else []),
         f"| CPU: server / clients | {cpu['server_s']:.0f} s ({share:.0f}% of the machine) / {clients_cpu} |",
         f"| load average (1 min) | {cpu['loadavg_1min_start']:.1f} at start, {cpu['loadavg_1min_end']:.1f} at end |",
         f"| client process RSS peak (not in the server's) | {clients_rss} |",

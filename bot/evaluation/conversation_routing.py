@@ -76,7 +76,7 @@ def conversation_routing(bot, seed: int = 0) -> dict:
     sets = routing_sets(bot, seed)
     out, confidences, correct = {}, [], []
     for name, rows in sets.items():
-        decisions = bot.manager.route_batch([h for _, h in rows]) if rows else []
+        decisions = bot.route_batch([h for _, h in rows]) if rows else []
         routed: dict[str, int] = {}
         hits = 0
         for (gold, _), d in zip(rows, decisions):

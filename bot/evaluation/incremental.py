@@ -24,7 +24,7 @@ def earlier_accuracy(bot, data: dict[str, list[list[str]]]) -> float:
     """Top-1 routing accuracy over the given classes' held-out histories."""
     gold, predicted = [], []
     for label, histories in data.items():
-        for d in bot.manager.route_batch(histories):
+        for d in bot.route_batch(histories):
             gold.append(label)
             predicted.append(d.skill or "none")
     return routing_report(gold, predicted, sorted(set(gold) | set(predicted)))["accuracy"]
@@ -53,7 +53,7 @@ def measure(backbone: str | None, skills_dir: Path | None, data: list[Path], nam
         for path, name in zip(data, names):
             result = add_skill(bot, name, path, description=f"incremental routing check: {name}", max_examples=limit)
             held_out = routing_data(bot, "test")
-            routed = sum(d.skill == name for d in bot.manager.route_batch(held_out[name]))
+            routed = sum(d.skill == name for d in bot.route_batch(held_out[name]))
             steps.append({"skill": name, "examples": result.examples, "test_histories": len(held_out[name]),
                           "new_skill_recall": round(routed / len(held_out[name]), 4),
                           "earlier_accuracy": round(earlier_accuracy(bot, earlier), 4)})

@@ -131,10 +131,10 @@ def _generate(bot, jobs: list[_Job], decoding: dict, batch_size: int, bar) -> di
 
 
 def _auto_routes(bot, examples: Sequence[Example]) -> list[str | None]:
-    """The manager's skill for each example (``None``: bare backbone; also for a class whose skill is not loaded)."""
+    """Auto mode's skill for each example (:meth:`AdapterBot.route_batch`) (``None``: bare backbone; also for a class whose skill is not loaded)."""
     if bot.manager is None or not examples:
         return [None] * len(examples)
-    decisions = bot.manager.route_batch([list(e.context) for e in examples])
+    decisions = bot.route_batch([list(e.context) for e in examples])
     return [d.skill if d.skill in bot.specs else None for d in decisions]
 
 
@@ -173,7 +173,7 @@ def _empty_routing() -> dict:
 
 def _routing(bot, skills: list[str], limit: int | None) -> tuple[dict, str]:
     """The routing block on held-out contexts of ``skills`` and ``none``, and a note for the settings."""
-    from manager import NONE
+    from manager import NONE, routing_report
 
     from bot.manager_training import first_turn_data
 
@@ -189,7 +189,9 @@ def _routing(bot, skills: list[str], limit: int | None) -> tuple[dict, str]:
     unknown = [s for s in skills if s not in classes]
     if unknown:
         note += f"; not known to the manager (left out of routing): {', '.join(unknown)}"
-    return bot.manager.evaluate(data), note
+    gold = [name for name, histories in data.items() for _ in histories]
+    predicted = [d.skill or NONE for d in bot.route_batch([h for histories in data.values() for h in histories])]
+    return routing_report(gold, predicted, bot.manager.classes), note
 
 
 # ---- the evaluation --------------------------------------------------------------------------

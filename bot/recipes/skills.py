@@ -131,11 +131,25 @@ def trivia_examples() -> list[Example]:
     return out + [Example([q], abstain_reply(q), None, q) for q in out_of_knowledge("train")]
 
 
-def tech_examples() -> list[Example]:
+def tech_examples(file: str = "tech_support.jsonl") -> list[Example]:
     """``tech_support.jsonl``'s exchanges, each with its own passage: the knowledge file is every
-    exchange, a troubleshooting FAQ the adapter learns to copy a fix from."""
-    rows = read_source(str(SOURCES / "tech_support.jsonl"), Path(".")).examples
+    exchange, a troubleshooting FAQ the adapter learns to copy a fix from. (``file``: another source of exchanges.)"""
+    rows = read_source(str(SOURCES / file), Path(".")).examples
     return [dataclasses.replace(e, knowledge=exchange_passage(e.context, e.response)) for e in rows]
+
+
+def passages_only(name: str) -> list[Example]:
+    """The exchanges of bundled skill ``name`` that are in its knowledge file only, never trained on
+    (``BUNDLED[name]["passages_only"]``): problems written after its adapter was trained, which it answers by
+    copying a fix it never saw in training, as a FAQ grows without retraining."""
+    file = BUNDLED.get(name, {}).get("passages_only")
+    return tech_examples(file) if file else []
+
+
+def knowledge_passages(name: str, rows: list[Example]) -> list[str]:
+    """Bundled knowledge skill ``name``'s knowledge file: the passages of its examples ``rows`` and of its
+    passages-only exchanges (:func:`passages_only`), each once, sorted."""
+    return sorted({e.knowledge for e in [*rows, *passages_only(name)] if e.knowledge})
 
 
 def _pick(replies: tuple[str, ...], text: str) -> str:
@@ -242,6 +256,7 @@ def choose_knowledge_settings(bot, name: str) -> dict:
     spec = bot.specs[name]
     spec.knowledge.numbers_must_agree = BUNDLED[name].get("numbers_must_agree", False)  # saved with the copy bonus
     spec.knowledge.unused_reply = BUNDLED[name].get("unused_reply")
+    spec.knowledge.new_problem_reply = BUNDLED[name].get("new_problem_reply")
     spec.knowledge.min_overlap, gate = BUNDLED[name]["gate"](bot, name)
     f1 = choose_copy_boost(bot, name, split_examples_of(bot, name, "valid"))
     spec = bot.specs[name]
@@ -288,6 +303,12 @@ BUNDLED = {
         "training": {"epochs": 6, "max_length": 256},
         "augment": with_clarifications,
         "gate": gate_for_problems,
+        # Problems written after the adapter was trained: passages only (a user trial found everyday problems
+        # missing; the adapter copies fixes it never trained on, see the card's note).
+        "passages_only": "tech_support_more.jsonl",
+        # A first problem with no passage is asked back, in writing: the adapter once answered it "Sorry that didn't
+        # help" (its reply to a failed fix) when the turn before was another skill's answer.
+        "new_problem_reply": CLARIFY[1],
     },
 }
 
@@ -319,10 +340,15 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
         rows = read_source(str(SOURCES / "empathetic.jsonl"), Path(".")).examples + mined_empathy()
         write_jsonl(rows, data)
         return data, None
-    rows = trivia_examples() if name == "trivia" else tech_examples()
+    rows = bundled_examples(name)
     write_jsonl(rows, data)
-    knowledge = write_passages(sorted({e.knowledge for e in rows if e.knowledge}), folder / "knowledge.jsonl")
+    knowledge = write_passages(knowledge_passages(name, rows), folder / "knowledge.jsonl")
     return data, knowledge
+
+
+def bundled_examples(name: str) -> list[Example]:
+    """The examples knowledge skill ``name`` trains on (split by ``skill add``), each with its passage."""
+    return trivia_examples() if name == "trivia" else tech_examples()
 
 
 def write_card(folder: Path, spec, report: dict, notes: list[str] = ()) -> None:
@@ -418,19 +444,23 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
 
 
 def tune_knowledge_only(backbone: str | None, out: Path) -> None:
-    """:func:`choose_knowledge_settings` for each installed knowledge skill of ``out``; adapters untouched."""
+    """For each installed knowledge skill of ``out``: its knowledge file written again from the sources (passages-only
+    exchanges included), then :func:`choose_knowledge_settings`; adapters untouched."""
     from bot import AdapterBot
 
     bot = AdapterBot.from_pretrained(backbone, out)
     for name in bot.skills:
         if "gate" in BUNDLED.get(name, {}):
+            knowledge = bot.registry.path(name) / bot.specs[name].knowledge.file
+            write_passages(knowledge_passages(name, bundled_examples(name)), knowledge)  # the search re-reads it
             chosen = choose_knowledge_settings(bot, name)
             print(f"{name}: knowledge min_overlap {chosen['min_overlap']}, copy_boost {chosen['copy_boost']:g} "
                   f"(validation F1 by boost: {', '.join(f'{b:g}: {f:.3f}' for b, f in chosen['f1'].items())})")
 
 
 def card_notes(bot, name: str) -> list[str]:
-    """What a skill's card says beyond the eval's figures: for tech support, how often a fresh phrasing finds its problem."""
+    """What a skill's card says beyond the eval's figures: for tech support, how often a fresh phrasing finds its
+    problem, and how it answers the problems it never trained on (:func:`unseen_problems`)."""
     if BUNDLED.get(name, {}).get("gate") is not gate_for_problems:
         return []
     found = same_problem(bot, name, "test")
@@ -438,7 +468,30 @@ def card_notes(bot, name: str) -> list[str]:
     return [f"Finding the problem: each test context searched without its own exchange (as a fresh phrasing of a "
             f"problem in the FAQ) finds an exchange of the same problem {100 * sum(hit for _, hit in found) / len(found):.1f}% "
             f"of the time ({len(found)} contexts); {len(used)} pass the gate, {100 * sum(used) / max(1, len(used)):.1f}% "
-            f"of them the same problem. The test figures above copy the context's own exchange."]
+            f"of them the same problem. The test figures above copy the context's own exchange.", *unseen_problems(bot, name)]
+
+
+def unseen_problems(bot, name: str) -> list[str]:
+    """The card's note on skill ``name``'s passages-only exchanges (:func:`passages_only`), problems its adapter never
+    trained on: the replies to their contexts (their own exchange in the file) against the written fix, by unigram F1;
+    and, searched without their own exchange, how often they find another of the same problem."""
+    from bot.evaluation.metrics import unigram_f1
+
+    extra = passages_only(name)
+    if not extra:
+        return []
+    replies = bot.respond_batch([e.context for e in extra], [name] * len(extra))
+    f1 = sum(unigram_f1(r, e.response) for r, e in zip(replies, extra)) / len(extra)
+    group = {e.response.strip(): e.group for e in extra}
+    spec, retriever = bot.specs[name].knowledge, bot.retrievers[name]
+    found = [retriever.lookup_conversation(e.context, 0.0, spec.query_turns, avoid=[e.response]) for e in extra]
+    hits = [f.text is not None and group.get(answer_of(f.text)) == e.group for f, e in zip(found, extra)]
+    used = [hit for f, hit in zip(found, hits) if f.coverage >= spec.min_overlap]
+    return [f"Problems it never trained on: the {len(extra)} exchanges of {len({e.group for e in extra})} problems in "
+            f"`skills/sources/{BUNDLED[name]['passages_only']}` are in its knowledge file only. Replies to their "
+            f"contexts copy the written fix with unigram F1 {f1:.3f}. Searched without its own exchange, a context "
+            f"finds another of its problem {100 * sum(hits) / len(hits):.1f}% of the time; {len(used)} pass the gate, "
+            f"{100 * sum(used) / max(1, len(used)):.1f}% of them the same problem."]
 
 
 def write_cards(backbone: str | None, out: Path, report_dir: Path | None, minutes: float | None) -> None:
@@ -480,8 +533,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="retrain only the dialogue manager on the installed skills (their adapters stay as they are), "
                             "then rewrite the cards")
     which.add_argument("--knowledge-only", action="store_true",
-                       help="rechoose only the knowledge skills' gate and copy bonus on validation (no training), "
-                            "then rewrite the cards")
+                       help="rewrite only the knowledge skills' knowledge files from the sources and rechoose their gate "
+                            "and copy bonus on validation (no training), then rewrite the cards")
     args = p.parse_args(argv)
 
     start = time.time()

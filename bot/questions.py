@@ -1,0 +1,56 @@
+"""A question told with an aside is also routed on its own.
+
+The manager reads the whole message, and a personal aside pulled fact questions to the empathetic skill or to
+chit-chat: "what year did world war 2 end? me and my grandson are arguing about it" went to the empathetic skill
+(0.57) and "how many legs does a spider have, my daughter says 6 and i dont think thats right" too (0.89), though
+each question alone goes to trivia. A manager trained on written asides routed every other held-out set worse
+(docs/DESIGN.md, "The dialogue manager").
+
+So in Auto mode a message of several clauses, one of them a question (:data:`QUESTION`, ended by a question mark,
+or opening a message that has none, without "i", "my" or "we"), is routed twice in one batch: whole, and as that question alone after the
+same earlier turns. When the question goes to a skill that answers from a knowledge file with probability at
+least :data:`QUESTION_MIN`, and the whole message went to a skill without one or to chit-chat, the question's
+route wins. (A question closing such a message was tried too: "my nephew just started hockey, what are the pucks
+made out of" then went to trivia, but so did a Chit-Chat turn of the held-out single turns, 0.951 to 0.949.)
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Collection
+
+QUESTION = re.compile(r"^\W*(who|whom|whose|what|whats|what's|which|when|where|"
+                      r"how (many|much|long|far|tall|old|big|deep|high|fast)|in what|in which)\b", re.IGNORECASE)
+"""A clause that asks what a knowledge file may answer."""
+
+_CLAUSE = re.compile(r"(.+?)([.?!]+\s*|,\s+|\s+-+\s+|;\s*|$)")
+_FIRST_PERSON = re.compile(r"\b(i|i'm|im|me|my|we|our|us)\b", re.IGNORECASE)
+QUESTION_MIN = 0.9
+"""The least probability of a knowledge skill for the question alone that overrides the whole message's route."""
+
+
+def question_part(message: str) -> str | None:
+    """The question of a message that says more than it (``None`` for a message of one clause, or with none)."""
+    clauses = [(m.group(1).strip(), m.group(2)) for m in _CLAUSE.finditer(message.strip()) if m.group(1).strip()]
+    if len(clauses) < 2:
+        return None
+    asks = "?" in message
+    for i, (clause, end) in enumerate(clauses):
+        unmarked = i == 0 and not asks and not _FIRST_PERSON.search(clause)  # not "when i got home, ..."
+        if QUESTION.search(clause) and len(clause.split()) >= 3 and ("?" in end or unmarked):
+            return clause
+    return None
+
+
+def route_with_questions(route_batch: Callable[[list[list[str]]], list[Any]], histories: list[list[str]],
+                         knowledge_skills: Collection[str]) -> list[Any]:
+    """``route_batch``'s decisions for ``histories``, a question told with an aside routed by the question alone
+    where it goes to one of ``knowledge_skills`` (see the module's docstring); one ``route_batch`` call for all."""
+    asked = [(i, question_part(h[-1])) for i, h in enumerate(histories)]
+    asked = [(i, q) for i, q in asked if q is not None]
+    decisions = route_batch([*histories, *(histories[i][:-1] + [q] for i, q in asked)])
+    out = decisions[: len(histories)]
+    for (i, _), question in zip(asked, decisions[len(histories):]):
+        if (question.skill in knowledge_skills and question.probability >= QUESTION_MIN
+                and out[i].skill not in knowledge_skills):
+            out[i] = question
+    return out

@@ -1,0 +1,53 @@
+"""A question told with an aside is also routed on its own (bot/questions.py)."""
+import pytest
+
+from bot.questions import question_part, route_with_questions
+from manager.router import Decision
+
+
+@pytest.mark.parametrize("message, question", [
+    ("what year did world war 2 end? me and my grandson are arguing about it", "what year did world war 2 end"),
+    ("how many legs does a spider have, my daughter says 6 and i dont think thats right", "how many legs does a spider have"),
+    ("my buddy and i have money on it. who won the very first world cup?", "who won the very first world cup"),
+])
+def test_the_question_of_a_message_that_says_more_is_found(message, question):
+    assert question_part(message) == question
+
+
+@pytest.mark.parametrize("message", [
+    "what year did world war 2 end?",  # the question alone: nothing to take apart
+    "my wifi keeps dropping, any idea why?",  # no question of the kind a knowledge file answers
+    "when i got home, the dog had eaten my shoes",  # a clause opening with "when" in a message that asks nothing...
+    "It was good, what they did was fine",  # ...nor one closing it
+])
+def test_a_message_without_such_a_question_has_none(message):
+    assert question_part(message) is None
+
+
+def _router(routes: dict[str, tuple[str | None, float]]):
+    calls = []
+
+    def route_batch(histories):
+        calls.append(histories)
+        out = []
+        for h in histories:
+            skill, p = routes[h[-1]]
+            out.append(Decision(skill, p, {"none": 1 - p if skill else p, **({skill: p} if skill else {})}))
+        return out
+
+    return route_batch, calls
+
+
+def test_the_question_alone_wins_only_for_a_knowledge_skill_over_a_route_without_knowledge():
+    aside = "how many legs does a spider have, my daughter says 6"
+    routes = {aside: ("empathetic", 0.89), "how many legs does a spider have": ("trivia", 0.99),
+              "hi there": (None, 0.9)}
+    route_batch, calls = _router(routes)
+    decisions = route_with_questions(route_batch, [["hi there"], ["hello", "Hi!", aside]], ["trivia", "tech_support"])
+    assert [d.skill for d in decisions] == [None, "trivia"] and decisions[1].probability == 0.99
+    assert len(calls) == 1 and calls[0][2] == ["hello", "Hi!", "how many legs does a spider have"]  # one batch, same turns before
+    routes["how many legs does a spider have"] = ("trivia", 0.85)  # below QUESTION_MIN: the whole message's route stays
+    assert route_with_questions(_router(routes)[0], [[aside]], ["trivia"])[0].skill == "empathetic"
+    routes[aside] = ("tech_support", 0.6)  # a knowledge skill already: it stays
+    routes["how many legs does a spider have"] = ("trivia", 0.99)
+    assert route_with_questions(_router(routes)[0], [[aside]], ["trivia", "tech_support"])[0].skill == "tech_support"
