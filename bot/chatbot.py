@@ -213,6 +213,7 @@ class AdapterBot:
         return None, False
 
     def _lookup(self, skill: str, history: list[str]):
+        """The retriever's :class:`~skills.knowledge.Lookup` for ``history`` with ``skill``'s knowledge settings."""
         spec = self.specs[skill].knowledge
         return self.retrievers[skill].lookup_conversation(history, spec.min_overlap, spec.query_turns,
                                                           numbers_must_agree=spec.numbers_must_agree)

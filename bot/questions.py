@@ -7,11 +7,12 @@ each question alone goes to trivia. A manager trained on written asides routed e
 (docs/DESIGN.md, "The dialogue manager").
 
 So in Auto mode a message of several clauses, one of them a question (:data:`QUESTION`, ended by a question mark,
-or opening a message that has none, without "i", "my" or "we"), is routed twice in one batch: whole, and as that question alone after the
-same earlier turns. When the question goes to a skill that answers from a knowledge file with probability at
-least :data:`QUESTION_MIN`, and the whole message went to a skill without one or to chit-chat, the question's
-route wins. (A question closing such a message was tried too: "my nephew just started hockey, what are the pucks
-made out of" then went to trivia, but so did a Chit-Chat turn of the held-out single turns, 0.951 to 0.949.)
+or opening a message that has none, without "i", "my" or "we"), is routed twice in one batch: whole, and as that
+question alone after the same earlier turns. When the question goes to a skill that answers from a knowledge file
+with probability at least :data:`QUESTION_MIN`, and the whole message went to a skill without one or to chit-chat,
+the question's route wins. (A question closing such a message was tried too: "my nephew just started hockey, what
+are the pucks made out of" then went to trivia, but so did a Chit-Chat turn of the held-out single turns, 0.951 to
+0.949.)
 """
 from __future__ import annotations
 

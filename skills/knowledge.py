@@ -285,6 +285,7 @@ class _Index:
     bm25: Any  # bm25s.BM25, or None when there are no passages
     idf: dict[str, float]  # content word -> log((N + 1) / (df + 0.5)) over the passages
     unseen_idf: float
+    answers: list[set[str]]  # the content words of each passage's answer (answer_of)
 
 
 class Retriever:
@@ -335,7 +336,7 @@ class Retriever:
         df = Counter(w for p in passages for w in content_words(p))
         n = len(passages)
         idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in df.items()}
-        return _Index(stamp, passages, bm25, idf, math.log((n + 1) / 0.5))
+        return _Index(stamp, passages, bm25, idf, math.log((n + 1) / 0.5), [content_words(answer_of(p)) for p in passages])
 
     def search(self, query: str, k: int = 1) -> list[Passage]:
         """The ``k`` best passages for ``query``, best first; only passages sharing a word with it."""
@@ -353,8 +354,9 @@ class Retriever:
     def says_an_answer(self, text: str) -> bool:
         """Whether ``text`` says the answer of one of the passages (most of the answer's content words are in it):
         a reply the skill copied from its file."""
-        said = [content_words(text)]
-        return any(_already_said(answer_of(p), said) for p in self.refresh())
+        self.refresh()
+        said = content_words(text)
+        return any(_says(words, said) for words in self._index.answers)
 
     def lookup(self, query: str, min_overlap: float = 0.0, avoid: Collection[str] = (), message: str | None = None,
                numbers_must_agree: bool = False) -> Lookup:
@@ -406,6 +408,11 @@ def _answers(query: str, passage: str, numbers_must_agree: bool) -> bool:
                                         or counts_another_thing(query, passage)))
 
 
-def _already_said(answer: str, said: list[set[str]], share: float = 0.7) -> bool:
+def _already_said(answer: str, said: list[set[str]]) -> bool:
     words = content_words(answer)
-    return bool(words) and any(len(words & s) >= share * len(words) for s in said)
+    return any(_says(words, s) for s in said)
+
+
+def _says(answer: set[str], said: set[str], share: float = 0.7) -> bool:
+    """Whether ``said`` holds most of an answer's content words ``answer`` (none: never)."""
+    return bool(answer) and len(answer & said) >= share * len(answer)

@@ -337,3 +337,13 @@ def test_the_chat_words_table_is_what_its_recipe_builds():
     small = document_frequencies(["a cat", "a cat and a dog", "dog"], lambda t: set(t.split()), min_df=2)
     assert small == {"messages": 3, "df": {"a": 2, "cat": 2, "dog": 2}}
     assert MIN_DF <= 45  # every word the table leaves out weighs fully: ln(135,574 / 46) > TOPICAL
+
+
+def test_a_reply_that_says_a_passages_answer_is_recognised(tmp_path):
+    path = tmp_path / "faq.jsonl"
+    path.write_text('{"text": "printer says offline\\nTurn the printer off and on, then check its Wi-Fi."}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    assert retriever.says_an_answer("Turn the printer off and on, then check its Wi-Fi.")
+    assert retriever.says_an_answer("ok, so turn the printer off and on again and check the wi-fi")  # in other words
+    assert not retriever.says_an_answer("Paella")
+    assert not retriever.says_an_answer("printer says offline")  # the question, not the answer

@@ -131,7 +131,8 @@ def _generate(bot, jobs: list[_Job], decoding: dict, batch_size: int, bar) -> di
 
 
 def _auto_routes(bot, examples: Sequence[Example]) -> list[str | None]:
-    """Auto mode's skill for each example (:meth:`AdapterBot.route_batch`) (``None``: bare backbone; also for a class whose skill is not loaded)."""
+    """Auto mode's skill for each example (:meth:`AdapterBot.route_batch`; ``None``: bare backbone, also for a class
+    whose skill is not loaded)."""
     if bot.manager is None or not examples:
         return [None] * len(examples)
     decisions = bot.route_batch([list(e.context) for e in examples])
