@@ -146,6 +146,8 @@ class Lookup:
         return self.passage.text if self.passage else None
 
 
+OUTCOME_SKIPS = 2  # most passages passed over for telling another outcome before the best one left is taken
+
 # Words that carry no topic in a question as people type it: BM25's English stop list plus chat filler.
 _FILLER = {"whats", "what's", "who's", "whos", "where's", "know", "tell", "hey", "hi", "please", "pls", "wondering",
            "anyone", "remind", "name", "called", "actually", "guess", "think", "u", "ya", "im", "i'm", "wanna",
@@ -250,6 +252,24 @@ def counts_another_thing(query: str, passage: str) -> bool:
         return False
     thing = content_words(counted.group(1))
     return bool(thing) and not thing & content_words(question)
+
+
+_WORKED = re.compile(r"\b(worked|works now|working now|fixed|solved|that did it|back to normal|all good)\b", re.IGNORECASE)
+_THANKS = re.compile(r"\b(thanks?|thank you|thx)\b", re.IGNORECASE)
+_STILL_BROKEN = re.compile(r"\b(still|didn'?t|did not|doesn'?t|does not|not working|same (problem|thing|issue)|no luck|nope|"
+                           r"nothing changed)\b", re.IGNORECASE)
+
+
+def reports_another_outcome(message: str, passage: str) -> bool:
+    """Whether ``passage``, an exchange whose user's last turn says the fix worked ("ok that fixed it, thank you so
+    much!"), is offered to a ``message`` saying it still doesn't: "i tried that already, still drops" after a Wi-Fi
+    fix had got "Great news, glad it's stable again!"."""
+    question = question_of(passage)
+    if question is None:
+        return False
+    last = re.split(r"(?<=[.!?])\s+", question.strip())[-1]  # the exchange's last turn, the user's
+    worked = (_WORKED.search(last) or _THANKS.search(last)) and not _STILL_BROKEN.search(last)
+    return bool(worked and _STILL_BROKEN.search(message) and not _WORKED.search(message))
 
 
 def search_query(history: Sequence[str], turns: int = 1) -> str:
@@ -368,12 +388,13 @@ class Retriever:
         of it) are passed over: given the bot's earlier replies, a follow-up never gets the same answer twice.
 
         ``message``, the user's newest message when ``query`` also holds earlier turns: the passage is
-        also used when it covers the message alone. ``numbers_must_agree``: a passage asking about another
+        also used when it covers the message alone. An exchange whose user said the fix worked is passed over for a
+        message saying it still doesn't (:func:`reports_another_outcome`; up to :data:`OUTCOME_SKIPS` of them). ``numbers_must_agree``: a passage asking about another
         number, answering a number question without one, or counting another thing is not used (:func:`_answers`,
         ``KnowledgeSpec.numbers_must_agree``).
         """
         said = [content_words(a) for a in avoid]
-        found = self._best(query, min_overlap, said, numbers_must_agree)
+        found = self._best(query, min_overlap, said, numbers_must_agree, query if message is None else message)
         if message is None or found.passage is None or found.used:
             return found
         index = self._index
@@ -389,8 +410,9 @@ class Retriever:
         return self.lookup(search_query(history, query_turns), min_overlap, avoid=said, message=history[-1],
                            numbers_must_agree=numbers_must_agree)
 
-    def _best(self, query: str, min_overlap: float, said: list[set[str]], numbers_must_agree: bool) -> Lookup:
-        hits = [h for h in self.search(query, k=1 + len(said)) if not _already_said(answer_of(h.text), said)][:1]
+    def _best(self, query: str, min_overlap: float, said: list[set[str]], numbers_must_agree: bool, message: str) -> Lookup:
+        hits = [h for h in self.search(query, k=OUTCOME_SKIPS + 1 + len(said))
+                if not _already_said(answer_of(h.text), said) and not reports_another_outcome(message, h.text)][:1]
         if not hits:
             return Lookup(None, 0.0, False)
         index = self._index

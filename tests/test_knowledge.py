@@ -347,3 +347,18 @@ def test_a_reply_that_says_a_passages_answer_is_recognised(tmp_path):
     assert retriever.says_an_answer("ok, so turn the printer off and on again and check the wi-fi")  # in other words
     assert not retriever.says_an_answer("Paella")
     assert not retriever.says_an_answer("printer says offline")  # the question, not the answer
+
+
+def test_a_fix_that_worked_is_not_offered_to_someone_whose_problem_goes_on(tmp_path):
+    from skills.knowledge import reports_another_outcome
+
+    worked = "my connection drops all the time Try restarting the router. ok that fixed it, thank you so much!\nGreat news!"
+    next_step = "wifi keeps cutting out Try restarting the router. did that, still drops\nThen forget the network and rejoin it."
+    assert reports_another_outcome("i tried that already, still drops", worked)
+    assert not reports_another_outcome("ok that worked, thanks!", worked)  # the same outcome
+    assert not reports_another_outcome("thanks, but it still drops", next_step)  # a passage of a fix that failed
+    assert not reports_another_outcome("still drops", "wifi drops\nRestart the router.")  # a one-turn exchange
+    path = tmp_path / "faq.jsonl"
+    path.write_text("".join(json.dumps({"text": p}) + "\n" for p in (worked, next_step)), encoding="utf-8")
+    found = Retriever.from_file(path).lookup("my connection drops all the time. i tried that already, still drops")
+    assert found.text == next_step
