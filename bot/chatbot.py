@@ -75,8 +75,9 @@ class Reply:
         skill: the skill that answered, or ``None`` for the bare backbone (open chit-chat).
         confidence: the manager's calibrated probability of the class that answered: the skill's,
             or ``scores["none"]`` when the bare backbone answered (also when the top skill's score
-            was under the threshold); ``None`` when the skill was forced or no manager is installed.
-        scores: every class's probability for this turn (``"none"`` included) when the manager routed.
+            was under the threshold); ``None`` when the skill was forced, no manager is installed, or Auto mode
+            answered in writing without routing (thanks or a goodbye alone, another language).
+        scores: every class's probability for this turn (``"none"`` included) when the manager routed, else empty.
         knowledge: the passage retrieved (or the static text) for the skill, if any.
         knowledge_used: whether ``knowledge`` went into the context. A retrieved passage that
             does not cover the message (see ``KnowledgeSpec.min_overlap``) is shown but not used,

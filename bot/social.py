@@ -84,7 +84,7 @@ def misfit(message: str, reply: str) -> int:
 
 _CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|night|nite|"
-                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and|mate)\b", re.IGNORECASE)
+                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and|mate|helps|helped|helpful|great|perfect|awesome)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now")."""
 
 

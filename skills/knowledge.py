@@ -256,19 +256,22 @@ def counts_another_thing(query: str, passage: str) -> bool:
 
 _WORKED = re.compile(r"\b(worked|works now|working now|fixed|solved|that did it|back to normal|all good)\b", re.IGNORECASE)
 _THANKS = re.compile(r"\b(thanks?|thank you|thx)\b", re.IGNORECASE)
+_GLAD = re.compile(r"^\W*(great|wonderful|nice|yay|perfect|awesome|glad|what a relief|that's great|good catch|"
+                   r"so much better|you're welcome|ha)\b", re.IGNORECASE)
 _STILL_BROKEN = re.compile(r"\b(still|didn'?t|did not|doesn'?t|does not|not working|same (problem|thing|issue)|no luck|nope|"
                            r"nothing changed)\b", re.IGNORECASE)
 
 
 def reports_another_outcome(message: str, passage: str) -> bool:
     """Whether ``passage``, an exchange whose user's last turn says the fix worked ("ok that fixed it, thank you so
-    much!"), is offered to a ``message`` saying it still doesn't: "i tried that already, still drops" after a Wi-Fi
-    fix had got "Great news, glad it's stable again!"."""
+    much!", or answered gladly: "Wonderful, glad it's printing again!"), is offered to a ``message`` saying it still
+    doesn't: "i tried that already, still drops" after a Wi-Fi fix had got "Great news, glad it's stable again!"."""
     question = question_of(passage)
-    if question is None:
-        return False
+    if question is None or "\n" not in question.strip() and not re.search(r"[.!?]\s", question):
+        return False  # a one-turn exchange: nothing was tried yet
     last = re.split(r"(?<=[.!?])\s+", question.strip())[-1]  # the exchange's last turn, the user's
-    worked = (_WORKED.search(last) or _THANKS.search(last)) and not _STILL_BROKEN.search(last)
+    said_so = _WORKED.search(last) or _THANKS.search(last) or _GLAD.search(answer_of(passage))
+    worked = said_so and not _STILL_BROKEN.search(last)
     return bool(worked and _STILL_BROKEN.search(message) and not _WORKED.search(message))
 
 

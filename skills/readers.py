@@ -140,7 +140,9 @@ def read_csv(path: Path, columns: Mapping[str, str] | None = None, max_bytes: in
         raise ValueError(f"{path}: line 1: bad CSV header ({e})") from None
     missing = [cols[key] for key in ("context", "response") if header and cols[key] not in header]
     if missing:
-        raise ValueError(f"{path}: line 1: the header has no column {', '.join(map(repr, missing))} (it has {', '.join(header)})")
+        example = json.dumps({"context": header[0], "response": header[-1]})
+        raise ValueError(f"{path}: line 1: the header has no column {', '.join(map(repr, missing))} (it has "
+                         f"{', '.join(header)}); say which columns to read, e.g. --columns '{example}'")
 
     def rows() -> Iterable[tuple[int, Any]]:
         while True:

@@ -135,7 +135,7 @@ def test_csv_without_response_column(tmp_path):
     path.write_text("context,answer\nhi,there\n", encoding="utf-8")
     with pytest.raises(ValueError, match="'response'") as info:
         read_csv(path)
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and """--columns '{"context": "context", "response": "answer"}'""" in str(info.value)
 
 
 def test_column_mapping(tmp_path):
