@@ -139,9 +139,9 @@ def tech_examples(file: str = "tech_support.jsonl") -> list[Example]:
 
 
 def passages_only(name: str) -> list[Example]:
-    """The exchanges of bundled skill ``name`` that are in its knowledge file only, never trained on
-    (``BUNDLED[name]["passages_only"]``): problems written after its adapter was trained, which it answers by
-    copying a fix it never saw in training, as a FAQ grows without retraining."""
+    """The examples of bundled skill ``name`` that are in its knowledge file only, never trained on
+    (``BUNDLED[name]["passages_only"]``): facts and problems written after its adapter was trained, which it
+    answers by copying an answer it never saw in training, as a knowledge file grows without retraining."""
     file = BUNDLED.get(name, {}).get("passages_only")
     return tech_examples(file) if file else []
 
@@ -459,22 +459,23 @@ def tune_knowledge_only(backbone: str | None, out: Path) -> None:
 
 
 def card_notes(bot, name: str) -> list[str]:
-    """What a skill's card says beyond the eval's figures: for tech support, how often a fresh phrasing finds its
-    problem, and how it answers the problems it never trained on (:func:`unseen_problems`)."""
+    """What a skill's card says beyond the eval's figures: how it answers what it never trained on
+    (:func:`unseen_passages`), and for tech support how often a fresh phrasing finds its problem."""
     if BUNDLED.get(name, {}).get("gate") is not gate_for_problems:
-        return []
+        return unseen_passages(bot, name)
     found = same_problem(bot, name, "test")
     used = [hit for c, hit in found if c >= bot.specs[name].knowledge.min_overlap]
     return [f"Finding the problem: each test context searched without its own exchange (as a fresh phrasing of a "
             f"problem in the FAQ) finds an exchange of the same problem {100 * sum(hit for _, hit in found) / len(found):.1f}% "
             f"of the time ({len(found)} contexts); {len(used)} pass the gate, {100 * sum(used) / max(1, len(used)):.1f}% "
-            f"of them the same problem. The test figures above copy the context's own exchange.", *unseen_problems(bot, name)]
+            f"of them the same problem. The test figures above copy the context's own exchange.", *unseen_passages(bot, name)]
 
 
-def unseen_problems(bot, name: str) -> list[str]:
-    """The card's note on skill ``name``'s passages-only exchanges (:func:`passages_only`), problems its adapter never
-    trained on: the replies to their contexts (their own exchange in the file) against the written fix, by unigram F1;
-    and, searched without their own exchange, how often they find another of the same problem."""
+def unseen_passages(bot, name: str) -> list[str]:
+    """The card's note on skill ``name``'s passages-only examples (:func:`passages_only`), which its adapter never
+    trained on: how often their own passage is used for them as written, and the replies against the written answer
+    (unigram F1); for problems (several examples a group), how often one, searched without its own exchange, finds
+    another of its problem."""
     from bot.evaluation.metrics import unigram_f1
 
     extra = passages_only(name)
@@ -482,16 +483,22 @@ def unseen_problems(bot, name: str) -> list[str]:
         return []
     replies = bot.respond_batch([e.context for e in extra], [name] * len(extra))
     f1 = sum(unigram_f1(r, e.response) for r, e in zip(replies, extra)) / len(extra)
+    used = sum(bot.knowledge(name, e.context) == (e.knowledge, True) for e in extra)
+    groups = len({e.group for e in extra})
+    note = (f"Never trained on: the {len(extra)} examples of {groups} {'problems' if groups < len(extra) else 'facts'} "
+            f"in `skills/sources/{BUNDLED[name]['passages_only']}` are in its knowledge file only. Asked as written, "
+            f"{100 * used / len(extra):.1f}% use their own passage, and the replies match the written answer with "
+            f"unigram F1 {f1:.3f}.")
+    if groups == len(extra):
+        return [note]
     group = {e.response.strip(): e.group for e in extra}
     spec, retriever = bot.specs[name].knowledge, bot.retrievers[name]
     found = [retriever.lookup_conversation(e.context, 0.0, spec.query_turns, avoid=[e.response]) for e in extra]
     hits = [f.text is not None and group.get(answer_of(f.text)) == e.group for f, e in zip(found, extra)]
-    used = [hit for f, hit in zip(found, hits) if f.coverage >= spec.min_overlap]
-    return [f"Problems it never trained on: the {len(extra)} exchanges of {len({e.group for e in extra})} problems in "
-            f"`skills/sources/{BUNDLED[name]['passages_only']}` are in its knowledge file only. Replies to their "
-            f"contexts copy the written fix with unigram F1 {f1:.3f}. Searched without its own exchange, a context "
-            f"finds another of its problem {100 * sum(hits) / len(hits):.1f}% of the time; {len(used)} pass the gate, "
-            f"{100 * sum(used) / max(1, len(used)):.1f}% of them the same problem."]
+    passed = [hit for f, hit in zip(found, hits) if f.coverage >= spec.min_overlap]
+    return [note + f" Searched without its own exchange, a context finds another of its problem "
+                   f"{100 * sum(hits) / len(hits):.1f}% of the time; {len(passed)} pass the gate, "
+                   f"{100 * sum(passed) / max(1, len(passed)):.1f}% of them the same problem."]
 
 
 def write_cards(backbone: str | None, out: Path, report_dir: Path | None, minutes: float | None) -> None:
