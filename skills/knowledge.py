@@ -267,8 +267,8 @@ def reports_another_outcome(message: str, passage: str) -> bool:
     much!", or answered gladly: "Wonderful, glad it's printing again!"), is offered to a ``message`` saying it still
     doesn't: "i tried that already, still drops" after a Wi-Fi fix had got "Great news, glad it's stable again!"."""
     question = question_of(passage)
-    if question is None or "\n" not in question.strip() and not re.search(r"[.!?]\s", question):
-        return False  # a one-turn exchange: nothing was tried yet
+    if question is None or not re.search(r"[.!?]\s", question.strip()):
+        return False  # one turn, or not an exchange: nothing was tried yet
     last = re.split(r"(?<=[.!?])\s+", question.strip())[-1]  # the exchange's last turn, the user's
     said_so = _WORKED.search(last) or _THANKS.search(last) or _GLAD.search(answer_of(passage))
     worked = said_so and not _STILL_BROKEN.search(last)
