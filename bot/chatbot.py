@@ -292,9 +292,8 @@ class AdapterBot:
         spec = self.specs[skill].knowledge
         if spec.unused_reply is not None or spec.new_problem_reply is None:
             return spec.unused_reply
-        bot_turns = history[-2::-2][:2]  # the bot's last two turns, newest first
-        follows = any(turn.strip() == spec.new_problem_reply or self.retrievers[skill].says_an_answer(turn)
-                      for turn in bot_turns)
+        asked = spec.new_problem_reply in (turn.strip() for turn in history[-2::-2][:2])  # the bot's last two turns
+        follows = asked or self.retrievers[skill].follows_an_answer(history)
         return None if follows else spec.new_problem_reply
 
     def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,

@@ -358,6 +358,7 @@ def test_a_fix_that_worked_is_not_offered_to_someone_whose_problem_goes_on(tmp_p
     assert not reports_another_outcome("ok that worked, thanks!", worked)  # the same outcome
     assert not reports_another_outcome("thanks, but it still drops", next_step)  # a passage of a fix that failed
     assert not reports_another_outcome("still drops", "wifi drops\nRestart the router.")  # a one-turn exchange
+    assert reports_another_outcome("my connection drops all the time", worked, tried=False)  # a first message
     path = tmp_path / "faq.jsonl"
     path.write_text("".join(json.dumps({"text": p}) + "\n" for p in (worked, next_step)), encoding="utf-8")
     found = Retriever.from_file(path).lookup("my connection drops all the time. i tried that already, still drops")
