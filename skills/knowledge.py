@@ -262,18 +262,20 @@ _STILL_BROKEN = re.compile(r"\b(still|didn'?t|did not|doesn'?t|does not|not work
                            r"nothing changed)\b", re.IGNORECASE)
 
 
-def reports_another_outcome(message: str, passage: str, tried: bool = True) -> bool:
+def reports_another_outcome(message: str, passage: str, before: str | None) -> bool:
     """Whether ``passage``, an exchange whose user's last turn says the fix worked ("ok that fixed it, thank you so
     much!", or answered gladly: "Wonderful, glad it's printing again!"), is offered to a ``message`` saying it still
     doesn't ("i tried that already, still drops" after a Wi-Fi fix had got "Great news, glad it's stable again!"), or
-    to one that follows no fix (``tried`` False, :meth:`Retriever.follows_an_answer`: "my printer says its offline
-    again" after a greeting had got "Wonderful, glad it's printing again!")."""
+    to one that follows no talk of its problem: ``before``, the user's message before the bot's last turn, shares no
+    word with the exchange (``None``: there is none; "my printer says its offline again" after a greeting had got
+    "Wonderful, glad it's printing again!")."""
     question = question_of(passage)
     if question is None or not re.search(r"[.!?]\s", question.strip()):
         return False  # one turn, or not an exchange: nothing was tried yet
     last = re.split(r"(?<=[.!?])\s+", question.strip())[-1]  # the exchange's last turn, the user's
     said_so = _WORKED.search(last) or _THANKS.search(last) or _GLAD.search(answer_of(passage))
     worked = said_so and not _STILL_BROKEN.search(last)
+    tried = before is not None and bool(content_words(before) & content_words(question))
     return bool(worked and (not tried or _STILL_BROKEN.search(message) and not _WORKED.search(message)))
 
 
@@ -389,7 +391,7 @@ class Retriever:
         return any(_says(words, said) for words in self._index.answers)
 
     def lookup(self, query: str, min_overlap: float = 0.0, avoid: Collection[str] = (), message: str | None = None,
-               numbers_must_agree: bool = False, tried: bool = False) -> Lookup:
+               numbers_must_agree: bool = False, before: str | None = None) -> Lookup:
         """The one place a turn's knowledge is looked up: the best passage and whether it covers the query.
 
         The passage is used when its :func:`coverage` of ``query`` is at least ``min_overlap``; a
@@ -399,13 +401,13 @@ class Retriever:
 
         ``message``, the user's newest message when ``query`` also holds earlier turns: the passage is
         also used when it covers the message alone. An exchange whose user said the fix worked is passed over for a
-        message saying it still doesn't, or for one that follows no fix (``tried`` False;
-        :func:`reports_another_outcome`; up to :data:`OUTCOME_SKIPS` of them). ``numbers_must_agree``: a passage asking about another
+        message saying it still doesn't, or for one that follows no talk of its problem (``before``, the user's
+        message before the bot's last turn; :func:`reports_another_outcome`; up to :data:`OUTCOME_SKIPS` of them). ``numbers_must_agree``: a passage asking about another
         number, answering a number question without one, or counting another thing is not used (:func:`_answers`,
         ``KnowledgeSpec.numbers_must_agree``).
         """
         said = [content_words(a) for a in avoid]
-        found = self._best(query, min_overlap, said, numbers_must_agree, query if message is None else message, tried)
+        found = self._best(query, min_overlap, said, numbers_must_agree, query if message is None else message, before)
         if message is None or found.passage is None or found.used:
             return found
         index = self._index
@@ -419,12 +421,12 @@ class Retriever:
         with more than one turn the answers already in it are passed over, as are those in ``avoid``."""
         said = [*history[:-1], *avoid] if query_turns > 1 else list(avoid)
         return self.lookup(search_query(history, query_turns), min_overlap, avoid=said, message=history[-1],
-                           numbers_must_agree=numbers_must_agree, tried=self.follows_an_answer(history))
+                           numbers_must_agree=numbers_must_agree, before=history[-3] if len(history) >= 3 else None)
 
     def _best(self, query: str, min_overlap: float, said: list[set[str]], numbers_must_agree: bool, message: str,
-              tried: bool) -> Lookup:
+              before: str | None) -> Lookup:
         hits = [h for h in self.search(query, k=OUTCOME_SKIPS + 1 + len(said))
-                if not _already_said(answer_of(h.text), said) and not reports_another_outcome(message, h.text, tried)][:1]
+                if not _already_said(answer_of(h.text), said) and not reports_another_outcome(message, h.text, before)][:1]
         if not hits:
             return Lookup(None, 0.0, False)
         index = self._index

@@ -354,11 +354,13 @@ def test_a_fix_that_worked_is_not_offered_to_someone_whose_problem_goes_on(tmp_p
 
     worked = "my connection drops all the time Try restarting the router. ok that fixed it, thank you so much!\nGreat news!"
     next_step = "wifi keeps cutting out Try restarting the router. did that, still drops\nThen forget the network and rejoin it."
-    assert reports_another_outcome("i tried that already, still drops", worked)
-    assert not reports_another_outcome("ok that worked, thanks!", worked)  # the same outcome
-    assert not reports_another_outcome("thanks, but it still drops", next_step)  # a passage of a fix that failed
-    assert not reports_another_outcome("still drops", "wifi drops\nRestart the router.")  # a one-turn exchange
-    assert reports_another_outcome("my connection drops all the time", worked, tried=False)  # a first message
+    before = "my connection drops all the time"  # the user's message before the bot's fix
+    assert reports_another_outcome("i tried that already, still drops", worked, before)
+    assert not reports_another_outcome("ok that worked, thanks!", worked, before)  # the same outcome
+    assert not reports_another_outcome("thanks, but it still drops", next_step, before)  # a passage of a fix that failed
+    assert not reports_another_outcome("still drops", "wifi drops\nRestart the router.", before)  # a one-turn exchange
+    assert reports_another_outcome("my connection drops all the time", worked, before=None)  # a first message
+    assert reports_another_outcome("ok it works", worked, before="hi there!")  # no talk of the problem before
     path = tmp_path / "faq.jsonl"
     path.write_text("".join(json.dumps({"text": p}) + "\n" for p in (worked, next_step)), encoding="utf-8")
     found = Retriever.from_file(path).lookup("my connection drops all the time. i tried that already, still drops")
