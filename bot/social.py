@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from skills.knowledge import says_it_worked
+
 FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have to go|need to go|have to leave|"
                       r"talk (to you )?(later|soon)|ttyl|see (you|ya)|catch you later|take care|nice (talking|chatting)|"
                       r"(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|thanks for listening|"
@@ -84,8 +86,11 @@ def misfit(message: str, reply: str) -> int:
 
 _CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|night|nite|"
-                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and|mate|helps|helped|helpful|great|perfect|awesome)\b", re.IGNORECASE)
-"""Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now")."""
+                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and|mate|helps|helped|helpful|great|perfect|awesome|"
+                           r"works?|worked|working|fixed|sorted|solved|did|the|trick|is|its|it's|now|back|to|normal|good)\b", re.IGNORECASE)
+"""Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now", "ok that
+worked, thanks!")."""
+
 
 
 def only_closing(message: str) -> bool:
@@ -103,4 +108,6 @@ def closing_reply(message: str) -> str | None:
     thanks = THANKS.search(message) is not None
     if says_goodbye(_THANKS_FOR.sub("", message)):  # "thanks for listening" thanks; it need not take leave
         return "You're welcome! Bye, talk to you soon." if thanks else "Bye! It was nice talking with you."
-    return "You're welcome!" if thanks else None
+    if not thanks:
+        return None
+    return "Glad it worked! You're welcome." if says_it_worked(message) else "You're welcome!"

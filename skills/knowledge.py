@@ -254,12 +254,18 @@ def counts_another_thing(query: str, passage: str) -> bool:
     return bool(thing) and not thing & content_words(question)
 
 
-_WORKED = re.compile(r"\b(worked|works now|working now|fixed|solved|that did it|back to normal|all good)\b", re.IGNORECASE)
+_WORKED = re.compile(r"\b(worked|works now|working now|fixed|solved|sorted|that did it|did the trick|back to normal|all good)\b",
+                     re.IGNORECASE)
 _THANKS = re.compile(r"\b(thanks?|thank you|thx)\b", re.IGNORECASE)
 _GLAD = re.compile(r"^\W*(great|wonderful|nice|yay|perfect|awesome|glad|what a relief|that's great|good catch|"
                    r"so much better|you're welcome|ha)\b", re.IGNORECASE)
-_STILL_BROKEN = re.compile(r"\b(still|didn'?t|did not|doesn'?t|does not|not working|same (problem|thing|issue)|no luck|nope|"
+_STILL_BROKEN = re.compile(r"\b(still|didn'?t|did not|doesn'?t|does not|isn'?t|not (working|fixed|solved|sorted)|same (problem|thing|issue)|no luck|nope|"
                            r"nothing changed)\b", re.IGNORECASE)
+
+
+def says_it_worked(message: str) -> bool:
+    """Whether ``message`` says a fix worked ("ok that fixed it", "works now, thanks") and not that it still doesn't."""
+    return bool(_WORKED.search(message)) and not _STILL_BROKEN.search(message)
 
 
 def reports_another_outcome(message: str, passage: str, before: str | None) -> bool:
@@ -418,10 +424,17 @@ class Retriever:
                             avoid: Collection[str] = (), numbers_must_agree: bool = False) -> Lookup:
         """:meth:`lookup` for a conversation (oldest turn first, the user's message last): the query is its
         ``query_turns`` newest turns (:func:`search_query`), the message alone also counts for the gate, and
-        with more than one turn the answers already in it are passed over, as are those in ``avoid``."""
+        with more than one turn the answers already in it are passed over, as are those in ``avoid``. When no passage
+        found so is used, the message is looked up alone: a new problem ("also my laptop is running really slow
+        lately" after a printer's fix) had found the earlier problem's passages only."""
         said = [*history[:-1], *avoid] if query_turns > 1 else list(avoid)
-        return self.lookup(search_query(history, query_turns), min_overlap, avoid=said, message=history[-1],
-                           numbers_must_agree=numbers_must_agree, before=history[-3] if len(history) >= 3 else None)
+        before = history[-3] if len(history) >= 3 else None
+        found = self.lookup(search_query(history, query_turns), min_overlap, avoid=said, message=history[-1],
+                            numbers_must_agree=numbers_must_agree, before=before)
+        if found.used or query_turns == 1 or len(history) == 1:
+            return found
+        alone = self.lookup(history[-1], min_overlap, avoid=said, numbers_must_agree=numbers_must_agree, before=before)
+        return alone if alone.used else found
 
     def _best(self, query: str, min_overlap: float, said: list[set[str]], numbers_must_agree: bool, message: str,
               before: str | None) -> Lookup:

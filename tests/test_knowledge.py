@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from skills.knowledge import (Retriever, answers_without_a_number, asks_another_number, counts_another_thing, numbers,
-                              read_passages)
+                              read_passages, search_query)
 
 FACTS = [
     "The capital of France is Paris.",
@@ -365,3 +365,21 @@ def test_a_fix_that_worked_is_not_offered_to_someone_whose_problem_goes_on(tmp_p
     path.write_text("".join(json.dumps({"text": p}) + "\n" for p in (worked, next_step)), encoding="utf-8")
     found = Retriever.from_file(path).lookup("my connection drops all the time. i tried that already, still drops")
     assert found.text == next_step
+
+
+def test_a_new_problem_after_another_is_looked_up_by_the_message_alone(tmp_path):
+    path = tmp_path / "fixes.jsonl"
+    path.write_text('{"text": "printer says offline\\nTurn the printer off and on."}\n'
+                    '{"text": "printer offline Turn the printer off and on. still offline\\nRe-add the printer in settings."}\n'
+                    '{"text": "printer says offline after the router changed\\nConnect the printer to the new Wi-Fi."}\n'
+                    '{"text": "printer printing streaks across the page\\nClean the print head."}\n'
+                    '{"text": "wifi keeps dropping\\nRestart the router."}\n'
+                    '{"text": "laptop running slow\\nClose programs you are not using and restart."}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    history = ["my printer says offline", "Turn the printer off and on, then check the printer says online.", "my laptop is slow"]
+    together = retriever.lookup(search_query(history, 3), 0.5, message=history[-1])
+    assert "printer" in together.text and not together.used  # the conversation's words find the earlier problem's
+    found = retriever.lookup_conversation(history, 0.5, 3)
+    assert found.used and found.text.endswith("Close programs you are not using and restart.")
+    follow_up = retriever.lookup_conversation(["printer says offline", "Turn the printer off and on.", "still offline"], 0.3, 3)
+    assert follow_up.used and follow_up.text.endswith("Re-add the printer in settings.")  # a follow-up keeps its conversation

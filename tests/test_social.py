@@ -54,13 +54,20 @@ def test_thanks_for_listening_is_thanked_without_a_goodbye():
 @pytest.mark.parametrize("message", ["appreciate it, take care", "ok thanks, ttyl", "thanks for listening, night",
                                      "anyway thanks for chatting man, later", "bye for now", "goodnight!",
                                      "thanks for being patient with me", "alright im off to bed, catch you later",
-                                     "ok thats enough for tonight, cheers mate", "that's all for now", "thanks, that helps"])
+                                     "ok thats enough for tonight, cheers mate", "that's all for now", "thanks, that helps",
+                                     "thanks! that worked", "ok that worked, thanks!"])
 def test_a_message_that_only_thanks_or_takes_leave_is_a_closing(message):
     assert only_closing(message) and closing_reply(message)
 
 
 @pytest.mark.parametrize("message", ["thanks, but my printer still says offline", "ok thanks, what about my printer?",
-                                     "thanks! that worked", "i tried it, thanks, still broken", "hi there", "my cat died",
+                                     "thanks, its not fixed", "i tried it, thanks, still broken", "hi there", "my cat died",
                                      "ok thats enough, my wifi is still down"])
 def test_a_message_with_more_to_answer_is_not_only_a_closing(message):
     assert not only_closing(message)
+
+
+def test_thanks_for_a_fix_that_worked_is_answered_gladly():
+    # after a printer fix, "ok that worked, thanks!" went to tech support, which offered another printer's fix
+    assert closing_reply("ok that worked, thanks!") == "Glad it worked! You're welcome."
+    assert closing_reply("thanks, its not fixed") == "You're welcome!"
