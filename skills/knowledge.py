@@ -268,6 +268,16 @@ def says_it_worked(message: str) -> bool:
     return bool(_WORKED.search(message)) and not _STILL_BROKEN.search(message)
 
 
+_FOLLOWS_UP = re.compile(r"\b(tried|did that|done that|already|again)\b", re.IGNORECASE)
+
+
+def tells_a_problem(message: str) -> bool:
+    """Whether ``message`` tells a problem of its own rather than following up on a fix: at least three content
+    words, and none of a follow-up ("tried that", "still", "same thing"): "it found errors" or "how do i find that
+    setting?" after a fix are details of the problem before (though "its a samsung tv if that helps" reads as one)."""
+    return len(content_words(message)) >= 3 and not _FOLLOWS_UP.search(message) and not _STILL_BROKEN.search(message)
+
+
 def reports_another_outcome(message: str, passage: str, before: str | None) -> bool:
     """Whether ``passage``, an exchange whose user's last turn says the fix worked ("ok that fixed it, thank you so
     much!", or answered gladly: "Wonderful, glad it's printing again!"), is offered to a ``message`` saying it still
@@ -425,13 +435,14 @@ class Retriever:
         """:meth:`lookup` for a conversation (oldest turn first, the user's message last): the query is its
         ``query_turns`` newest turns (:func:`search_query`), the message alone also counts for the gate, and
         with more than one turn the answers already in it are passed over, as are those in ``avoid``. When no passage
-        found so is used, the message is looked up alone: a new problem ("also my laptop is running really slow
-        lately" after a printer's fix) had found the earlier problem's passages only."""
+        found so is used and the message tells a problem of its own (:func:`tells_a_problem`), the message is looked up
+        alone: a new problem ("also my laptop is running really slow lately" after a printer's fix) had found the
+        earlier problem's passages only (tech support's card measures both kinds of turn)."""
         said = [*history[:-1], *avoid] if query_turns > 1 else list(avoid)
         before = history[-3] if len(history) >= 3 else None
         found = self.lookup(search_query(history, query_turns), min_overlap, avoid=said, message=history[-1],
                             numbers_must_agree=numbers_must_agree, before=before)
-        if found.used or query_turns == 1 or len(history) == 1:
+        if found.used or query_turns == 1 or len(history) == 1 or not tells_a_problem(history[-1]):
             return found
         alone = self.lookup(history[-1], min_overlap, avoid=said, numbers_must_agree=numbers_must_agree, before=before)
         return alone if alone.used else found

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from skills.knowledge import (Retriever, answers_without_a_number, asks_another_number, counts_another_thing, numbers,
-                              read_passages, search_query)
+                              read_passages, search_query, tells_a_problem)
 
 FACTS = [
     "The capital of France is Paris.",
@@ -383,3 +383,7 @@ def test_a_new_problem_after_another_is_looked_up_by_the_message_alone(tmp_path)
     assert found.used and found.text.endswith("Close programs you are not using and restart.")
     follow_up = retriever.lookup_conversation(["printer says offline", "Turn the printer off and on.", "still offline"], 0.3, 3)
     assert follow_up.used and follow_up.text.endswith("Re-add the printer in settings.")  # a follow-up keeps its conversation
+    details = retriever.lookup_conversation([*history[:2], "its slow to print if that helps"], 0.5, 3)
+    assert "laptop" not in (details.text or "")  # details of the problem before are not a problem of their own
+    assert tells_a_problem("also my laptop is running really slow lately")
+    assert not tells_a_problem("how do i find that setting?") and not tells_a_problem("tried restarting my laptop again")

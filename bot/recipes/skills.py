@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -227,6 +228,23 @@ def same_problem(bot, name: str, split: str) -> list[tuple[float, bool]]:
         found = bot.retrievers[name].lookup_conversation(e.context, 0.0, spec.query_turns, avoid=[e.response])
         out.append((found.coverage, found.text is not None and group.get(answer_of(found.text)) == e.group))
     return out
+
+
+def after_another_problem(bot, name: str, split: str, seed: int = 0) -> dict[str, int]:
+    """For each one-turn context of ``split``, told after another problem's whole exchange (a seeded draw from all
+    splits), what the conversation's lookup uses, searched without the context's own exchange: a passage of its own
+    problem (``right``), of another (``wrong``), or none (``none``)."""
+    from bot.evaluation.runner import split_examples_of
+
+    rows = [e for s in ("train", "valid", "test") for e in split_examples_of(bot, name, s)]
+    group = {e.response.strip(): e.group for e in rows}
+    spec, rng, out = bot.specs[name].knowledge, random.Random(f"after-another:{seed}"), Counter()
+    for e in (e for e in split_examples_of(bot, name, split) if len(e.context) == 1):
+        other = rng.choice([o for o in rows if o.group != e.group])
+        found = bot.retrievers[name].lookup_conversation([*other.context, other.response, *e.context], spec.min_overlap,
+                                                         spec.query_turns, avoid=[e.response])
+        out["none" if not found.used else "right" if group.get(answer_of(found.text)) == e.group else "wrong"] += 1
+    return {k: out[k] for k in ("right", "wrong", "none")}
 
 
 def gate_for_problems(bot, name: str) -> tuple[float, dict]:
@@ -468,7 +486,10 @@ def card_notes(bot, name: str) -> list[str]:
     return [f"Finding the problem: each test context searched without its own exchange (as a fresh phrasing of a "
             f"problem in the FAQ) finds an exchange of the same problem {100 * sum(hit for _, hit in found) / len(found):.1f}% "
             f"of the time ({len(found)} contexts); {len(used)} pass the gate, {100 * sum(used) / max(1, len(used)):.1f}% "
-            f"of them the same problem. The test figures above copy the context's own exchange.", *unseen_passages(bot, name)]
+            f"of them the same problem. The test figures above copy the context's own exchange.",
+            "A second problem: each one-turn test context told after another problem's whole exchange, searched without "
+            "its own exchange, gets a passage of its own problem {right} times, another problem's {wrong} times and "
+            "none {none} times.".format(**after_another_problem(bot, name, "test")), *unseen_passages(bot, name)]
 
 
 def unseen_passages(bot, name: str) -> list[str]:
