@@ -19,6 +19,7 @@ from skills.spec import DecodingSpec, SpecError
 from skills.knowledge import Retriever
 
 from .about import about_reply, unreadable
+from .crisis import CRISIS_REPLY, speaks_of_self_harm
 from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
@@ -187,6 +188,11 @@ class AdapterBot:
                 log.warning("dialogue manager not loaded: %s", e)
                 features = self.features
         self.features, self.manager = features, manager
+        unknown = [name for name in self.skills if manager is not None and name not in manager.classes]
+        if unknown:  # a `skill add` killed after installing its skill, before the manager learned it
+            log.warning("the dialogue manager does not know skill(s) %s, so Auto mode never routes to them; add them "
+                        "again (`adapterbot skill add NAME --data FILE --replace`) or retrain it (`adapterbot manager "
+                        "train`); they answer when chosen by name", ", ".join(unknown))
 
     @property
     def skills(self) -> list[str]:
@@ -279,7 +285,9 @@ class AdapterBot:
             return misfit(message, self._decoded(ids))  # stray bytes alone read as the empty reply they become
 
         written = None
-        if reply.skill is None:  # open chit-chat: a question about the bot gets a true answer, thanks and farewells theirs
+        if speaks_of_self_harm(message):  # whatever the route: never a generated reply (bot.crisis)
+            written = CRISIS_REPLY
+        elif reply.skill is None:  # open chit-chat: a question about the bot gets a true answer, thanks and farewells theirs
             written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing_reply(message)
         elif not reply.knowledge_used and not reply.blend:
             written = self._unused_reply(reply.skill, history)
@@ -310,7 +318,7 @@ class AdapterBot:
                 return None  # nothing to generate: the generation ends with no tokens
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
-        if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1])):
+        if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1]) or speaks_of_self_harm(history[-1])):
             skill = None  # nothing for the manager to read or a skill to answer: a bare turn, answered in writing
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.route_batch, lambda d: request(self._routed(d))))

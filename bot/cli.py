@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import signal
 import sys
 from pathlib import Path
 
@@ -387,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum: int, frame) -> None:
+    """SIGTERM as Ctrl-C: a `skill add` stopped after installing its skill but before the manager learned it had left
+    the skill installed and unreachable in Auto mode (a new user's `timeout 60 adapterbot skill add ...`)."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -395,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout`, `kill`: clean up as on Ctrl-C
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 
 MIN_TEST_EXAMPLES = 10  # fewer test examples than this cannot tell whether a skill learned
+MIN_VALID_EXAMPLES = 5  # fewer validation examples than this choose the epoch to stop at by chance
 # A skill without knowledge whose test perplexity is at least this writes replies that read poorly: on the bundled
 # backbone a 100-example cooking skill, well above it, answered "how long do i boil an egg" with "Put it on the ground
 # and then cut it in the air", and the same data as a FAQ (--faq) copied the right answers (README, adding a skill).
@@ -50,6 +51,13 @@ FAQ_DECODING = {**COPY_DECODING, "reply_no_repeat_ngram_size": 0}
 """A FAQ skill's (``--faq``) decoding where none is given: its reply is a whole answer of the file, copied, and an answer
 may repeat its own 2-grams: a new user's "...three times as deep as the bulb is tall" came out "...the binb is tall"
 under the ban ("bulbs" had used the 2-gram). ``max_new_tokens`` is set to fit the longest answer."""
+FAQ_MIN_OVERLAP = 0.6
+"""A FAQ skill's gate (``KnowledgeSpec.min_overlap``): its best passage is used only when it covers this much of the
+message. Without one, a new user's pet-care FAQ answered "What should I feed my parrot?" with its rabbit's diet. The
+best mean, over three topic FAQs, of fresh phrasings decided right and of questions they cannot answer turned away
+(``python -m bot.evaluation.faq_gate``, ``docs/reports/faq_gate.md``)."""
+FAQ_UNUSED_REPLY = "I'm not sure about that one: it isn't in what I've learned. Could you ask it another way?"
+"""What a FAQ skill says when no passage passes its gate (``KnowledgeSpec.unused_reply``), never a generated reply."""
 MIN_BOOST_CHOICE = 10
 """Fewest validation examples ``copy_boost`` is chosen on: a new user's FAQ chose 8 on 4 of them, and its copies lost
 their middles ("Lower: the top of soil is dry..."), where the bundled skills' 32 copied all five of its answers whole."""
@@ -95,10 +103,17 @@ def write_faq(examples: list[Example], path: Path) -> Path:
 
 
 def learning_warnings(test_size: int, test_ppl: float, test_ppl_backbone: float, epochs_run: int,
-                      training: AdapterTraining, has_knowledge: bool = False, valid_ppls: Sequence[float] = ()) -> list[str]:
+                      training: AdapterTraining, has_knowledge: bool = False, valid_ppls: Sequence[float] = (),
+                      valid_size: int = MIN_VALID_EXAMPLES) -> list[str]:
     """Why the figures of a freshly trained skill may not show that it learned, or that its replies will read well,
-    or that it could learn more, with what to do about it. ``valid_ppls``: the validation perplexity after each epoch."""
+    or that it could learn more, with what to do about it. ``valid_ppls``: the validation perplexity after each epoch;
+    ``valid_size``: the validation split's examples."""
     warnings = []
+    if valid_size < MIN_VALID_EXAMPLES:
+        warnings.append(
+            f"the validation split has only {valid_size} example(s), fewer than {MIN_VALID_EXAMPLES}, and when to stop "
+            f"training was chosen on {'it' if valid_size == 1 else 'them'}. Add more data, or more groups: examples of "
+            f"one group stay together in one split, so a file of few groups gives small splits")
     if len(valid_ppls) == training.epochs >= 2 and valid_ppls[-1] < STILL_FALLING * valid_ppls[-2]:
         warnings.append(
             f"training stopped at its cap of {training.epochs} epochs while the validation perplexity was still falling "
@@ -165,16 +180,16 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
     source = str(data)
     read = read_source(source, Path.cwd(), columns)
     examples = read.examples[:max_examples] if max_examples else read.examples
-    if decoding is None and faq:  # room for the longest answer and its end-of-text, within half the window
-        longest = max(len(bot.tokenizer.encode(e.response)) for e in examples) + 1
-        reply_room = max(DecodingSpec().max_new_tokens, min(longest, bot.model.backbone.config.n_positions // 2))
-        decoding = DecodingSpec(**FAQ_DECODING, max_new_tokens=reply_room)
+    if decoding is None and faq:
+        decoding = DecodingSpec(**FAQ_DECODING, max_new_tokens=answer_room(bot, [e.response for e in examples],
+                                                                           DecodingSpec().max_new_tokens))
     decoding = decoding or (DecodingSpec(**COPY_DECODING) if has_knowledge else DecodingSpec())
     if read.skipped:
         log.warning("%s: %s", source, read.skipped_note())
     knowledge_spec = KnowledgeSpec(mode="none")
     if faq:  # each exchange is its own passage, as the file written at install holds it
-        knowledge_spec = KnowledgeSpec(mode="retrieval", file="knowledge.jsonl", query_turns=query_turns)
+        knowledge_spec = KnowledgeSpec(mode="retrieval", file="knowledge.jsonl", query_turns=query_turns,
+                                       min_overlap=FAQ_MIN_OVERLAP, unused_reply=FAQ_UNUSED_REPLY)
         examples = [dataclasses.replace(e, knowledge=exchange_passage(e.context, e.response)) if e.knowledge is None else e
                     for e in examples]
     elif knowledge is not None:
@@ -231,12 +246,19 @@ def add_skill(bot: AdapterBot, name: str, data: str | Path, *, description: str 
             bot.load_manager()  # the manager as saved, without a half-added class
         raise
     warnings = learning_warnings(sizes["test"], ppl, ppl_bare, len(result.epochs), training, has_knowledge,
-                                 [e["valid_ppl"] for e in result.epochs])
+                                 [e["valid_ppl"] for e in result.epochs], sizes["valid"])
     routing = held_out_routing(bot, splits["test"]) if manager_updated else {}
     warnings += [w for w in [routing_warning(name, routing)] if w]
     return AddResult(name, registry.path(name), len(examples), read.skipped, read.skipped_lines, sizes, ppl, ppl_bare,
                      result.trainable_fraction, result.seconds, manager_updated, read.skipped_note(), warnings,
                      bot.specs[name].decoding.copy_boost if copy_f1 else None, copy_f1, routing)
+
+
+def answer_room(bot: AdapterBot, answers: Sequence[str], floor: int) -> int:
+    """``max_new_tokens`` for a skill that copies ``answers``: the longest and its end-of-text, at least ``floor``,
+    within half the backbone's window (a fix cut mid-sentence reads broken)."""
+    longest = max((len(bot.tokenizer.encode(a)) for a in answers), default=0) + 1
+    return max(floor, min(longest, bot.model.backbone.config.n_positions // 2))
 
 
 def choose_copy_boost(bot: AdapterBot, name: str, examples: list[Example]) -> dict[float, float]:

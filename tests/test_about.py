@@ -15,12 +15,14 @@ def test_a_question_about_what_the_bot_can_do_lists_every_skill(message):
 
 @pytest.mark.parametrize("message", ["are you a real person or a bot lol", "who are you?", "what are you?",
                                      "whats your name", "is this a bot?", "r u human", "who made you?",
-                                     "cool. so what exactly are you?", "how old are you anyway", "What is your age"])
+                                     "cool. so what exactly are you?", "how old are you anyway", "What is your age",
+                                     "are you a he or a she or neither", "what's your gender"])
 def test_a_question_about_who_the_bot_is_gets_a_true_answer(message):
     assert about_reply(message, SKILLS).startswith("I'm Adapter-Bot, a chatbot, not a person")
 
 
-@pytest.mark.parametrize("message", ["tell me a joke, i need a laugh", "know any good jokes?", "make me laugh"])
+@pytest.mark.parametrize("message", ["tell me a joke, i need a laugh", "know any good jokes?", "make me laugh",
+                                     "got a cat joke for me?", "know any knock-knock jokes"])
 def test_asked_for_a_joke_the_bot_says_it_has_none_rather_than_pretend(message):
     assert about_reply(message, SKILLS).startswith("I don't know any good jokes yet")
 
@@ -44,13 +46,14 @@ def test_a_message_without_words_gets_asked_for_words(message):
 
 @pytest.mark.parametrize("message", ["¿Por qué mi ordenador no enciende? Ayuda por favor.", "Bonjour ! Comment ça va aujourd'hui ?",
                                      "Mein Drucker druckt nicht, was kann ich tun?", "Привет, как дела?", "こんにちは、元気ですか",
-                                     "¿hablas español?", "parlez-vous anglais?"])
+                                     "¿hablas español?", "parlez-vous anglais?", "Mi ordenador no se enciende",
+                                     "mi celular no funciona"])
 def test_a_message_in_another_language_is_asked_for_in_english(message):
     assert unreadable(message) and about_reply(message, SKILLS).startswith("Sorry, I only understand English for now")
 
 
 @pytest.mark.parametrize("message", ["hola", "merci beaucoup", "I love café au lait", "my name is José and i need help",
                                      "favs musical obviously phantom or les mis", "que sera sera, whatever will be",
-                                     "do you speak español?", "my friend is learning italiano"])
+                                     "do you speak español?", "my friend is learning italiano", "yo yo what's up"])
 def test_english_with_a_foreign_word_or_two_is_read_as_english(message):
     assert not unreadable(message)

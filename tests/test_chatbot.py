@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from bot.chatbot import AdapterBot, Reply
+from bot.chatbot import MANAGER_DIR, AdapterBot, Reply
 from bot.dialogue import DialogueError, end_at_sentence
 
 
@@ -183,6 +183,19 @@ def test_a_question_about_the_bot_gets_its_skills_listed_without_generating(tiny
     forced = tiny_bot.respond(["what can you do?"], tiny_bot.skills[0], max_new_tokens=3)  # a skill answers for itself
     assert "Adapter-Bot" not in forced.text
 
+def test_a_message_of_self_harm_gets_the_written_crisis_reply_whatever_the_route(tiny_bot):
+    from bot.crisis import CRISIS_REPLY
+
+    steps = tiny_bot.engine.steps, tiny_bot.engine.prefills
+    auto = tiny_bot.respond(["hi", "hey! how are you?", "honestly i want to kill myself"])
+    assert auto.skill is None and auto.confidence is None and auto.text == CRISIS_REPLY
+    assert "988" in auto.text and "116 123" in auto.text
+    assert tiny_bot.respond(["i dont want to be alive anymore"], tiny_bot.skills[0]).text == CRISIS_REPLY  # forced skill
+    assert [r.text for r in tiny_bot.stream(["everyone would be better off without me"], None)][-1] == CRISIS_REPLY
+    assert (tiny_bot.engine.steps, tiny_bot.engine.prefills) == steps  # nothing generated
+    assert tiny_bot.respond(["this traffic is killing me"], None, max_new_tokens=3).text != CRISIS_REPLY
+
+
 def test_an_auto_turn_in_another_language_is_not_routed_and_asks_for_english(tiny_bot):
     reply = tiny_bot.respond(["¿Por qué mi ordenador no enciende? Ayuda por favor."])
     assert reply.skill is None and reply.confidence is None and reply.text.startswith("Sorry, I only understand English")
@@ -235,3 +248,20 @@ def test_a_new_problem_without_a_passage_gets_the_written_question_back_unless_i
     assert not follow.knowledge_used and follow.text != "Which device is it?"
     asked = bot.respond(["my phone is broken", "Which device is it?", "an old android"], skill="alpha")
     assert asked.text != "Which device is it?"  # asked back already: the adapter goes on
+
+
+def test_a_skill_the_manager_does_not_know_is_named_in_a_warning_on_load(tiny_dir, tiny_skills_dir, tmp_path, caplog):
+    # a `skill add` killed between installing its skill and saving the manager leaves exactly this folder
+    import shutil
+
+    from manager import DialogueManager
+
+    root = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, root)
+    manager = DialogueManager.load(root / MANAGER_DIR)
+    manager.remove_class("beta")
+    manager.save(root / MANAGER_DIR)
+    with caplog.at_level("WARNING", logger="bot.chatbot"):
+        bot = AdapterBot.from_pretrained(tiny_dir, root)
+    assert "beta" in bot.skills and "beta" not in bot.manager.classes
+    assert any("does not know skill(s) beta" in r.getMessage() and "--replace" in r.getMessage() for r in caplog.records)

@@ -225,3 +225,21 @@ def test_kill_9_between_the_two_renames_of_skill_add_replace(worker, tiny_dir, s
     bot = AdapterBot.from_pretrained(tiny_dir, skills_dir)
     assert bot.skills == before["names"] and bot.skipped == {} and bot.manager is not None
     assert tree_digest(skills_dir / "beta") == before["skills"]["beta"]
+
+
+def test_sigterm_after_the_install_uninstalls_the_new_skill_and_keeps_the_manager(tiny_dir, skills_dir, tmp_path,
+                                                                                   monkeypatch, capsys):
+    # `timeout 60 adapterbot skill add ...` had left the skill installed and the manager without it
+    import bot.skill_builder
+    from bot.cli import main
+
+    before = snapshot(skills_dir)
+    data = write_toy_data(tmp_path / "gamma.jsonl", "alpha")
+    monkeypatch.setattr(bot.skill_builder, "update_manager", lambda *a: os.kill(os.getpid(), signal.SIGTERM))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = main(["skill", "add", "gamma", "--data", str(data), "--limit", "20", *common(tiny_dir, skills_dir)])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 130 and "nothing was installed half-way" in capsys.readouterr().err
+    assert snapshot(skills_dir) == before  # no gamma folder, every other file byte-identical

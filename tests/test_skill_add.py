@@ -228,12 +228,14 @@ def test_learning_warnings_give_the_figures_and_what_to_do():
     assert "cap of 3 epochs" in capped and "20.00 -> 16.00" in capped and "--epochs 6" in capped
     assert learning_warnings(12, 15.5, 240.0, 3, AdapterTraining(epochs=3), True, [40.0, 16.0, 15.99]) == []  # flat
     assert learning_warnings(12, 15.5, 240.0, 2, AdapterTraining(epochs=3), True, [40.0, 16.0]) == []  # stopped early
+    [few] = learning_warnings(12, 15.5, 240.0, 2, AdapterTraining(epochs=3), True, [40.0, 16.0], valid_size=1)
+    assert "validation split has only 1 example(s)" in few and "more groups" in few
 
 
 def test_faq_makes_every_exchange_a_passage_the_skill_copies_from(tiny_dir, skills_dir, tmp_path, capsys):
     import json
 
-    from bot.skill_builder import FAQ_DECODING, MIN_BOOST_CHOICE
+    from bot.skill_builder import FAQ_DECODING, FAQ_MIN_OVERLAP, FAQ_UNUSED_REPLY, MIN_BOOST_CHOICE
     from skills.knowledge import read_passages
     from skills.spec import SkillSpec
 
@@ -252,8 +254,13 @@ def test_faq_makes_every_exchange_a_passage_the_skill_copies_from(tiny_dir, skil
     assert spec.decoding.reply_no_repeat_ngram_size == 0  # a whole answer is copied: it may repeat its own 2-grams
     assert read_passages(skills_dir / "colours" / spec.knowledge.file) == [
         f"what colour is thing {i}\nthing {i} is colour {i % 7}" for i in range(40)]
-    reply = AdapterBot.from_pretrained(tiny_dir, skills_dir).respond(["what colour is thing 12"], skill="colours")
+    bot = AdapterBot.from_pretrained(tiny_dir, skills_dir)
+    reply = bot.respond(["what colour is thing 12"], skill="colours")
     assert reply.knowledge_used and reply.knowledge.startswith("what colour is thing 12\n")
+    # a question the FAQ cannot answer is turned away by its gate, in writing (a pet FAQ gave a parrot its rabbit's diet)
+    assert spec.knowledge.min_overlap == FAQ_MIN_OVERLAP and spec.knowledge.unused_reply == FAQ_UNUSED_REPLY
+    away = bot.respond(["what colour is the sky over paris"], skill="colours")
+    assert not away.knowledge_used and away.text == FAQ_UNUSED_REPLY
     assert cli(tiny_dir, skills_dir, "skill", "add", "more", "--data", str(data), "--faq", "--knowledge", str(data)) == 2
     assert "not both" in capsys.readouterr().err and not (skills_dir / "more").exists()
 

@@ -26,7 +26,7 @@ from manager import ManagerConfig
 from skills import BUNDLED_DIR
 from skills.corpora import bad_news_exchanges, chitchat_conversations, split_of
 from skills.data import Example, read_source, write_jsonl
-from skills.knowledge import Retriever, answer_of, exchange_passage, write_passages
+from skills.knowledge import Retriever, answer_of, exchange_passage, read_passages, write_passages
 from skills.spec import AdapterTraining, DecodingSpec
 
 from bot.evaluation.knowledge_check import answered_from, out_of_knowledge
@@ -264,14 +264,18 @@ def choose_knowledge_settings(bot, name: str) -> dict:
     - ``min_overlap``: by the skill's gate rule (``BUNDLED[name]["gate"]``: :func:`gate_for_abstention`
       or :func:`gate_for_problems`);
     - ``copy_boost``: through that gate, by :func:`bot.skill_builder.choose_copy_boost` on the skill's
-      validation examples (at 16 "outlook won't send any emails" got "Receive tab.", at 32 the whole fix).
+      validation examples (at 16 "outlook won't send any emails" got "Receive tab.", at 32 the whole fix);
+    - ``max_new_tokens``: room for the longest answer of its knowledge file (:func:`bot.skill_builder.answer_room`),
+      at least the recipe's (56 tokens cut 51 fixes written later mid-sentence).
 
     Returns ``{"min_overlap", "copy_boost", "gate": {t: share}, "f1": {boost: f1}}``.
     """
     from bot.evaluation.runner import split_examples_of
-    from bot.skill_builder import choose_copy_boost
+    from bot.skill_builder import answer_room, choose_copy_boost
 
     spec = bot.specs[name]
+    answers = [answer_of(p) for p in read_passages(bot.registry.path(name) / spec.knowledge.file)]
+    spec.decoding.max_new_tokens = answer_room(bot, answers, BUNDLED[name]["decoding"].max_new_tokens)
     spec.knowledge.numbers_must_agree = BUNDLED[name].get("numbers_must_agree", False)  # saved with the copy bonus
     spec.knowledge.unused_reply = BUNDLED[name].get("unused_reply")
     spec.knowledge.new_problem_reply = BUNDLED[name].get("new_problem_reply")
@@ -317,7 +321,7 @@ BUNDLED = {
         "query_turns": 3,
         "decoding": DecodingSpec(repetition_penalty=1.0, no_repeat_ngram_size=0, reply_no_repeat_ngram_size=0,
                                  max_new_tokens=56, context_turns=3),
-        # The passage (up to 96 tokens), three turns and the reply (up to 51) need the backbone's whole window.
+        # The passage, three turns and the reply need the backbone's whole window.
         "training": {"epochs": 6, "max_length": 256},
         "augment": with_clarifications,
         "gate": gate_for_problems,

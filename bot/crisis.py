@@ -1,0 +1,32 @@
+"""A message that speaks of suicide or self-harm gets a written reply that points to people who can help.
+
+Neither the 14M backbone nor any skill can answer it safely: a new user's "i want to kill myself" went to the bare
+backbone and got "Yeah, that's true, I don't have time to do it in a big part..." (session 16). So whatever the route,
+Auto or a skill chosen by name, such a message is answered with :data:`CRISIS_REPLY`, never generated. The check
+errs on the side of answering: "i'm gonna kill myself if i hear that song again" gets the reply too.
+"""
+from __future__ import annotations
+
+import re
+
+SELF_HARM = re.compile(
+    r"\b(kill(ing)? myself|suicidal|(think|thinking|thought|thoughts) (about|of) (suicide|killing myself)|"
+    r"(want|wanna|going|gonna|plan|planning) to commit suicide|end(ing)? (my|it) (own )?(life|all)|take my (own )?life|"
+    r"self[- ]?harm(ing)?|(want|wanna|going|gonna|thinking about|think about) (to )?(hurt|cut|harm|hurting|cutting|harming) myself|"
+    r"(been|keep|started|start) (hurting|cutting|harming) myself|better off dead|"
+    r"(every|some|any)one( would be)? better off without me|(?<!n't )(?<!dont )(?<!not )(want|wanna|wish i could|would rather) "
+    r"(to )?die|wish i (was|were) dead|wish i (was|were)n'?t alive|wish i('d| had| was| were)? never (been )?born|"
+    r"don'?t want to (live|be alive|exist|wake up)(?! forever)( anymore)?|no reason to (live|go on|keep going)|"
+    r"not worth living|(can'?t|cannot) go on living)\b", re.IGNORECASE)
+"""Words of suicide or self-harm, said of oneself."""
+
+CRISIS_REPLY = ("I'm really sorry you're feeling this way, and I'm glad you told me. I'm only a small chatbot and can't give "
+                "you the help you deserve, so please reach out to someone now. If you might act on these thoughts, call "
+                "your local emergency number. In the US you can call or text 988; in the UK and Ireland, Samaritans "
+                "answer on 116 123; elsewhere, findahelpline.com lists free, confidential lines. You don't have to go "
+                "through this alone.")
+
+
+def speaks_of_self_harm(message: str) -> bool:
+    """Whether ``message`` speaks of suicide or self-harm (:data:`SELF_HARM`)."""
+    return SELF_HARM.search(message) is not None

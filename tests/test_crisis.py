@@ -1,0 +1,21 @@
+"""Which messages get the written crisis reply (bot.crisis)."""
+from __future__ import annotations
+
+import pytest
+
+from bot.crisis import speaks_of_self_harm
+
+
+@pytest.mark.parametrize("message", ["i want to kill myself", "im thinking about ending it all", "i dont want to be alive anymore",
+                                     "everyone would be better off without me", "i've been cutting myself again",
+                                     "sometimes i wish i was never born", "I want to die", "feeling suicidal tonight",
+                                     "i just want to end my life", "been having thoughts of suicide"])
+def test_words_of_suicide_or_self_harm_said_of_oneself_are_caught(message):
+    assert speaks_of_self_harm(message)
+
+
+@pytest.mark.parametrize("message", ["this traffic is killing me", "my phone battery wants to die", "i cut myself shaving",
+                                     "i hurt myself at the gym", "i dont want to die lifting", "my friend committed suicide last year",
+                                     "i don't want to live forever", "how do i kill a frozen program in task manager"])
+def test_everyday_words_of_dying_and_hurting_are_not(message):
+    assert not speaks_of_self_harm(message)
