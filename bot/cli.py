@@ -167,6 +167,7 @@ def cmd_skill_add(args) -> int:
     given = {k: getattr(args, k) for k in TRAINING_FLAGS if getattr(args, k) is not None}
     training = AdapterTraining(**given, settings=kind_flags(args.extra))  # checked before the model loads
     kind_settings(training.kind, training.settings)
+    _registry(args).check_installable(args.name, args.replace)  # a bad or taken name: refused before the model loads
     bot = _load_bot(args)
     r = add_skill(bot, args.name, args.data, description=args.description or "", knowledge=args.knowledge,
                   replace=args.replace, columns=columns, max_examples=args.limit, training=training,

@@ -336,3 +336,12 @@ def test_a_knowledge_skill_copies_its_passage_with_a_boost_chosen_on_validation(
     assert set(f1) == set(COPY_BOOSTS)
     assert spec.decoding.copy_boost == max(COPY_BOOSTS, key=lambda b: (round(f1[b], 3), b))
     assert f"copy_boost {spec.decoding.copy_boost:g}, chosen on validation F1" in out
+
+
+def test_a_taken_or_bad_name_is_refused_before_the_model_loads(tiny_dir, skills_dir, tmp_path, capsys):
+    data = write_toy_data(tmp_path / "d.jsonl", "alpha")
+    missing = tmp_path / "no-such-backbone"  # loading it would fail: the name's error must come first
+    for name, said in (("alpha", "already"), ("../evil", "name")):
+        code = cli(missing, skills_dir, "skill", "add", name, "--data", str(data))
+        err = capsys.readouterr().err
+        assert code == 2 and said in err and "no-such-backbone" not in err, err
