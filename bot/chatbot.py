@@ -19,9 +19,9 @@ from skills.spec import DecodingSpec, SpecError
 from skills.knowledge import Retriever
 
 from .about import about_reply, unreadable
-from .crisis import CRISIS_REPLY, speaks_of_self_harm
 from .adapter import AdaptedModel
 from .backbone import load_backbone
+from .crisis import crisis_reply
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
@@ -273,6 +273,7 @@ class AdapterBot:
             reply.knowledge, reply.knowledge_used = self.knowledge(reply.skill, history)
         settings = _decoding(base, overrides)
         decoding = settings.generate_kwargs()
+        written = crisis_reply(history)  # whatever the route, never a generated reply (bot.crisis); the whole history
         if settings.context_turns:
             history = history[-settings.context_turns:]
         window = self.model.backbone.config.n_positions
@@ -284,12 +285,9 @@ class AdapterBot:
         def candidate_misfit(ids: list[int]) -> int:
             return misfit(message, self._decoded(ids))  # stray bytes alone read as the empty reply they become
 
-        written = None
-        if speaks_of_self_harm(message):  # whatever the route: never a generated reply (bot.crisis)
-            written = CRISIS_REPLY
-        elif reply.skill is None:  # open chit-chat: a question about the bot gets a true answer, thanks and farewells theirs
+        if written is None and reply.skill is None:  # chit-chat: questions about the bot, thanks and farewells
             written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing_reply(message)
-        elif not reply.knowledge_used and not reply.blend:
+        elif written is None and not reply.knowledge_used and not reply.blend:
             written = self._unused_reply(reply.skill, history)
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
                      copy_source(self.tokenizer, knowledge), candidate_misfit, written)
@@ -318,7 +316,7 @@ class AdapterBot:
                 return None  # nothing to generate: the generation ends with no tokens
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
-        if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1]) or speaks_of_self_harm(history[-1])):
+        if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1]) or crisis_reply(history)):
             skill = None  # nothing for the manager to read or a skill to answer: a bare turn, answered in writing
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.route_batch, lambda d: request(self._routed(d))))

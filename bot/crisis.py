@@ -2,12 +2,14 @@
 
 Neither the 14M backbone nor any skill can answer it safely: a new user's "i want to kill myself" went to the bare
 backbone and got "Yeah, that's true, I don't have time to do it in a big part..." (session 16). So whatever the route,
-Auto or a skill chosen by name, such a message is answered with :data:`CRISIS_REPLY`, never generated. The check
+Auto or a skill chosen by name, such a message is answered with :data:`CRISIS_REPLY`, never generated, and the message
+after that reply with :data:`CRISIS_FOLLOW_UP`. The check
 errs on the side of answering: "i'm gonna kill myself if i hear that song again" gets the reply too.
 """
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 SELF_HARM = re.compile(
     r"\b(kill(ing)? myself|suicidal|(think|thinking|thought|thoughts) (about|of) (suicide|killing myself)|"
@@ -27,6 +29,21 @@ CRISIS_REPLY = ("I'm really sorry you're feeling this way, and I'm glad you told
                 "through this alone.")
 
 
+CRISIS_FOLLOW_UP = ("That sounds like a lot to carry. I'm here to listen, but I'm only a chatbot, so please also talk to "
+                    "someone who can really help: 988 in the US, 116 123 in the UK and Ireland, or your local emergency "
+                    "number. What's been going on?")
+"""The reply to the message right after :data:`CRISIS_REPLY`: after it, "i dont know, everything is just too much" went
+to tech support, which asked which device it was."""
+
+
 def speaks_of_self_harm(message: str) -> bool:
     """Whether ``message`` speaks of suicide or self-harm (:data:`SELF_HARM`)."""
     return SELF_HARM.search(message) is not None
+
+
+def crisis_reply(history: Sequence[str]) -> str | None:
+    """The written reply to the user's message, last in ``history``: :data:`CRISIS_REPLY` when it speaks of suicide or
+    self-harm, :data:`CRISIS_FOLLOW_UP` when it answers that reply, else ``None``."""
+    if speaks_of_self_harm(history[-1]):
+        return CRISIS_REPLY
+    return CRISIS_FOLLOW_UP if len(history) >= 2 and history[-2].strip() == CRISIS_REPLY else None

@@ -87,10 +87,9 @@ def misfit(message: str, reply: str) -> int:
 _CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|night|nite|"
                            r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and|mate|helps|helped|helpful|great|perfect|awesome|"
-                           r"works?|worked|working|fixed|sorted|solved|did|the|trick|is|its|it's|now|back|to|normal|good)\b", re.IGNORECASE)
+                           r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now", "ok that
 worked, thanks!")."""
-
 
 
 def only_closing(message: str) -> bool:

@@ -184,7 +184,7 @@ def test_a_question_about_the_bot_gets_its_skills_listed_without_generating(tiny
     assert "Adapter-Bot" not in forced.text
 
 def test_a_message_of_self_harm_gets_the_written_crisis_reply_whatever_the_route(tiny_bot):
-    from bot.crisis import CRISIS_REPLY
+    from bot.crisis import CRISIS_FOLLOW_UP, CRISIS_REPLY
 
     steps = tiny_bot.engine.steps, tiny_bot.engine.prefills
     auto = tiny_bot.respond(["hi", "hey! how are you?", "honestly i want to kill myself"])
@@ -194,6 +194,10 @@ def test_a_message_of_self_harm_gets_the_written_crisis_reply_whatever_the_route
     assert [r.text for r in tiny_bot.stream(["everyone would be better off without me"], None)][-1] == CRISIS_REPLY
     assert (tiny_bot.engine.steps, tiny_bot.engine.prefills) == steps  # nothing generated
     assert tiny_bot.respond(["this traffic is killing me"], None, max_new_tokens=3).text != CRISIS_REPLY
+    after = tiny_bot.respond(["i want to die", CRISIS_REPLY, "i dont know, everything is just too much"], tiny_bot.skills[0])
+    assert after.text == CRISIS_FOLLOW_UP  # even on a skill that reads only the newest turn
+    assert tiny_bot.respond(["i want to die", CRISIS_REPLY, "ok", "hmm", "tell me more"], None, max_new_tokens=3).text \
+        not in (CRISIS_REPLY, CRISIS_FOLLOW_UP)  # only the message right after the reply
 
 
 def test_an_auto_turn_in_another_language_is_not_routed_and_asks_for_english(tiny_bot):
