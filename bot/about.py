@@ -23,7 +23,9 @@ IDENTITY = re.compile(
     rf"|what (exactly |even |actually )?(are|r) {_YOU}\W*$|what'?s your name\b|is this (a )?(bot|robot|ai|human)\b"
     rf"|how old (are|r) {_YOU}\b|what('?s| is) your age\b"
     rf"|(are|r) {_YOU} (a )?(he|she|boy|girl|guy|man|woman|male|female)\b|what('?s| is) your gender\b"
-    rf"|do {_YOU} have a gender\b)", re.IGNORECASE)
+    rf"|do {_YOU} have a gender\b|what (should|do|can) i call {_YOU}\b"
+    rf"|what (are|r) {_YOU} exactly\b|(a|an) (real )?(person|human) (typing|or (a |an )?(bot|robot|program|ai|machine))\b)",
+    re.IGNORECASE)
 """Questions about who or what the bot is, its age included (the backbone answered "What is your age" with "Yes, I'm
 an international student from Nigeria")."""
 
