@@ -30,12 +30,14 @@ _HELLO = r"^\W*((oh|well|and)\W+)?(hi+|hello+|hey+|hiya|heya|howdy|yo|good (morn
 GREETING = re.compile(_HELLO, re.IGNORECASE)
 """Words that open a message with a greeting ("hey, my wifi is down" opens with one)."""
 
-ONLY_GREETING = re.compile(_HELLO + r"(\s*there)?\W*((how are (you|u)|how('?s| is) it going|how('?s| is) (your|ur) day( going)?"
+_WHO = r"(\W*(there|stranger|friend|buddy|bot|mate|pal|everyone|all|folks|y'?all|again|hi+|hey+|hello+|yo|oi))*"
+"""Words a greeting may call the other ("howdy stranger", "hey hey there friend")."""
+ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*((how are (you|u)|how('?s| is) it going|how('?s| is) (your|ur) day( going)?"
                            r"|what'?s up|wh?at'?s good|sup|how have you been)\b.*)?$|\bto meet you\b", re.IGNORECASE)
 """A greeting that says nothing else, or only asks after the other ("Hello!", "hey, how are you doing this
 fine evening?", "nice to meet you")."""
 
-BARE_GREETING = re.compile(_HELLO + r"(\s*there)?\W*$", re.IGNORECASE)
+BARE_GREETING = re.compile(_HELLO + _WHO + r"\W*$", re.IGNORECASE)
 """Greeting words and nothing else ("heyyy", "good morning!", "hi there")."""
 
 THANKS = re.compile(r"\b(thank(s| you| u)|thx|ty|cheers|appreciate (it|that|you))\b", re.IGNORECASE)

@@ -71,3 +71,9 @@ def test_thanks_for_a_fix_that_worked_is_answered_gladly():
     # after a printer fix, "ok that worked, thanks!" went to tech support, which offered another printer's fix
     assert closing_reply("ok that worked, thanks!") == "Glad it worked! You're welcome."
     assert closing_reply("thanks, its not fixed") == "You're welcome!"
+
+
+@pytest.mark.parametrize("message", ["howdy stranger", "hey hey", "hi there friend", "hello again", "yo bot"])
+def test_a_greeting_that_calls_the_other_is_a_bare_greeting(message):
+    # "howdy stranger" was read as anything else, and got "I'll check it out" rather than a greeting back
+    assert misfit(message, "hey! how are you?") == 0 and misfit(message, "I'll check it out") == 1
