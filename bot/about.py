@@ -24,7 +24,8 @@ IDENTITY = re.compile(
     rf"|how old (are|r) {_YOU}\b|what('?s| is) your age\b"
     rf"|(are|r) {_YOU} (a )?(he|she|boy|girl|guy|man|woman|male|female)\b|what('?s| is) your gender\b"
     rf"|do {_YOU} have a gender\b|what (should|do|can) i call {_YOU}\b"
-    rf"|what (are|r) {_YOU} exactly\b|(a|an) (real )?(person|human) (typing|or (a |an )?(bot|robot|program|ai|machine))\b)",
+    rf"|what (are|r) {_YOU} exactly\b|(a|an) (real )?(person|human) (typing|or (a |an )?(bot|robot|program|ai|machine))\b"
+    rf"|(are|r) {_YOU} (like |just )?(chat ?gpt|gpt|siri|alexa|gemini|claude)\b)",
     re.IGNORECASE)
 """Questions about who or what the bot is, its age included (the backbone answered "What is your age" with "Yes, I'm
 an international student from Nigeria")."""
@@ -79,6 +80,13 @@ def unreadable(message: str) -> bool:
     (:func:`not_english`; the backbone and the skills learned English only, and a Spanish question got "Poriara
     porch favor."). Auto mode does not route it; :func:`about_reply` answers it in writing."""
     return bool(WORDLESS.match(message)) or not_english(message)
+
+
+def asks_about_the_bot(message: str) -> bool:
+    """Whether ``message`` asks what the bot is or can do, or for a joke: Auto mode answers it in writing
+    (:func:`about_reply`) without routing, where the manager had sent "make me laugh, bonus points if its about cheese"
+    to the empathetic skill ("I'm so sorry to hear that."). No skill's training or test message matches these."""
+    return any(rx.search(message) for rx in (CAPABILITIES, IDENTITY, JOKE))
 
 
 NAME = "Adapter-Bot"

@@ -18,7 +18,7 @@ from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
 from skills.knowledge import Retriever
 
-from .about import about_reply, unreadable
+from .about import about_reply, asks_about_the_bot, unreadable
 from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .crisis import crisis_reply
@@ -316,7 +316,8 @@ class AdapterBot:
                 return None  # nothing to generate: the generation ends with no tokens
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
-        if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1]) or crisis_reply(history)):
+        if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1]) or crisis_reply(history)
+                              or asks_about_the_bot(history[-1])):
             skill = None  # nothing for the manager to read or a skill to answer: a bare turn, answered in writing
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.route_batch, lambda d: request(self._routed(d))))

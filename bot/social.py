@@ -22,7 +22,7 @@ FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have
                       r"talk (to you )?(later|soon)|ttyl|see (you|ya)|catch you later|take care|nice (talking|chatting)|"
                       r"(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|thanks for listening|"
                       r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest)|"
-                      r"that'?s (it|enough|all) for (tonight|today|now))\b"
+                      r"that'?s (it|enough|all) for (tonight|today|now|me))\b"
                       r"|^\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
 """Words that take leave."""
 

@@ -17,7 +17,8 @@ def test_a_question_about_what_the_bot_can_do_lists_every_skill(message):
                                      "whats your name", "is this a bot?", "r u human", "who made you?",
                                      "cool. so what exactly are you?", "how old are you anyway", "What is your age",
                                      "are you a he or a she or neither", "what's your gender", "what should i call you",
-                                     "so what are you exactly, like a person typing or a program"])
+                                     "so what are you exactly, like a person typing or a program",
+                                     "are you like chatgpt or something different"])
 def test_a_question_about_who_the_bot_is_gets_a_true_answer(message):
     assert about_reply(message, SKILLS).startswith("I'm Adapter-Bot, a chatbot, not a person")
 

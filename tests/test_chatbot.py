@@ -200,6 +200,12 @@ def test_a_message_of_self_harm_gets_the_written_crisis_reply_whatever_the_route
         not in (CRISIS_REPLY, CRISIS_FOLLOW_UP)  # only the message right after the reply
 
 
+def test_an_auto_turn_that_asks_about_the_bot_is_not_routed(tiny_bot):
+    # the manager had sent "make me laugh, bonus points if its about cheese" to the empathetic skill
+    reply = tiny_bot.respond(["hi", "hey!", "make me laugh, bonus points if its about cheese"])
+    assert reply.skill is None and reply.confidence is None and reply.text.startswith("I don't know any good jokes yet")
+
+
 def test_an_auto_turn_in_another_language_is_not_routed_and_asks_for_english(tiny_bot):
     reply = tiny_bot.respond(["¿Por qué mi ordenador no enciende? Ayuda por favor."])
     assert reply.skill is None and reply.confidence is None and reply.text.startswith("Sorry, I only understand English")

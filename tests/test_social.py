@@ -55,7 +55,7 @@ def test_thanks_for_listening_is_thanked_without_a_goodbye():
                                      "anyway thanks for chatting man, later", "bye for now", "goodnight!",
                                      "thanks for being patient with me", "alright im off to bed, catch you later",
                                      "ok thats enough for tonight, cheers mate", "that's all for now", "thanks, that helps",
-                                     "thanks! that worked", "ok that worked, thanks!"])
+                                     "thanks! that worked", "ok that worked, thanks!", "ok thats it for me, cheers"])
 def test_a_message_that_only_thanks_or_takes_leave_is_a_closing(message):
     assert only_closing(message) and closing_reply(message)
 
