@@ -275,3 +275,17 @@ def test_a_skill_the_manager_does_not_know_is_named_in_a_warning_on_load(tiny_di
         bot = AdapterBot.from_pretrained(tiny_dir, root)
     assert "beta" in bot.skills and "beta" not in bot.manager.classes
     assert any("does not know skill(s) beta" in r.getMessage() and "--replace" in r.getMessage() for r in caplog.records)
+
+
+def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny_bot, monkeypatch):
+    # "who painted girl with a pearl earring? ..." went to tech support at 0.48 (trivia 0.46) and got its question back
+    from manager.router import Decision
+
+    monkeypatch.setattr(tiny_bot, "knowledge", lambda skill, history: ("a passage", skill == "beta"))
+    threshold = tiny_bot.manager.config.threshold
+    close = Decision("alpha", threshold + 0.02, {"none": 0.0, "alpha": threshold + 0.02, "beta": threshold})
+    assert tiny_bot._answered(["q"], close, ["alpha", "beta"]) == Decision("beta", threshold, close.scores)
+    far = Decision("alpha", 0.9, {"none": 0.0, "alpha": 0.9, "beta": threshold - 0.01})
+    assert tiny_bot._answered(["q"], far, ["alpha", "beta"]) is far  # too unlikely a route to take
+    answered = Decision("beta", 0.6, {"none": 0.0, "alpha": 0.4, "beta": 0.6})
+    assert tiny_bot._answered(["q"], answered, ["alpha", "beta"]) is answered
