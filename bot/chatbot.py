@@ -285,10 +285,11 @@ class AdapterBot:
         def candidate_misfit(ids: list[int]) -> int:
             return misfit(message, self._decoded(ids))  # stray bytes alone read as the empty reply they become
 
-        if written is None and reply.skill is None:  # chit-chat: questions about the bot, thanks and farewells
-            written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing_reply(message)
-        elif written is None and not reply.knowledge_used and not reply.blend:
-            written = self._unused_reply(reply.skill, history)
+        if written is None:
+            if reply.skill is None:  # chit-chat: questions about the bot, thanks and farewells
+                written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing_reply(message)
+            elif not reply.knowledge_used and not reply.blend:
+                written = self._unused_reply(reply.skill, history)
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
                      copy_source(self.tokenizer, knowledge), candidate_misfit, written)
 

@@ -216,13 +216,20 @@ def gate_for_abstention(bot, name: str) -> tuple[float, dict]:
     return min((t for t in OVERLAPS if abstention[t] >= ABSTAIN_TARGET), default=OVERLAPS[-1]), abstention
 
 
+def _examples_and_groups(bot, name: str) -> tuple[list[Example], dict[str, str | None]]:
+    """Skill ``name``'s examples of every split, and the problem (group) of each answer."""
+    from bot.evaluation.runner import split_examples_of
+
+    rows = [e for s in ("train", "valid", "test") for e in split_examples_of(bot, name, s)]
+    return rows, {e.response.strip(): e.group for e in rows}
+
+
 def same_problem(bot, name: str, split: str) -> list[tuple[float, bool]]:
     """For each example of ``split``, what a fresh phrasing of its problem finds: the coverage of the best
     passage other than the example's own, and whether that passage is of the example's problem (group)."""
     from bot.evaluation.runner import split_examples_of
 
-    rows = [e for s in ("train", "valid", "test") for e in split_examples_of(bot, name, s)]
-    group = {e.response.strip(): e.group for e in rows}
+    _, group = _examples_and_groups(bot, name)
     spec, out = bot.specs[name].knowledge, []
     for e in split_examples_of(bot, name, split):
         found = bot.retrievers[name].lookup_conversation(e.context, 0.0, spec.query_turns, avoid=[e.response])
@@ -236,8 +243,7 @@ def after_another_problem(bot, name: str, split: str, seed: int = 0) -> dict[str
     problem (``right``), of another (``wrong``), or none (``none``)."""
     from bot.evaluation.runner import split_examples_of
 
-    rows = [e for s in ("train", "valid", "test") for e in split_examples_of(bot, name, s)]
-    group = {e.response.strip(): e.group for e in rows}
+    rows, group = _examples_and_groups(bot, name)
     spec, rng, out = bot.specs[name].knowledge, random.Random(f"after-another:{seed}"), Counter()
     for e in (e for e in split_examples_of(bot, name, split) if len(e.context) == 1):
         other = rng.choice([o for o in rows if o.group != e.group])
