@@ -16,6 +16,7 @@ from manager import DialogueManager, ManagerConfig
 from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
+from skills.first_steps import FirstSteps
 from skills.knowledge import Retriever
 
 from .about import about_reply, asks_about_the_bot, unreadable
@@ -125,6 +126,7 @@ class AdapterBot:
         self.features = BackboneFeatures(model, tokenizer)
         self.specs: dict[str, SkillSpec] = {}
         self.retrievers: dict[str, Retriever] = {}
+        self.first_steps: dict[str, FirstSteps] = {}  # KnowledgeSpec.first_steps_file, by skill
         self.skipped: dict[str, str] = {}
         self.engine = Engine(model, tokenizer)  # every turn's generation, continuously batched with the others
         self.blend_margin = AUTO_BLEND_MARGIN
@@ -154,14 +156,17 @@ class AdapterBot:
         """Load (or reload) one installed skill's spec, adapter and knowledge."""
         spec = self.registry.spec(name)
         retriever = Retriever.from_file(self.registry.knowledge_path(name)) if spec.knowledge.mode == "retrieval" else None
+        steps = self.registry.first_steps_path(name)
+        first_steps = FirstSteps(steps) if steps is not None else None
         with self.engine.paused():  # between decoding steps: no row sees half a skill
             if name in self.model.skills:
                 self.model.remove_adapter(name)
             self.model.load_adapter(name, self.registry.path(name))
             self.specs[name] = spec
-            self.retrievers.pop(name, None)
-            if retriever is not None:
-                self.retrievers[name] = retriever
+            for found, loaded in ((retriever, self.retrievers), (first_steps, self.first_steps)):
+                loaded.pop(name, None)
+                if found is not None:
+                    loaded[name] = found
             self.skipped.pop(name, None)
 
     def unload_skill(self, name: str) -> None:
@@ -169,6 +174,7 @@ class AdapterBot:
             self.model.remove_adapter(name)
             self.specs.pop(name, None)
             self.retrievers.pop(name, None)
+            self.first_steps.pop(name, None)
 
     def load_manager(self) -> None:
         """Load the manager saved beside the skills (a class whose skill is not loaded routes to the bare backbone).
@@ -295,13 +301,17 @@ class AdapterBot:
 
     def _unused_reply(self, skill: str, history: list[str]) -> str | None:
         """The written reply of knowledge skill ``skill`` when no passage is used (``None``: its adapter answers):
-        its ``unused_reply``, or its ``new_problem_reply`` when the message follows none of its own replies."""
+        its ``unused_reply``, or, when the message follows none of its own replies, the general first steps of the
+        message's topic (``first_steps_file``) or else its ``new_problem_reply``."""
         spec = self.specs[skill].knowledge
         if spec.unused_reply is not None or spec.new_problem_reply is None:
             return spec.unused_reply
-        asked = spec.new_problem_reply in (turn.strip() for turn in history[-2::-2][:2])  # the bot's last two turns
-        follows = asked or self.retrievers[skill].follows_an_answer(history)
-        return None if follows else spec.new_problem_reply
+        steps = self.first_steps.get(skill)
+        said = [turn.strip() for turn in history[-2::-2][:2]]  # the bot's last two turns
+        asked = spec.new_problem_reply in said or (steps is not None and any(map(steps.says_steps, said)))
+        if asked or self.retrievers[skill].follows_an_answer(history):
+            return None
+        return (steps.steps_for(history[-1]) if steps is not None else None) or spec.new_problem_reply
 
     def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,
                 seed: int | None) -> tuple[list[_Turn], Generation]:

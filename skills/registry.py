@@ -97,6 +97,11 @@ class SkillRegistry:
             return None
         return self.path(name) / spec.knowledge.file
 
+    def first_steps_path(self, name: str) -> Path | None:
+        """The general first steps file of skill ``name`` (``KnowledgeSpec.first_steps_file``), else ``None``."""
+        file = self.spec(name).knowledge.first_steps_file
+        return None if file is None else self.path(name) / file
+
     def describe(self, name: str) -> dict[str, Any]:
         """What ``skill list`` shows of skill ``name``."""
         spec = self.spec(name)

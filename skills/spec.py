@@ -83,6 +83,11 @@ class KnowledgeSpec:
             is this reply: ``skills.knowledge.Retriever.says_an_answer``). Tech support asks back which device it
             is: its adapter, reading a bot turn of another skill before the message ("Paella"), had answered a
             first problem with "Sorry that didn't help", its reply to a fix that failed. ``None``: the adapter answers.
+        first_steps_file: for ``retrieval`` with a ``new_problem_reply``: a file, inside the skill's folder and in the
+            knowledge file's format, of general first steps by topic (a topic's words, a line break, the steps). Where
+            ``new_problem_reply`` would be said, the answer of its passage sharing the most rare words with the message
+            (BM25) is said instead, word for word ("instagram won't post my reel": what helps with any app); a message
+            sharing none gets ``new_problem_reply``. ``None``: always ``new_problem_reply``.
     """
 
     mode: str = "none"
@@ -93,14 +98,13 @@ class KnowledgeSpec:
     numbers_must_agree: bool = False
     unused_reply: str | None = None
     new_problem_reply: str | None = None
+    first_steps_file: str | None = None
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
         _require(self.mode in KNOWLEDGE_MODES, "mode", f"one of {', '.join(KNOWLEDGE_MODES)}", self.mode)
         if self.mode == "retrieval":
-            path = PurePosixPath(self.file or "")
-            inside = bool(self.file) and "\\" not in self.file and not path.is_absolute() and ".." not in path.parts
-            _require(inside, "file", "a relative path inside the skill's folder when mode is 'retrieval'", self.file)
+            _require(_inside(self.file), "file", "a relative path inside the skill's folder when mode is 'retrieval'", self.file)
         elif self.file is not None:
             raise SpecError("file", f"is only used when mode is 'retrieval' (mode is {self.mode!r})")
         if self.mode == "static":
@@ -114,6 +118,17 @@ class KnowledgeSpec:
             if value is not None:
                 _require(self.mode == "retrieval", name, "only set when mode is 'retrieval'", value)
                 _require(bool(value.strip()), name, "a non-empty string", value)
+        if self.first_steps_file is not None:
+            _require(self.new_problem_reply is not None, "first_steps_file", "only set with a new_problem_reply",
+                     self.first_steps_file)
+            _require(_inside(self.first_steps_file) and self.first_steps_file != self.file, "first_steps_file",
+                     "a relative path inside the skill's folder, not the knowledge file", self.first_steps_file)
+
+
+def _inside(file: str | None) -> bool:
+    """Whether ``file`` is a relative path that stays inside the skill's folder."""
+    path = PurePosixPath(file or "")
+    return bool(file) and "\\" not in file and not path.is_absolute() and ".." not in path.parts
 
 
 @dataclass

@@ -260,6 +260,31 @@ def test_a_new_problem_without_a_passage_gets_the_written_question_back_unless_i
     assert asked.text != "Which device is it?"  # asked back already: the adapter goes on
 
 
+def test_a_new_problem_of_a_known_topic_gets_its_first_steps_and_a_follow_up_goes_on_to_the_adapter(
+        tiny_dir, tiny_skills_dir, tmp_path):
+    import shutil
+
+    from skills.knowledge import write_passages
+    from skills.spec import KnowledgeSpec, SkillSpec
+
+    skills = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, skills)
+    write_passages(["printer says offline\nTurn the printer off and on again."], skills / "alpha" / "faq.jsonl")
+    write_passages(["instagram tiktok app apps\nClose the app fully and update it."], skills / "alpha" / "steps.jsonl")
+    spec = SkillSpec.load(skills / "alpha")
+    spec.knowledge = KnowledgeSpec(mode="retrieval", file="faq.jsonl", min_overlap=0.9, query_turns=3,
+                                   new_problem_reply="Which device is it?", first_steps_file="steps.jsonl")
+    spec.save(skills / "alpha")
+    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    first = bot.respond(["instagram wont post my reel"], skill="alpha")
+    assert first.text == "Close the app fully and update it." and not first.knowledge_used
+    assert bot.respond(["my phone keeps asking for my password"], skill="alpha").text == "Which device is it?"
+    follow = bot.respond(["instagram wont post my reel", first.text, "did that, still nothing"], skill="alpha")
+    assert follow.text not in ("Close the app fully and update it.", "Which device is it?")  # the adapter goes on
+    bot.unload_skill("alpha")
+    assert "alpha" not in bot.first_steps
+
+
 def test_a_skill_the_manager_does_not_know_is_named_in_a_warning_on_load(tiny_dir, tiny_skills_dir, tmp_path, caplog):
     # a `skill add` killed between installing its skill and saving the manager leaves exactly this folder
     import shutil

@@ -172,7 +172,7 @@ def test_saved_yaml_is_plain(tmp_path):
     data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
     assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0, "query_turns": 1,
                                  "numbers_must_agree": False, "unused_reply": None,
-                                 "new_problem_reply": None}
+                                 "new_problem_reply": None, "first_steps_file": None}
 
 
 def test_numbers_must_agree_must_be_a_boolean_named_in_the_error():
@@ -214,3 +214,15 @@ def test_unused_reply_is_for_retrieval_and_must_say_something():
         KnowledgeSpec(mode="static", text="facts", new_problem_reply="Which device is it?")
     with pytest.raises(SpecError, match="new_problem_reply"):
         KnowledgeSpec(mode="retrieval", file="k.txt", new_problem_reply="")
+
+
+@pytest.mark.parametrize("file, reply, says", [
+    ("steps.jsonl", None, "only set with a new_problem_reply"),
+    ("../other/steps.jsonl", "Which device is it?", "inside the skill's folder"),
+    ("/etc/steps.jsonl", "Which device is it?", "inside the skill's folder"),
+    ("k.txt", "Which device is it?", "not the knowledge file"),
+])
+def test_a_first_steps_file_is_refused_by_name_where_it_cannot_be_used(file, reply, says):
+    with pytest.raises(SpecError, match="first_steps_file") as info:
+        KnowledgeSpec(mode="retrieval", file="k.txt", new_problem_reply=reply, first_steps_file=file)
+    assert says in str(info.value)

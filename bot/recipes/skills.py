@@ -285,12 +285,14 @@ def choose_knowledge_settings(bot, name: str) -> dict:
     spec.knowledge.numbers_must_agree = BUNDLED[name].get("numbers_must_agree", False)  # saved with the copy bonus
     spec.knowledge.unused_reply = BUNDLED[name].get("unused_reply")
     spec.knowledge.new_problem_reply = BUNDLED[name].get("new_problem_reply")
+    spec.knowledge.first_steps_file = write_first_steps(bot.registry.path(name), name)
     spec.knowledge.min_overlap, gate = BUNDLED[name]["gate"](bot, name)
     f1 = choose_copy_boost(bot, name, split_examples_of(bot, name, "valid"))
     spec = bot.specs[name]
     return {"min_overlap": spec.knowledge.min_overlap, "copy_boost": spec.decoding.copy_boost, "gate": gate, "f1": f1}
 
 
+FIRST_STEPS_FILE = "first_steps.jsonl"
 BUNDLED = {
     "empathetic": {
         "source": "`skills/sources/empathetic.jsonl` (written for the project) and Chit-Chat's bad-news exchanges (mined)",
@@ -337,8 +339,22 @@ BUNDLED = {
         # A first problem with no passage is asked back, in writing: the adapter once answered it "Sorry that didn't
         # help" (its reply to a failed fix) when the turn before was another skill's answer.
         "new_problem_reply": CLARIFY[1],
+        # A problem the FAQ doesn't hold gets what helps with its topic instead of the question back: six of ten
+        # tech problems of a fresh trial got "Sorry, I don't know that problem yet", their device already named.
+        "first_steps": "tech_first_steps.jsonl",
     },
 }
+
+
+def write_first_steps(folder: Path, name: str) -> str | None:
+    """Skill ``name``'s general first steps (``BUNDLED[name]["first_steps"]``, fields ``topic`` and ``steps``) as a
+    first-steps file in its ``folder``; its name, for ``KnowledgeSpec.first_steps_file`` (``None``: none)."""
+    source = BUNDLED.get(name, {}).get("first_steps")
+    if source is None:
+        return None
+    rows = [json.loads(line) for line in (SOURCES / source).read_text(encoding="utf-8").splitlines() if line.strip()]
+    write_passages([f"{row['topic']}\n{row['steps']}" for row in rows], folder / FIRST_STEPS_FILE)
+    return FIRST_STEPS_FILE
 
 
 def augmentation(name: str, knowledge: Path) -> Callable[[list[Example]], list[Example]]:
@@ -390,7 +406,9 @@ def write_card(folder: Path, spec, report: dict, notes: list[str] = ()) -> None:
         f"# Skill `{name}`", "", spec.description, "",
         f"- Data: {BUNDLED[name]['source']}; {sum(spec.splits.values())} unique examples; "
         f"splits train {spec.splits['train']} / valid {spec.splits['valid']} / test {spec.splits['test']}",
-        f"- Knowledge: {spec.knowledge.mode}" + (f" (`{spec.knowledge.file}`, BM25{gate})" if spec.knowledge.file else ""),
+        f"- Knowledge: {spec.knowledge.mode}" + (f" (`{spec.knowledge.file}`, BM25{gate})" if spec.knowledge.file else "")
+        + (f"; a problem it doesn't hold gets the general first steps of its topic (`{spec.knowledge.first_steps_file}`)"
+           if spec.knowledge.first_steps_file else ""),
         f"- Adapter: {spec.adapter.kind} ({', '.join(f'{k} {v}' for k, v in spec.adapter.settings.items())}), {card['trainable_params']:,} parameters "
         f"({100 * card['trainable_fraction']:.2f}% of the backbone); trained in {card['train_seconds']:.0f}s "
         f"({len(card['epochs'])} epochs, early stopping on validation perplexity)",

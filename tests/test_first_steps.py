@@ -1,0 +1,39 @@
+import pytest
+
+from skills.first_steps import FirstSteps
+from skills.knowledge import write_passages
+
+STEPS = {"apps": "Close the app and update it.", "sync": "Check the cloud account has space.", "wifi": "Restart the router."}
+
+
+@pytest.fixture
+def steps(tmp_path) -> FirstSteps:
+    passages = ["app apps instagram tiktok upload\n" + STEPS["apps"], "icloud onedrive sync upload uploading\n" + STEPS["sync"],
+                "wifi wi-fi router internet\n" + STEPS["wifi"]]
+    return FirstSteps(write_passages(passages, tmp_path / "first_steps.jsonl"))
+
+
+def test_a_message_gets_the_steps_of_the_topic_it_names_most_rarely(steps):
+    assert steps.steps_for("instagram wont post my reel, couldn't upload") == STEPS["apps"]  # upload is in two topics
+    assert steps.steps_for("icloud photos has said uploading for 4 days") == STEPS["sync"]
+    assert steps.steps_for("the Wi-Fi drops every evening") == steps.steps_for("my wifi drops") == STEPS["wifi"]
+
+
+def test_a_message_naming_no_topic_gets_none(steps):
+    assert steps.steps_for("how many ounces in a pound") is None
+    assert steps.steps_for("") is None
+
+
+def test_only_the_topic_line_is_matched_not_the_steps(steps):
+    assert steps.steps_for("i need to restart my router") == STEPS["wifi"]
+    assert steps.steps_for("should i close the lid") is None  # "close" is in the apps steps, not its topic
+
+
+def test_says_steps_knows_its_own_replies_word_for_word(steps):
+    assert steps.says_steps("  " + STEPS["sync"]) and not steps.says_steps("Restart the router and the modem.")
+
+
+def test_a_passage_without_steps_is_an_error_naming_the_file_and_passage(tmp_path):
+    path = write_passages(["apps instagram\nClose the app.", "wifi router with no steps"], tmp_path / "steps.jsonl")
+    with pytest.raises(ValueError, match=r"steps\.jsonl: passage 2: expected the topic's words"):
+        FirstSteps(path)
