@@ -103,6 +103,11 @@ def test_tech_support_asks_back_when_no_fix_matches(bundled):
     assert not r.knowledge_used and "?" in r.text and "Unplug" not in r.text
 
 
+def test_tech_support_gives_a_topics_first_steps_for_a_problem_its_faq_lacks(bundled):
+    r = bundled.respond(["instagram wont post my reel, keeps saying couldn't upload. tap to retry"], skill="tech_support")
+    assert not r.knowledge_used and "app" in r.text and r.text.startswith("I don't know that exact problem yet")
+
+
 def test_auto_mode_never_blends_a_skill_that_copies_from_its_knowledge(bundled):
     message = "outlook won't send any emails, they just sit in the outbox"
     forced = bundled.respond([message], skill="tech_support")

@@ -295,8 +295,10 @@ def choose_knowledge_settings(bot, name: str) -> dict:
 FIRST_STEPS_FILE = "first_steps.jsonl"
 BUNDLED = {
     "empathetic": {
-        "source": "`skills/sources/empathetic.jsonl` (written for the project) and Chit-Chat's bad-news exchanges (mined)",
-        "description": "Listens when you share something hard, and answers with sympathy.",
+        "source": "`skills/sources/empathetic.jsonl` and `empathetic_good_news.jsonl` (written for the project) and "
+                  "Chit-Chat's bad-news exchanges (mined)",
+        # Good news had gone to it too, and got "That sounds really stressful" ("first paycheck just hit...").
+        "description": "Listens when you share something hard or happy, and answers with sympathy or shared joy.",
     },
     "trivia": {
         "source": "chatterbot-corpus factual questions (trivia, science, history, literature, movies, sports, politics), "
@@ -381,7 +383,8 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
     """
     data = folder / f"{name}.jsonl"
     if name == "empathetic":
-        rows = read_source(str(SOURCES / "empathetic.jsonl"), Path(".")).examples + mined_empathy()
+        rows = [e for file in ("empathetic.jsonl", "empathetic_good_news.jsonl")
+                for e in read_source(str(SOURCES / file), Path(".")).examples] + mined_empathy()
         write_jsonl(rows, data)
         return data, None
     rows = bundled_examples(name)
@@ -437,8 +440,11 @@ def train_bundled_manager(bot) -> None:
     """Fit the manager on ``bot``'s installed skills with the recipe's candidates, save it beside them."""
     from bot.manager_training import train_manager
 
+    # The passages-only problems are what users ask too: "excel keeps turning my part numbers into dates" went to
+    # empathetic when only the adapter's train split taught the manager what tech support hears.
+    extra = {name: passages_only(name) for name in bot.skills if passages_only(name)}
     routing = train_manager(bot, config=MANAGER, blocks=MANAGER_BLOCKS, hidden=MANAGER_HIDDEN, ngrams=MANAGER_NGRAMS,
-                            previous=MANAGER_PREVIOUS)
+                            previous=MANAGER_PREVIOUS, extra=extra)
     print(f"manager: validation sweep {routing['sweep']}; chosen {bot.manager.config.feature_name}, "
           f"hidden {bot.manager.config.hidden}; held-out single-turn routing accuracy {100 * routing['accuracy']:.1f}%")
 
