@@ -21,7 +21,7 @@ def test_bundled_artifacts_are_small_safetensors():
 
 
 def test_offline_default_loads_every_bundled_skill_and_replies(bundled):
-    assert bundled.skills == ["empathetic", "tech_support", "trivia"]
+    assert bundled.skills == ["empathetic", "good_news", "tech_support", "trivia"]
     assert bundled.manager is not None and bundled.skipped == {}
     r = bundled.respond(["Hello! How are you?"])
     assert r.text.strip() and r.confidence is not None

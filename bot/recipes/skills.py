@@ -295,10 +295,15 @@ def choose_knowledge_settings(bot, name: str) -> dict:
 FIRST_STEPS_FILE = "first_steps.jsonl"
 BUNDLED = {
     "empathetic": {
-        "source": "`skills/sources/empathetic.jsonl` and `empathetic_good_news.jsonl` (written for the project) and "
-                  "Chit-Chat's bad-news exchanges (mined)",
-        # Good news had gone to it too, and got "That sounds really stressful" ("first paycheck just hit...").
-        "description": "Listens when you share something hard or happy, and answers with sympathy or shared joy.",
+        "source": "`skills/sources/empathetic.jsonl` (written for the project) and Chit-Chat's bad-news exchanges (mined)",
+        "description": "Listens when you share something hard, and answers with sympathy.",
+    },
+    # Good news had gone to the empathetic skill and got "That sounds really stressful" ("first paycheck just hit...").
+    # Taught to the empathetic adapter too, it answered "my dog died this morning" with "That's wonderful news!": the
+    # 14M adapter can't tell the two apart, the manager's n-grams can, so joy is a skill of its own.
+    "good_news": {
+        "source": "`skills/sources/good_news.jsonl` (written for the project)",
+        "description": "Shares your joy when something good happens: news, pride, relief or a small pleasure.",
     },
     "trivia": {
         "source": "chatterbot-corpus factual questions (trivia, science, history, literature, movies, sports, politics), "
@@ -382,9 +387,11 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
     into the word that follows it), so the adapter can copy the answer token for token.
     """
     data = folder / f"{name}.jsonl"
+    if name == "good_news":
+        write_jsonl(read_source(str(SOURCES / "good_news.jsonl"), Path(".")).examples, data)
+        return data, None
     if name == "empathetic":
-        rows = [e for file in ("empathetic.jsonl", "empathetic_good_news.jsonl")
-                for e in read_source(str(SOURCES / file), Path(".")).examples] + mined_empathy()
+        rows = read_source(str(SOURCES / "empathetic.jsonl"), Path(".")).examples + mined_empathy()
         write_jsonl(rows, data)
         return data, None
     rows = bundled_examples(name)
