@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 
@@ -45,12 +45,9 @@ def class_histories(examples: list[Example], split: Split, seed: int = 0) -> lis
     return conversations.skill_histories([e.context for e in examples], split, seed)
 
 
-def routing_data(bot: AdapterBot, split: Split, extra: Mapping[str, list[Example]] | None = None) -> dict[str, list[list[str]]]:
-    """Histories per class, ``none`` first, from the skills' ``split`` and Chit-Chat's ``split``; ``extra``, more
-    examples by skill, join the skills' own."""
+def routing_data(bot: AdapterBot, split: Split) -> dict[str, list[list[str]]]:
+    """Histories per class, ``none`` first, from the skills' ``split`` and Chit-Chat's ``split``."""
     examples = split_examples(bot, split)
-    for name, rows in (extra or {}).items():
-        examples[name] = examples[name] + list(rows)
     n = NONE_HISTORIES.get(split, NONE_HISTORIES["valid"])
     after = [h for name in bot.skills for h in conversations.chitchat_after_skill(examples[name], split)]
     data = {NONE: conversations.chitchat_histories(split, n) + after + conversations.open_chitchat(split)}
@@ -108,7 +105,7 @@ class _Remembered:
 
 def train_manager(bot: AdapterBot, threshold: float | None = None, config: ManagerConfig | None = None,
                   blocks: Sequence[int] = (), hidden: Sequence[int] = (), ngrams: Sequence[int] = (),
-                  previous: Sequence[int] = (), extra: Mapping[str, list[Example]] | None = None) -> dict:
+                  previous: Sequence[int] = ()) -> dict:
     """Fit a new manager on every loaded skill, save it beside the skills, load it into ``bot``.
 
     Without an explicit ``threshold`` it is chosen on validation histories (never the test ones).
@@ -118,19 +115,13 @@ def train_manager(bot: AdapterBot, threshold: float | None = None, config: Manag
     candidates: every combination is fitted and the one with the best balanced recall on
     validation wins (defaults: the features ``bot`` has, and ``config.hidden``).
 
-    ``extra``: more training examples by skill, beyond its train split (the bundled tech support's passages-only
-    problems, which its adapter never trained on but its users ask about).
-
     Returns the routing report (accuracy, per-skill P/R/F1, confusion) on held-out single turns,
     plus ``"sweep"``: each candidate's validation balanced recall, keyed ``"blocks=N,ngrams=G,previous=P,hidden=H"``.
     """
     if not bot.skills:
         raise ValueError(f"no skills are installed in {bot.registry.root}; add one with `adapterbot skill add`")
     config = config or ManagerConfig()
-    unknown = sorted(set(extra or {}) - set(bot.skills))
-    if unknown:
-        raise ValueError(f"extra examples for skill(s) not loaded: {', '.join(unknown)}; loaded: {', '.join(bot.skills)}")
-    train, validation = routing_data(bot, "train", extra), routing_data(bot, "valid")
+    train, validation = routing_data(bot, "train"), routing_data(bot, "valid")
     features = [BackboneFeatures(bot.model, bot.tokenizer, layers=n, ngrams=g, previous=v)
                 for n in blocks or [bot.features.layers] for g in ngrams or [NGRAMS] for v in previous or [0]
                 ] if blocks or ngrams or previous else [bot.features]

@@ -21,7 +21,7 @@ def test_bundled_artifacts_are_small_safetensors():
 
 
 def test_offline_default_loads_every_bundled_skill_and_replies(bundled):
-    assert bundled.skills == ["empathetic", "good_news", "tech_support", "trivia"]
+    assert bundled.skills == ["empathetic", "tech_support", "trivia"]
     assert bundled.manager is not None and bundled.skipped == {}
     r = bundled.respond(["Hello! How are you?"])
     assert r.text.strip() and r.confidence is not None
@@ -104,7 +104,7 @@ def test_tech_support_asks_back_when_no_fix_matches(bundled):
 
 
 def test_tech_support_gives_a_topics_first_steps_for_a_problem_its_faq_lacks(bundled):
-    r = bundled.respond(["instagram wont post my reel, keeps saying couldn't upload. tap to retry"], skill="tech_support")
+    r = bundled.respond(["my snapchat streaks disappeared overnight"], skill="tech_support")
     assert not r.knowledge_used and "app" in r.text and r.text.startswith("I don't know that exact problem yet")
 
 

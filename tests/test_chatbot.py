@@ -315,13 +315,3 @@ def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny
     answered = Decision("beta", 0.6, {"none": 0.0, "alpha": 0.4, "beta": 0.6})
     assert tiny_bot._answered(["q"], answered, ["alpha", "beta"]) is answered
 
-
-def test_extra_manager_examples_join_their_skills_training_histories_and_an_unknown_skill_is_named(tiny_bot):
-    from bot.manager_training import routing_data, train_manager
-    from skills.data import Example
-
-    extra = {"alpha": [Example(["my smart fridge forgot the wifi"], "Unplug the fridge for a minute.")]}
-    assert ["my smart fridge forgot the wifi"] in routing_data(tiny_bot, "train", extra)["alpha"]
-    assert ["my smart fridge forgot the wifi"] not in routing_data(tiny_bot, "train")["alpha"]
-    with pytest.raises(ValueError, match="not loaded: gamma"):
-        train_manager(tiny_bot, extra={"gamma": extra["alpha"]})

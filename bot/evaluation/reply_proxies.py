@@ -4,7 +4,6 @@
   hard it is (:data:`ACKNOWLEDGES`), for bad news; shared joy (:data:`SHARES_JOY`), and no sympathy, for good news
   (a reference that shares joy and offers no sympathy). It never talks as a machine that cannot feel
   (:data:`AS_A_MACHINE`). "Congratulations!" to a death, or "That sounds really stressful" to a first paycheck, fails.
-- ``good_news``: the same check as ``empathetic``; its references share joy, so its replies must.
 - ``tech_support``: the reply names the device or topic of the user's message (a content word
   of the last user turn) or gives a concrete step (an instruction verb: :data:`STEP`).
 
@@ -57,8 +56,7 @@ def tech_support_ok(context: list[str], reply: str, reference: str) -> bool:
     return named and not abstains(reply)
 
 
-PROXIES: dict[str, Callable[[list[str], str, str], bool]] = {"empathetic": empathetic_ok, "good_news": empathetic_ok,
-                                                             "tech_support": tech_support_ok}
+PROXIES: dict[str, Callable[[list[str], str, str], bool]] = {"empathetic": empathetic_ok, "tech_support": tech_support_ok}
 
 
 def proxy_report(name: str, contexts: list[list[str]], replies: dict[str, list[str]], references: list[str]) -> dict:

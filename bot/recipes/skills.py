@@ -298,13 +298,6 @@ BUNDLED = {
         "source": "`skills/sources/empathetic.jsonl` (written for the project) and Chit-Chat's bad-news exchanges (mined)",
         "description": "Listens when you share something hard, and answers with sympathy.",
     },
-    # Good news had gone to the empathetic skill and got "That sounds really stressful" ("first paycheck just hit...").
-    # Taught to the empathetic adapter too, it answered "my dog died this morning" with "That's wonderful news!": the
-    # 14M adapter can't tell the two apart, the manager's n-grams can, so joy is a skill of its own.
-    "good_news": {
-        "source": "`skills/sources/good_news.jsonl` (written for the project)",
-        "description": "Shares your joy when something good happens: news, pride, relief or a small pleasure.",
-    },
     "trivia": {
         "source": "chatterbot-corpus factual questions (trivia, science, history, literature, movies, sports, politics), "
                   "their rephrasings in `skills/sources/trivia_casual.jsonl`, and abstentions",
@@ -387,9 +380,6 @@ def skill_data(name: str, folder: Path) -> tuple[Path, Path | None]:
     into the word that follows it), so the adapter can copy the answer token for token.
     """
     data = folder / f"{name}.jsonl"
-    if name == "good_news":
-        write_jsonl(read_source(str(SOURCES / "good_news.jsonl"), Path(".")).examples, data)
-        return data, None
     if name == "empathetic":
         rows = read_source(str(SOURCES / "empathetic.jsonl"), Path(".")).examples + mined_empathy()
         write_jsonl(rows, data)
@@ -447,11 +437,8 @@ def train_bundled_manager(bot) -> None:
     """Fit the manager on ``bot``'s installed skills with the recipe's candidates, save it beside them."""
     from bot.manager_training import train_manager
 
-    # The passages-only problems are what users ask too: "excel keeps turning my part numbers into dates" went to
-    # empathetic when only the adapter's train split taught the manager what tech support hears.
-    extra = {name: passages_only(name) for name in bot.skills if passages_only(name)}
     routing = train_manager(bot, config=MANAGER, blocks=MANAGER_BLOCKS, hidden=MANAGER_HIDDEN, ngrams=MANAGER_NGRAMS,
-                            previous=MANAGER_PREVIOUS, extra=extra)
+                            previous=MANAGER_PREVIOUS)
     print(f"manager: validation sweep {routing['sweep']}; chosen {bot.manager.config.feature_name}, "
           f"hidden {bot.manager.config.hidden}; held-out single-turn routing accuracy {100 * routing['accuracy']:.1f}%")
 
