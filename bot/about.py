@@ -25,7 +25,10 @@ IDENTITY = re.compile(
     rf"|(are|r) {_YOU} (a )?(he|she|boy|girl|guy|man|woman|male|female)\b|what('?s| is) your gender\b"
     rf"|do {_YOU} have a gender\b|what (should|do|can) i call {_YOU}\b"
     rf"|what (are|r) {_YOU} exactly\b|(a|an) (real )?(person|human) (typing|or (a |an )?(bot|robot|program|ai|machine))\b"
-    rf"|(are|r) {_YOU} (like |just )?(chat ?gpt|gpt|siri|alexa|gemini|claude)\b)",
+    rf"|(are|r) {_YOU} (like |just )?(chat ?gpt|gpt|siri|alexa|gemini|claude)\b"
+    rf"|{_YOU} or (chat ?gpt|gpt|siri|alexa|gemini|claude)\b|(chat ?gpt|siri|alexa|gemini|claude) or {_YOU}\b"
+    rf"|do {_YOU} (actually |really |even )?(have|feel) (any )?(feelings|emotions)\b|can {_YOU} (actually |really )?feel\b"
+    rf"|(are|r) {_YOU} (conscious|alive|sentient|self-aware)\b)",
     re.IGNORECASE)
 """Questions about who or what the bot is, its age included (the backbone answered "What is your age" with "Yes, I'm
 an international student from Nigeria")."""

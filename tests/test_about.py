@@ -18,7 +18,9 @@ def test_a_question_about_what_the_bot_can_do_lists_every_skill(message):
                                      "cool. so what exactly are you?", "how old are you anyway", "What is your age",
                                      "are you a he or a she or neither", "what's your gender", "what should i call you",
                                      "so what are you exactly, like a person typing or a program",
-                                     "are you like chatgpt or something different"])
+                                     "are you like chatgpt or something different",
+                                     "do you actually have feelings or is that a dumb question", "can you feel anything",
+                                     "whos smarter, you or siri? be honest", "are you alive?"])
 def test_a_question_about_who_the_bot_is_gets_a_true_answer(message):
     assert about_reply(message, SKILLS).startswith("I'm Adapter-Bot, a chatbot, not a person")
 
@@ -31,7 +33,8 @@ def test_asked_for_a_joke_the_bot_says_it_has_none_rather_than_pretend(message):
 
 @pytest.mark.parametrize("message", ["what do you do for fun?", "that joke was bad", "what do you know about printers", "are you ok?",
                                      "what are you doing tonight", "my printer won't help me", "what are your hobbies",
-                                     "how old is the eiffel tower", "what exactly are you doing"])
+                                     "how old is the eiffel tower", "what exactly are you doing",
+                                     "i have feelings for my coworker", "do you feel like pizza tonight"])
 def test_other_messages_get_no_written_answer(message):
     assert about_reply(message, SKILLS) is None
 
