@@ -50,7 +50,7 @@ falas fala português
 le les des est je tu il nous vous ils elle sont suis mais avec pour dans sur pas très être avoir ça cette ces mon ton
 bonjour merci oui non comment aujourd qui quoi où pourquoi
 der das und ist ich nicht mein meine ein eine einen zu mit auf sie wie warum wo bitte danke ja nein haben sein bin du
-er wir ihr sind kann
+er wir ihr sind kann habe hast heute meinen meinem einen sehr auch noch schon aber oder wenn weil
 il che non è sono mio mia della delle gli questo questa perché grazie ciao buongiorno molto
 não você é um uma meu minha obrigado olá isso isto está eu tudo bem
 """.split())

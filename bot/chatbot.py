@@ -293,7 +293,9 @@ class AdapterBot:
 
         if written is None:
             if reply.skill is None:  # chit-chat: questions about the bot, thanks and farewells
-                written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing_reply(message)
+                # thanks with more to it ("Thanks, it's been hard. He was 14.") is answered, not welcomed
+                closing = closing_reply(message) if only_closing(message) else None
+                written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing
             elif not reply.knowledge_used and not reply.blend:
                 written = self._unused_reply(reply.skill, history)
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,

@@ -19,7 +19,11 @@ SELF_HARM = re.compile(
     r"(every|some|any)one( would be)? better off without me|(?<!n't )(?<!dont )(?<!not )(want|wanna|wish i could|would rather) "
     r"(to )?die|wish i (was|were) dead|wish i (was|were)n'?t alive|wish i('d| had| was| were)? never (been )?born|"
     r"don'?t want to (live|be alive|exist|wake up)(?! forever)( anymore)?|no reason to (live|go on|keep going)|"
-    r"not worth living|(can'?t|cannot) go on living)\b", re.IGNORECASE)
+    r"not worth living|(can'?t|cannot) go on living|don'?t want to be (here|around|alive) any ?more|"
+    r"(life|living) (is|isn'?t|is not) (not )?worth (it|living)|what'?s the point (of|in) (living|life|going on|being alive)|"
+    r"(no ?one|nobody) would (even )?(miss|notice|care about) me|(no ?one|nobody) would (even )?(care|notice) if i (died|was gone|"
+    r"were gone|disappeared)|go to sleep and (never|not) wake up|(thinking|thought|think) (about|of) ending (it|things)|"
+    r"want to disappear forever)\b", re.IGNORECASE)
 """Words of suicide or self-harm, said of oneself."""
 
 CRISIS_REPLY = ("I'm really sorry you're feeling this way, and I'm glad you told me. I'm only a small chatbot and can't give "

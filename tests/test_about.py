@@ -52,7 +52,7 @@ def test_a_message_without_words_gets_asked_for_words(message):
 @pytest.mark.parametrize("message", ["¿Por qué mi ordenador no enciende? Ayuda por favor.", "Bonjour ! Comment ça va aujourd'hui ?",
                                      "Mein Drucker druckt nicht, was kann ich tun?", "Привет, как дела?", "こんにちは、元気ですか",
                                      "¿hablas español?", "parlez-vous anglais?", "Mi ordenador no se enciende",
-                                     "mi celular no funciona"])
+                                     "mi celular no funciona", "Ich habe heute meinen Job verloren."])
 def test_a_message_in_another_language_is_asked_for_in_english(message):
     assert unreadable(message) and about_reply(message, SKILLS).startswith("Sorry, I only understand English for now")
 

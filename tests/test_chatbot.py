@@ -218,6 +218,13 @@ def test_an_auto_turn_that_only_thanks_is_answered_in_writing_whatever_came_befo
     assert tiny_bot.respond([*history[:2], "thanks, but it still says offline"]).confidence is not None  # routed
 
 
+def test_thanks_with_more_to_it_is_answered_not_welcomed_on_the_bare_backbone(tiny_bot):
+    # "Thanks, it's been hard. He was 14." after a dead dog had got "You're welcome!" (a new user, session 17)
+    assert tiny_bot.respond(["thanks so much!"], skill=None).text == "You're welcome!"
+    grief = tiny_bot.respond(["my dog died", "I'm so sorry.", "Thanks, it's been hard. He was 14."], skill=None, seed=0)
+    assert grief.text != "You're welcome!" and grief.text.strip()
+
+
 def test_a_skill_with_an_unused_reply_says_it_word_for_word_when_no_passage_is_used(tiny_dir, tiny_skills_dir, tmp_path):
     import shutil
 
