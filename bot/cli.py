@@ -172,9 +172,9 @@ def cmd_skill_add(args) -> int:
     r = add_skill(bot, args.name, args.data, description=args.description or "", knowledge=args.knowledge,
                   replace=args.replace, columns=columns, max_examples=args.limit, training=training,
                   query_turns=args.query_turns, faq=args.faq)
-    if r.skipped:
-        print(f"{args.data}: {r.skipped_note}")
     print(f"installed skill {r.name!r} in {r.path}")
+    if r.skipped:  # each skipped row was named in the warning as the file was read
+        print(f"  skipped {r.skipped} bad row(s) of {args.data}, named in the warning above")
     print(f"  examples {r.examples}: {r.splits}; adapter = {100 * r.trainable_fraction:.2f}% of the backbone; trained in {r.train_seconds:.0f}s")
     print(f"  test perplexity: {r.test_ppl:.2f} with its adapter, {r.test_ppl_backbone:.2f} bare backbone "
           f"({r.test_ppl / r.test_ppl_backbone:.2f}x)")
