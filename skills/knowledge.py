@@ -271,11 +271,17 @@ def says_it_worked(message: str) -> bool:
 _FOLLOWS_UP = re.compile(r"\b(tried|did that|done that|already|again)\b", re.IGNORECASE)
 
 
+def follows_up(message: str) -> bool:
+    """Whether ``message`` reads as a follow-up on a step the bot gave: something tried ("tried that", "already",
+    "again") or still not working ("still", "didn't", "no luck")."""
+    return bool(_FOLLOWS_UP.search(message) or _STILL_BROKEN.search(message))
+
+
 def tells_a_problem(message: str) -> bool:
     """Whether ``message`` tells a problem of its own rather than following up on a fix: at least three content
     words, and none of a follow-up ("tried that", "still", "same thing"): "it found errors" or "how do i find that
     setting?" after a fix are details of the problem before (though "its a samsung tv if that helps" reads as one)."""
-    return len(content_words(message)) >= 3 and not _FOLLOWS_UP.search(message) and not _STILL_BROKEN.search(message)
+    return len(content_words(message)) >= 3 and not follows_up(message)
 
 
 def reports_another_outcome(message: str, passage: str, before: str | None) -> bool:

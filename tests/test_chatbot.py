@@ -322,3 +322,30 @@ def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny
     answered = Decision("beta", 0.6, {"none": 0.0, "alpha": 0.4, "beta": 0.6})
     assert tiny_bot._answered(["q"], answered, ["alpha", "beta"]) is answered
 
+
+def test_a_follow_up_to_a_knowledge_skills_question_back_or_first_steps_stays_on_it(tiny_dir, tiny_skills_dir, tmp_path,
+                                                                                      monkeypatch):
+    import shutil
+
+    from manager.router import Decision
+    from skills.knowledge import write_passages
+    from skills.spec import KnowledgeSpec, SkillSpec
+
+    skills = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, skills)
+    write_passages(["printer says offline\nTurn the printer off and on again."], skills / "alpha" / "faq.jsonl")
+    write_passages(["canva app apps\nClose the app fully and update it."], skills / "alpha" / "steps.jsonl")
+    spec = SkillSpec.load(skills / "alpha")
+    spec.knowledge = KnowledgeSpec(mode="retrieval", file="faq.jsonl", min_overlap=0.9, query_turns=3,
+                                   new_problem_reply="Which device is it?", first_steps_file="steps.jsonl")
+    spec.save(skills / "alpha")
+    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    to_beta = Decision("beta", 0.8, {"none": 0.1, "alpha": 0.1, "beta": 0.8})
+    monkeypatch.setattr(bot.manager, "route_batch", lambda histories: [to_beta for _ in histories])
+    asked = ["canva pdf download stuck at 99", "Which device is it?", "tried chrome and firefox, still hangs"]
+    steps = ["canva pdf download stuck at 99", "Close the app fully and update it.", "did that already, same thing"]
+    assert [d.skill for d in bot.route_batch([asked, steps])] == ["alpha", "alpha"]
+    assert bot.route_batch([asked])[0].probability == 0.1  # the skill's own score, shown as it is
+    elsewhere = [[*asked[:2], "anyway, how was your week"], ["hi", "Hello!", "i tried yoga, still sore"]]
+    assert [d.skill for d in bot.route_batch(elsewhere)] == ["beta", "beta"]  # no follow-up, or not after the skill
+
