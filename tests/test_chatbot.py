@@ -267,8 +267,9 @@ def test_a_new_problem_without_a_passage_gets_the_written_question_back_unless_i
     assert asked.text != "Which device is it?"  # asked back already: the adapter goes on
 
 
-def test_a_new_problem_of_a_known_topic_gets_its_first_steps_and_a_follow_up_goes_on_to_the_adapter(
-        tiny_dir, tiny_skills_dir, tmp_path):
+def _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, topic: str) -> AdapterBot:
+    """The toy skills with 'alpha' a printer FAQ that asks back "Which device is it?" and has one first-steps topic,
+    ``topic``'s words, whose steps are "Close the app fully and update it."."""
     import shutil
 
     from skills.knowledge import write_passages
@@ -277,12 +278,17 @@ def test_a_new_problem_of_a_known_topic_gets_its_first_steps_and_a_follow_up_goe
     skills = tmp_path / "skills"
     shutil.copytree(tiny_skills_dir, skills)
     write_passages(["printer says offline\nTurn the printer off and on again."], skills / "alpha" / "faq.jsonl")
-    write_passages(["instagram tiktok app apps\nClose the app fully and update it."], skills / "alpha" / "steps.jsonl")
+    write_passages([f"{topic}\nClose the app fully and update it."], skills / "alpha" / "steps.jsonl")
     spec = SkillSpec.load(skills / "alpha")
     spec.knowledge = KnowledgeSpec(mode="retrieval", file="faq.jsonl", min_overlap=0.9, query_turns=3,
                                    new_problem_reply="Which device is it?", first_steps_file="steps.jsonl")
     spec.save(skills / "alpha")
-    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    return AdapterBot.from_pretrained(tiny_dir, skills)
+
+
+def test_a_new_problem_of_a_known_topic_gets_its_first_steps_and_a_follow_up_goes_on_to_the_adapter(
+        tiny_dir, tiny_skills_dir, tmp_path):
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
     first = bot.respond(["instagram wont post my reel"], skill="alpha")
     assert first.text == "Close the app fully and update it." and not first.knowledge_used
     assert bot.respond(["my phone keeps asking for my password"], skill="alpha").text == "Which device is it?"
@@ -325,21 +331,9 @@ def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny
 
 def test_a_follow_up_to_a_knowledge_skills_question_back_or_first_steps_stays_on_it(tiny_dir, tiny_skills_dir, tmp_path,
                                                                                       monkeypatch):
-    import shutil
-
     from manager.router import Decision
-    from skills.knowledge import write_passages
-    from skills.spec import KnowledgeSpec, SkillSpec
 
-    skills = tmp_path / "skills"
-    shutil.copytree(tiny_skills_dir, skills)
-    write_passages(["printer says offline\nTurn the printer off and on again."], skills / "alpha" / "faq.jsonl")
-    write_passages(["canva app apps\nClose the app fully and update it."], skills / "alpha" / "steps.jsonl")
-    spec = SkillSpec.load(skills / "alpha")
-    spec.knowledge = KnowledgeSpec(mode="retrieval", file="faq.jsonl", min_overlap=0.9, query_turns=3,
-                                   new_problem_reply="Which device is it?", first_steps_file="steps.jsonl")
-    spec.save(skills / "alpha")
-    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "canva app apps")
     to_beta = Decision("beta", 0.8, {"none": 0.1, "alpha": 0.1, "beta": 0.8})
     monkeypatch.setattr(bot.manager, "route_batch", lambda histories: [to_beta for _ in histories])
     asked = ["canva pdf download stuck at 99", "Which device is it?", "tried chrome and firefox, still hangs"]

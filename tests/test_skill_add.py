@@ -85,13 +85,17 @@ def test_training_flags_reach_the_skill_spec_and_bad_ones_fail_before_loading(ti
     assert tree_digest(skills_dir) == before
 
 
-def test_skipped_rows_are_reported_with_their_line_and_problem(tiny_dir, skills_dir, tmp_path, capsys):
+def test_skipped_rows_are_reported_once_with_their_line_and_problem(tiny_dir, skills_dir, tmp_path, capsys, caplog):
     data = write_toy_data(tmp_path / "g.jsonl", "alpha")
     lines = data.read_text(encoding="utf-8").splitlines()
     lines.insert(2, '{"context": ["hi"], "response": ')
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert cli(tiny_dir, skills_dir, "skill", "add", "gamma", "--data", str(data), "--limit", "20", "--epochs", "1") == 0
-    assert "1 bad row(s) skipped: line 3: invalid JSON" in capsys.readouterr().out
+    with caplog.at_level("WARNING", logger="bot.skill_builder"):
+        assert cli(tiny_dir, skills_dir, "skill", "add", "gamma", "--data", str(data), "--limit", "20", "--epochs", "1") == 0
+    warned = [r.getMessage() for r in caplog.records if "bad row(s) skipped" in r.getMessage()]
+    assert len(warned) == 1 and "1 bad row(s) skipped: line 3: invalid JSON" in warned[0]  # as the file is read
+    out = capsys.readouterr().out
+    assert "skipped 1 bad row(s)" in out and "line 3: invalid JSON" not in out  # the summary counts, not repeats
 
 
 def test_unknown_skill_and_missing_folder_get_one_line_errors(tiny_dir, skills_dir, tmp_path, capsys):
