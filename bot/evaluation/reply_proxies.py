@@ -1,9 +1,9 @@
 """Automatic proxies of a good reply, for the skills whose references are too varied for F1.
 
-- ``empathetic``: the reply meets the person's feeling the way the reference reply does: sympathy, or naming how
-  hard it is (:data:`ACKNOWLEDGES`), for bad news; shared joy (:data:`SHARES_JOY`), and no sympathy, for good news
-  (a reference that shares joy and offers no sympathy). It never talks as a machine that cannot feel
-  (:data:`AS_A_MACHINE`). "Congratulations!" to a death, or "That sounds really stressful" to a first paycheck, fails.
+- ``empathetic``: the reply acknowledges the person's feeling (sympathy, or naming how hard it is:
+  :data:`ACKNOWLEDGES`), never cheers (:data:`CHEERS`: "That's wonderful news!" to a dog that died, as an
+  adapter that also learned good news answered it), and never talks as a machine that cannot feel
+  (:data:`AS_A_MACHINE`).
 - ``tech_support``: the reply names the device or topic of the user's message (a content word
   of the last user turn) or gives a concrete step (an instruction verb: :data:`STEP`).
 
@@ -25,15 +25,14 @@ from .knowledge_check import abstains
 
 ACKNOWLEDGES = re.compile(
     r"\b(sorry|oh no|ouch|ugh|aw+|that'?s (rough|hard|tough|awful|terrible|horrible|sad|a lot|so much|really hard|heartbreaking|"
-    r"painful|scary|frustrating|stressful|unfair)|so hard|must (be|have been|feel) (so |really |very )?(hard|painful|awful|tough|rough|difficult|scary|frustrating|"
-    r"exhausting|heartbreaking|lonely|devastating|upsetting|overwhelming)|sounds (really |so )?(hard|rough|tough|awful|"
+    r"painful|scary|frustrating|stressful|unfair)|so hard|must (be|have been|feel)|sounds (really |so )?(hard|rough|tough|awful|"
     r"painful|frustrating|stressful|exhausting|lonely|scary|heavy)|(i can|can) (only )?imagine|hang in there|understandable|"
     r"(it'?s|that'?s) (okay|ok|normal|natural) to|heartbreaking|hurts?|painful|hard (time|day|week)|rough (time|day|week)|"
     r"you'?re not alone|condolences|take care|be kind to yourself|that'?s a lot)\b", re.IGNORECASE)
 AS_A_MACHINE = re.compile(
     r"\b(i'?m (just |only )?(a|an) (bot|robot|computer|program|machine|ai)|i am (just |only )?(a|an) (bot|robot|computer|program|"
     r"machine|ai)|i (can'?t|cannot|don'?t|do not) (really )?(feel|have feelings)|programmed|my (circuits|programming))\b", re.IGNORECASE)
-SHARES_JOY = re.compile(
+CHEERS = re.compile(
     r"\b(congratulations|congrats|well done|wonderful|so exciting|how exciting|(so )?happy for you|so proud|earned it|"
     r"lovely|perfect day|great news|good news|such a relief|what a relief|celebrat\w*|enjoy|you deserve it|amazing|awesome)\b",
     re.IGNORECASE)
@@ -44,29 +43,27 @@ STEP = re.compile(
 SAMPLES = 10
 
 
-def empathetic_ok(context: list[str], reply: str, reference: str) -> bool:
-    good_news = SHARES_JOY.search(reference) is not None and ACKNOWLEDGES.search(reference) is None
-    meets = (SHARES_JOY.search(reply) and not ACKNOWLEDGES.search(reply) if good_news
-             else ACKNOWLEDGES.search(reply) and not SHARES_JOY.search(reply))
-    return bool(meets) and AS_A_MACHINE.search(reply) is None and not abstains(reply)
+def empathetic_ok(context: list[str], reply: str) -> bool:
+    return (ACKNOWLEDGES.search(reply) is not None and CHEERS.search(reply) is None and AS_A_MACHINE.search(reply) is None
+            and not abstains(reply))
 
 
-def tech_support_ok(context: list[str], reply: str, reference: str) -> bool:
+def tech_support_ok(context: list[str], reply: str) -> bool:
     named = bool(content_words(context[-1]) & content_words(reply)) or STEP.search(reply) is not None
     return named and not abstains(reply)
 
 
-PROXIES: dict[str, Callable[[list[str], str, str], bool]] = {"empathetic": empathetic_ok, "tech_support": tech_support_ok}
+PROXIES: dict[str, Callable[[list[str], str], bool]] = {"empathetic": empathetic_ok, "tech_support": tech_support_ok}
 
 
-def proxy_report(name: str, contexts: list[list[str]], replies: dict[str, list[str]], references: list[str]) -> dict:
+def proxy_report(name: str, contexts: list[list[str]], replies: dict[str, list[str]]) -> dict:
     """The share of good replies by routing (e.g. ``oracle``, ``auto``), and the first samples.
 
-    ``replies[routing][i]`` answers ``contexts[i]``, whose test reply is ``references[i]``. Returns
-    ``{"rate": {routing: float}, "n", "samples": [{"context", routing: reply, f"{routing}_ok": bool}]}``.
+    ``replies[routing][i]`` answers ``contexts[i]``. Returns ``{"rate": {routing: float}, "n",
+    "samples": [{"context", routing: reply, f"{routing}_ok": bool}]}``.
     """
     check = PROXIES[name]
-    ok = {routing: [check(c, r, ref) for c, r, ref in zip(contexts, texts, references)] for routing, texts in replies.items()}
+    ok = {routing: [check(c, r) for c, r in zip(contexts, texts)] for routing, texts in replies.items()}
     return {
         "n": len(contexts),
         "rate": {routing: sum(v) / len(v) if v else 0.0 for routing, v in ok.items()},

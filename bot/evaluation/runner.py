@@ -279,7 +279,7 @@ def evaluate_bot(bot, skills: Sequence[str] | None = None, limit: int | None = N
                                       **{k: v for k, v in report["routings"]["oracle"][name].items() if k != "n"}}
             if name in PROXIES:
                 report["proxies"][name] = proxy_report(name, [e.context for e in examples],
-                                                       {r: texts[r] for r in ("oracle", "auto")}, refs)
+                                                       {r: texts[r] for r in ("oracle", "auto")})
             if spec.knowledge.mode == "retrieval":
                 bar.set_postfix_str(f"{name}: knowledge")
                 report["knowledge"][name] = knowledge_check(bot, name, examples, out_of_knowledge("test")[:limit])
