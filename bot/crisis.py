@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from .social import only_closing
+
 SELF_HARM = re.compile(
     r"\b(kill(ing)? myself|suicidal|(think|thinking|thought|thoughts) (about|of) (suicide|killing myself)|"
     r"(want|wanna|going|gonna|plan|planning) to commit suicide|end(ing)? (my|it) (own )?(life|all)|take my (own )?life|"
@@ -40,6 +42,12 @@ CRISIS_FOLLOW_UP = ("That sounds like a lot to carry. I'm here to listen, but I'
 to tech support, which asked which device it was."""
 
 
+CRISIS_GOODBYE = ("Take care of yourself. If it gets hard again, please reach out to someone: 988 in the US, 116 123 in "
+                  "the UK and Ireland, or your local emergency number. I'm here whenever you want to talk.")
+"""The reply to thanks or a goodbye right after :data:`CRISIS_REPLY`: "ok thanks, bye" had got
+:data:`CRISIS_FOLLOW_UP`'s "What's been going on?"."""
+
+
 def speaks_of_self_harm(message: str) -> bool:
     """Whether ``message`` speaks of suicide or self-harm (:data:`SELF_HARM`)."""
     return SELF_HARM.search(message) is not None
@@ -47,7 +55,10 @@ def speaks_of_self_harm(message: str) -> bool:
 
 def crisis_reply(history: Sequence[str]) -> str | None:
     """The written reply to the user's message, last in ``history``: :data:`CRISIS_REPLY` when it speaks of suicide or
-    self-harm, :data:`CRISIS_FOLLOW_UP` when it answers that reply, else ``None``."""
+    self-harm; when it answers that reply, :data:`CRISIS_GOODBYE` if it only thanks or takes leave, else
+    :data:`CRISIS_FOLLOW_UP`; otherwise ``None``."""
     if speaks_of_self_harm(history[-1]):
         return CRISIS_REPLY
-    return CRISIS_FOLLOW_UP if len(history) >= 2 and history[-2].strip() == CRISIS_REPLY else None
+    if len(history) < 2 or history[-2].strip() != CRISIS_REPLY:
+        return None
+    return CRISIS_GOODBYE if only_closing(history[-1]) else CRISIS_FOLLOW_UP
