@@ -308,12 +308,18 @@ class AdapterBot:
         spec = self.specs[skill].knowledge
         if spec.unused_reply is not None or spec.new_problem_reply is None:
             return spec.unused_reply
-        steps = self.first_steps.get(skill)
-        said = [turn.strip() for turn in history[-2::-2][:2]]  # the bot's last two turns
-        asked = spec.new_problem_reply in said or (steps is not None and any(map(steps.says_steps, said)))
+        asked = any(self._asked_back_by(skill, turn) for turn in history[-2::-2][:2])  # the bot's last two turns
         if asked or self.retrievers[skill].follows_an_answer(history):
             return None
+        steps = self.first_steps.get(skill)
         return (steps.steps_for(history[-1]) if steps is not None else None) or spec.new_problem_reply
+
+    def _asked_back_by(self, skill: str, turn: str) -> bool:
+        """Whether the bot's ``turn`` is knowledge skill ``skill``'s written question back (``new_problem_reply``) or
+        one of its first steps (``first_steps_file``)."""
+        steps = self.first_steps.get(skill)
+        said = turn.strip()
+        return said == self.specs[skill].knowledge.new_problem_reply or (steps is not None and steps.says_steps(said))
 
     def _submit(self, history: Sequence[str], skill: str | None, overrides: dict,
                 seed: int | None) -> tuple[list[_Turn], Generation]:
@@ -354,11 +360,8 @@ class AdapterBot:
         file the manager decides alone (a rule there cost chit-chat after a skill, docs/DESIGN.md)."""
         if len(history) < 3 or not follows_up(history[-1]):
             return decision
-        said = history[-2].strip()
-        for name, spec in self.specs.items():
-            steps = self.first_steps.get(name)
-            if name != decision.skill and (said == spec.knowledge.new_problem_reply
-                                           or steps is not None and steps.says_steps(said)):
+        for name in self.specs:
+            if name != decision.skill and self._asked_back_by(name, history[-2]):
                 return dataclasses.replace(decision, skill=name, probability=decision.scores.get(name, 0.0))
         return decision
 
