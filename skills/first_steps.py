@@ -5,15 +5,20 @@ A FAQ only holds the problems someone wrote down, and users bring the long tail:
 one passage a topic, in the knowledge file's format: the topic's words on the first line (devices, apps and the
 symptoms that name the topic), a line break, then the steps that help with most problems of that topic. A message is
 matched on the topic lines only: the steps' own words ("restart", "phone", "update") would match every message.
+A topic word written with underscores is a phrase ("galaxy_watch"): it names the topic when its words follow each
+other in the message, and the words it takes name nothing else ("my galaxy watch..." is a watch, not a phone).
 """
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
 from .files import MAX_BYTES
-from .knowledge import answer_of, content_words, question_of, read_passages
+from .knowledge import _WORD, answer_of, content_words, question_of, read_passages
+
+Topic = tuple[set[str], dict[str, re.Pattern], str]
 
 
 class FirstSteps:
@@ -21,31 +26,45 @@ class FirstSteps:
 
     Attributes:
         path: the file.
-        topics: each passage's topic words (the stems of its first line's content words) and its steps.
+        topics: each passage's topic words (the stems of its first line's content words), its phrases (as patterns)
+            and its steps.
     """
 
     def __init__(self, path: Path | str, max_bytes: int = MAX_BYTES) -> None:
         self.path = Path(path)
-        self.topics: list[tuple[set[str], str]] = []
+        self.topics: list[Topic] = []
         for number, passage in enumerate(read_passages(self.path, max_bytes), 1):
             topic = question_of(passage)
             if topic is None:
                 raise ValueError(f"{self.path}: passage {number}: expected the topic's words, a line break, then the steps")
-            self.topics.append((content_words(topic), answer_of(passage)))
-        df = Counter(w for words, _ in self.topics for w in words)
+            phrases = {p: re.compile(r"\b" + r"\W+".join(map(re.escape, p.split("_"))) + r"\b", re.IGNORECASE)
+                       for p in topic.lower().split() if "_" in p}
+            self.topics.append((content_words(" ".join(w for w in topic.split() if "_" not in w)), phrases, answer_of(passage)))
+        df = Counter(w for words, phrases, _ in self.topics for w in [*words, *phrases])
         self._idf = {w: math.log((len(self.topics) + 1) / (c + 0.5)) for w, c in df.items()}
 
     def steps_for(self, message: str) -> str | None:
-        """The steps of the topic whose words in ``message`` are the rarest in the file (the sum of their IDF; ties
-        go to the topic first in the file), or ``None`` when ``message`` names no topic."""
-        said = content_words(message)
-        best, steps = 0.0, None
-        for words, answer in self.topics:
-            score = sum(self._idf[w] for w in words & said)
-            if score > best:
-                best, steps = score, answer
+        """The steps of the topic whose words in ``message`` are the rarest in the file (the sum of their IDF, a
+        phrase's times its word count), or ``None`` when ``message`` names no topic. The words of a phrase found in
+        ``message`` count for no single word. Of topics that score the same, the one the message names first wins
+        ("laptop battery..." against "...just doing email" is the laptop's)."""
+        found = {p: pattern.search(message) for _, phrases, _ in self.topics for p, pattern in phrases.items()}
+        found = {p: match for p, match in found.items() if match}
+        at: dict[str, int] = {}  # each content word's first place in the message, outside the phrases found
+        for token in _WORD.finditer(message.lower()):
+            if not any(match.start() <= token.start() < match.end() for match in found.values()):
+                for stem in content_words(token.group()):
+                    at.setdefault(stem, token.start())
+        best, steps = (0.0, 0), None
+        for words, phrases, answer in self.topics:
+            named, said = words & set(at), [p for p in phrases if p in found]
+            score = sum(self._idf[w] for w in named) + sum(self._idf[p] * len(p.split("_")) for p in said)
+            if score:
+                first = min([at[w] for w in named] + [found[p].start() for p in said])
+                if (score, -first) > best:
+                    best, steps = (score, -first), answer
         return steps
 
     def says_steps(self, text: str) -> bool:
         """Whether ``text`` is one of the file's steps, word for word (a reply this file gave)."""
-        return text.strip() in {answer for _, answer in self.topics}
+        return text.strip() in {answer for _, _, answer in self.topics}

@@ -37,3 +37,20 @@ def test_a_passage_without_steps_is_an_error_naming_the_file_and_passage(tmp_pat
     path = write_passages(["apps instagram\nClose the app.", "wifi router with no steps"], tmp_path / "steps.jsonl")
     with pytest.raises(ValueError, match=r"steps\.jsonl: passage 2: expected the topic's words"):
         FirstSteps(path)
+
+
+def test_a_phrase_names_its_topic_and_its_words_name_no_other(tmp_path):
+    passages = ["iphone android galaxy phone\nRestart the phone.", "garmin smartwatch galaxy_watch apple_watch\nSync the watch.",
+                "mac macbook\nRestart the Mac."]
+    steps = FirstSteps(write_passages(passages, tmp_path / "steps.jsonl"))
+    assert steps.steps_for("my galaxy watch shows the wrong time") == "Sync the watch."
+    assert steps.steps_for("my Galaxy  Watch 5 shows the wrong time, the time on my phone is right") == "Sync the watch."
+    assert steps.steps_for("my galaxy keeps restarting") == "Restart the phone."
+    assert steps.steps_for("watch face is stuck") is None  # the phrase's words alone name nothing
+
+
+def test_of_topics_that_score_the_same_the_one_named_first_wins(tmp_path):
+    passages = ["email gmail outlook\nCheck the spam folder.", "computer laptop windows\nRestart the computer."]
+    steps = FirstSteps(write_passages(passages, tmp_path / "steps.jsonl"))
+    assert steps.steps_for("my laptop is slow even when i'm only reading email") == "Restart the computer."
+    assert steps.steps_for("email won't send from my laptop") == "Check the spam folder."
