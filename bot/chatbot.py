@@ -26,7 +26,7 @@ from .crisis import crisis_reply
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
-from .social import closing_reply, misfit, only_closing
+from .social import choice_reply, closing_reply, misfit, only_closing
 from .questions import question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
@@ -292,10 +292,11 @@ class AdapterBot:
             return misfit(message, self._decoded(ids))  # stray bytes alone read as the empty reply they become
 
         if written is None:
-            if reply.skill is None:  # chit-chat: questions about the bot, thanks and farewells
+            if reply.skill is None:  # chit-chat: questions about the bot, thanks and farewells, either-or questions
                 # thanks with more to it ("Thanks, it's been hard. He was 14.") is answered, not welcomed
                 closing = closing_reply(message) if only_closing(message) else None
-                written = about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing
+                written = (about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing
+                           or choice_reply(message))
             elif not reply.knowledge_used and not reply.blend:
                 written = self._unused_reply(reply.skill, history)
         return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,

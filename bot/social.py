@@ -1,4 +1,4 @@
-"""The social edges of a conversation: greetings, thanks and farewells, and which reply fits which.
+"""The social edges of a conversation: greetings, thanks and farewells, either-or questions, and which reply fits which.
 
 The Chit-Chat corpus opens every conversation with a greeting and closes every one with a farewell,
 so the small backbone trained on it finds both likely after almost any message: ranked by likelihood
@@ -15,6 +15,7 @@ have to go to bed."; session 13, docs/DESIGN.md, "Open chit-chat").
 from __future__ import annotations
 
 import re
+import zlib
 
 from skills.knowledge import says_it_worked
 
@@ -112,3 +113,35 @@ def closing_reply(message: str) -> str | None:
     if not thanks:
         return None
     return "Glad it worked! You're welcome." if says_it_worked(message) else "You're welcome!"
+
+
+_CHOOSE = re.compile(r"\?|\b(pick|choose|rather|prefer|better|settle|team|vote|which|agree)\b", re.IGNORECASE)
+_NO_OPTION = frozenset("i i'm im you your we do does did would should could can is are was it its it's be prefer rather "
+                       "like pick choose better pronounced which what who not no nah never something anything whatever "
+                       "both neither else otherwise".split())
+_FACT = re.compile(r"\b(what|whats|what's|how|who|whos|who's|where|when|why)\b", re.IGNORECASE)
+CHOICE_REPLIES = ("Tough one! I'll say {}. What about you?", "Easy: {}. Which do you pick?", "Hmm, I'd go with {}. You?")
+
+
+def choice_reply(message: str) -> str | None:
+    """The written reply to an either-or question ("tea or coffee?", "cats or dogs, you have to pick one", "would you
+    rather fight one horse sized duck or 100 duck sized horses"): one of the two, picked by the message's checksum (the
+    same message, the same pick), else ``None``. The options are the one to four words after the clause's only "or"
+    and as many before it, none of them a pronoun, a verb of choosing or a non-option ("not", "both"); the message
+    asks ("?") or says to choose ("pick", "rather", "settle", ...), and asks no what, how, who, where, when or why (a
+    fact, "whats the longest river, nile or amazon?", is not a matter of taste). The small backbone answered such questions with
+    whatever its corpus talks about ("tea or coffee?" -> "Do you have a favorite book?", session 17's trial)."""
+    if not _CHOOSE.search(message) or _FACT.search(message):
+        return None
+    for clause in re.split(r"[?.!,;:]", message):
+        words = re.findall(r"[\w'-]+", clause)
+        if [w.lower() for w in words].count("or") != 1:
+            continue
+        at = [w.lower() for w in words].index("or")
+        after = words[at + 1:]
+        before = words[at - len(after):at] if len(after) <= at else []
+        if not 1 <= len(after) <= 4 or not before or _NO_OPTION & {w.lower() for w in before + after}:
+            continue
+        pick = zlib.crc32(message.encode("utf-8"))
+        return CHOICE_REPLIES[pick // 2 % len(CHOICE_REPLIES)].format(" ".join((before, after)[pick % 2]))
+    return None

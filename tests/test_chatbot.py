@@ -171,6 +171,9 @@ def test_a_chit_chat_turn_ranks_its_candidates_by_their_misfit_to_the_message(ti
     leaving = tiny_bot._prepare(["ok gotta go, talk later!"], Reply("", None), {})
     assert leaving.misfit(encode("ok bye!")) == 0 and leaving.misfit(encode("Hello!")) == 2
     assert staying.written is None and leaving.written == "Bye! It was nice talking with you."
+    picking = tiny_bot._prepare(["summer or winter, you have to pick one"], Reply("", None), {})
+    assert "summer" in picking.written or "winter" in picking.written
+    assert tiny_bot._prepare(["summer or winter, you have to pick one"], Reply("", "alpha"), {}).written is None
 
 
 def test_a_question_about_the_bot_gets_its_skills_listed_without_generating(tiny_bot):

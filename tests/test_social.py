@@ -1,7 +1,7 @@
 """Which chit-chat reply fits a greeting, thanks, a farewell, or none of them (bot.social)."""
 import pytest
 
-from bot.social import closing_reply, misfit, only_closing, says_goodbye, says_hello
+from bot.social import CHOICE_REPLIES, choice_reply, closing_reply, misfit, only_closing, says_goodbye, says_hello
 
 
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
@@ -77,3 +77,28 @@ def test_thanks_for_a_fix_that_worked_is_answered_gladly():
 def test_a_greeting_that_calls_the_other_is_a_bare_greeting(message):
     # "howdy stranger" was read as anything else, and got "I'll check it out" rather than a greeting back
     assert misfit(message, "hey! how are you?") == 0 and misfit(message, "I'll check it out") == 1
+
+
+@pytest.mark.parametrize("message, options", [
+    ("tea or coffee?", {"tea", "coffee"}),
+    ("cats or dogs? you have to pick one, no fence sitting", {"cats", "dogs"}),
+    ("would you rather fight one horse sized duck or 100 duck sized horses", {"one horse sized duck", "100 duck sized horses"}),
+    ("do you prefer the beach or the mountains", {"the beach", "the mountains"}),
+    ("pancakes or waffles. choose wisely", {"pancakes", "waffles"}),
+])
+def test_an_either_or_question_gets_one_of_its_options_the_same_every_time(message, options):
+    reply = choice_reply(message)
+    assert reply == choice_reply(message)
+    assert any(reply == template.format(option) for template in CHOICE_REPLIES for option in options)
+
+
+@pytest.mark.parametrize("message", [
+    "whats the longest river in the world, nile or amazon?",  # a fact, not a taste
+    "i might go to the beach or the lake tomorrow",  # no question, nothing to pick
+    "are you a he or a she or neither",  # two "or"s
+    "is a hot dog a sandwich or not?",  # "not" is no option
+    "do you like tea or coffee more than water?",  # "do you like tea" would be an option
+    "my wifi keeps dropping, any idea why?",
+])
+def test_a_message_that_asks_no_choice_of_taste_gets_no_pick(message):
+    assert choice_reply(message) is None
