@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from skills.knowledge import (Retriever, answers_without_a_number, asks_another_number, counts_another_thing, numbers,
-                              read_passages, search_query, tells_a_problem)
+                              read_passages, search_query, tells_a_problem, write_passages)
 
 FACTS = [
     "The capital of France is Paris.",
@@ -387,3 +387,15 @@ def test_a_new_problem_after_another_is_looked_up_by_the_message_alone(tmp_path)
     assert "laptop" not in (details.text or "")  # details of the problem before are not a problem of their own
     assert tells_a_problem("also my laptop is running really slow lately")
     assert not tells_a_problem("how do i find that setting?") and not tells_a_problem("tried restarting my laptop again")
+
+
+def test_a_passage_bm25_ranks_lower_is_used_when_it_covers_the_question_and_the_first_does_not(tmp_path):
+    questions = ["How many eyes does a bee have?\nFive", "How many hearts does an octopus have?\nThree",
+                 "How many children does Oprah Winfrey have?\nZero", "How many ribs are in a human body?\nTwenty-four",
+                 *(f"Who painted picture number {n}?\nPainter {n}" for n in range(20))]
+    retriever = Retriever.from_file(write_passages(questions, tmp_path / "facts.jsonl"))
+    query = "how many ribs does a person have?"
+    assert retriever.search(query, k=1)[0].text.startswith("How many eyes")  # "does" and "have" outweigh "ribs"
+    found = retriever.lookup(query, 0.5)
+    assert found.text.endswith("Twenty-four") and found.used
+    assert retriever.lookup("how many eyes does a bee have", 0.5).text.endswith("Five")  # the best of both stays first
