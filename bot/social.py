@@ -119,6 +119,8 @@ _CHOOSE = re.compile(r"\?|\b(pick|choose|rather|prefer|better|settle|team|vote|w
 _NO_OPTION = frozenset("i i'm im you your we do does did would should could can is are was it its it's be prefer rather "
                        "like pick choose better pronounced which what who not no nah never something anything whatever "
                        "both neither else otherwise".split())
+_AFTER_OPTION = frozenset("for in on at to with from during than more most this that these those tonight today now rn lol "
+                          "haha which would do".split())
 _FACT = re.compile(r"\b(what|whats|what's|how|who|whos|who's|where|when|why)\b", re.IGNORECASE)
 CHOICE_REPLIES = ("Tough one! I'll say {}. What about you?", "Easy: {}. Which do you pick?", "Hmm, I'd go with {}. You?")
 
@@ -127,7 +129,8 @@ def choice_reply(message: str) -> str | None:
     """The written reply to an either-or question ("tea or coffee?", "cats or dogs, you have to pick one", "would you
     rather fight one horse sized duck or 100 duck sized horses"): one of the two, picked by the message's checksum (the
     same message, the same pick), else ``None``. The options are the one to four words after the clause's only "or"
-    and as many before it, none of them a pronoun, a verb of choosing or a non-option ("not", "both"); the message
+    (up to a word such as "for" or "which": "beach or mountains for a vacation, which would you pick") and as many
+    before it, none of them a pronoun, a verb of choosing or a non-option ("not", "both"); the message
     asks ("?") or says to choose ("pick", "rather", "settle", ...), and asks no what, how, who, where, when or why (a
     fact, "whats the longest river, nile or amazon?", is not a matter of taste). The small backbone answered such questions with
     whatever its corpus talks about ("tea or coffee?" -> "Do you have a favorite book?", session 17's trial)."""
@@ -139,6 +142,8 @@ def choice_reply(message: str) -> str | None:
             continue
         at = [w.lower() for w in words].index("or")
         after = words[at + 1:]
+        ends = [i for i, w in enumerate(after) if w.lower() in _AFTER_OPTION]  # "mountains for a vacation, which..."
+        after = after[:ends[0]] if ends else after
         before = words[at - len(after):at] if len(after) <= at else []
         if not 1 <= len(after) <= 4 or not before or _NO_OPTION & {w.lower() for w in before + after}:
             continue

@@ -85,6 +85,8 @@ def test_a_greeting_that_calls_the_other_is_a_bare_greeting(message):
     ("would you rather fight one horse sized duck or 100 duck sized horses", {"one horse sized duck", "100 duck sized horses"}),
     ("do you prefer the beach or the mountains", {"the beach", "the mountains"}),
     ("pancakes or waffles. choose wisely", {"pancakes", "waffles"}),
+    ("beach or mountains for a vacation, which would you pick", {"beach", "mountains"}),
+    ("do you like tea or coffee more than water?", {"tea", "coffee"}),
 ])
 def test_an_either_or_question_gets_one_of_its_options_the_same_every_time(message, options):
     reply = choice_reply(message)
@@ -97,7 +99,7 @@ def test_an_either_or_question_gets_one_of_its_options_the_same_every_time(messa
     "i might go to the beach or the lake tomorrow",  # no question, nothing to pick
     "are you a he or a she or neither",  # two "or"s
     "is a hot dog a sandwich or not?",  # "not" is no option
-    "do you like tea or coffee more than water?",  # "do you like tea" would be an option
+    "should i restart or reset my router?",  # "should i restart" would be an option
     "my wifi keeps dropping, any idea why?",
 ])
 def test_a_message_that_asks_no_choice_of_taste_gets_no_pick(message):
