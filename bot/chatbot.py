@@ -43,6 +43,9 @@ NO_REPLY = "Sorry, I lost my words there. Could you say that again?"
 # Auto mode blends the manager's two best skills when their calibrated scores are within this margin (and
 # the top one answers): chosen by `python -m bot.evaluation.blending` (docs/reports/blending), None = off.
 AUTO_BLEND_MARGIN: float | None = 1.0
+# A knowledge skill whose file answers the message takes a turn routed to a skill without knowledge or to chit-chat when
+# its score reaches this: chosen on the eval's validation sets (python -m bot.evaluation.answered_floor).
+ANSWERED_FLOOR = 0.1
 
 
 def top_two_blend(scores: dict[str, float], skills: Sequence[str]) -> tuple[dict[str, float] | None, float]:
@@ -130,6 +133,7 @@ class AdapterBot:
         self.skipped: dict[str, str] = {}
         self.engine = Engine(model, tokenizer)  # every turn's generation, continuously batched with the others
         self.blend_margin = AUTO_BLEND_MARGIN
+        self.answered_floor = ANSWERED_FLOOR
 
     # ---- loading ------------------------------------------------------------------
     @classmethod
@@ -373,13 +377,15 @@ class AdapterBot:
         return decision
 
     def _answered(self, history: list[str], decision, knowledge: list[str]):
-        """``decision``, or, when it chose a knowledge skill whose file has no passage for ``history``, another
-        knowledge skill whose file has one and whose score also reaches the manager's threshold: "who painted girl
-        with a pearl earring? theres a poster of it at my dentist..." went to tech support at 0.48 (trivia 0.46) and
-        got its question back. On the eval's held-out sets no turn moves."""
-        if decision.skill not in knowledge or self.knowledge(decision.skill, history)[1]:
+        """``decision``, or a knowledge skill whose file answers ``history`` (a passage passes its gate) when the
+        decision's route answers from no file. Over another knowledge skill whose file has no passage for it, when its
+        score reaches the manager's threshold ("who painted girl with a pearl earring? theres a poster of it at my
+        dentist..." went to tech support at 0.48, trivia 0.46, and got its question back); over a skill without
+        knowledge or chit-chat, when its score reaches ``answered_floor`` (:data:`ANSWERED_FLOOR`: "so my airpods, the
+        left one just wont connect anymore, right one works fine" went to chit-chat; docs/DESIGN.md)."""
+        if decision.skill in knowledge and self.knowledge(decision.skill, history)[1]:
             return decision
-        floor = self.manager.config.threshold
+        floor = self.manager.config.threshold if decision.skill in knowledge else self.answered_floor
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
             if p >= floor and self.knowledge(name, history)[1]:
                 return dataclasses.replace(decision, skill=name, probability=p)

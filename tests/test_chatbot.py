@@ -334,6 +334,22 @@ def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny
     assert tiny_bot._answered(["q"], answered, ["alpha", "beta"]) is answered
 
 
+def test_a_knowledge_skill_whose_file_answers_takes_a_turn_from_chit_chat_or_a_skill_without_knowledge(tiny_bot, monkeypatch):
+    # "so my airpods, the left one just wont connect anymore, right one works fine" went to chit-chat
+    from manager.router import Decision
+
+    monkeypatch.setattr(tiny_bot, "knowledge", lambda skill, history: ("a passage", skill == "beta"))
+    floor = tiny_bot.answered_floor
+    chat = Decision(None, 0.7, {"none": 0.7, "alpha": 0.3 - floor, "beta": floor})
+    assert tiny_bot._answered(["q"], chat, ["beta"]) == Decision("beta", floor, chat.scores)
+    other = Decision("alpha", 0.8, {"none": 0.0, "alpha": 0.8, "beta": floor + 0.01})  # alpha has no knowledge here
+    assert tiny_bot._answered(["q"], other, ["beta"]).skill == "beta"
+    unlikely = Decision(None, 0.95, {"none": 0.95, "alpha": 0.05 + floor - 0.01, "beta": floor - 0.01})
+    assert tiny_bot._answered(["q"], unlikely, ["beta"]) is unlikely
+    monkeypatch.setattr(tiny_bot, "knowledge", lambda skill, history: ("a passage", False))  # no file answers
+    assert tiny_bot._answered(["q"], chat, ["beta"]) is chat
+
+
 def test_a_follow_up_to_a_knowledge_skills_question_back_or_first_steps_stays_on_it(tiny_dir, tiny_skills_dir, tmp_path,
                                                                                       monkeypatch):
     from manager.router import Decision

@@ -216,3 +216,19 @@ def test_out_of_set_histories_count_each_distinct_history_once():
     assert len({tuple(h) for h in histories}) == len(histories) and ["stock market"] in histories
     openings = [conv.turns[0] for conv in chatterbot_conversations(["money"])]
     assert openings.count("stock market") > 1  # the corpus repeats it; the set holds it once
+
+
+def test_routing_sets_of_the_validation_split_hold_no_outside_check_and_the_floor_report_counts_moves(tiny_bot, monkeypatch):
+    from bot.evaluation.answered_floor import OFF, best, measure
+    from bot.evaluation.conversation_routing import routing_sets
+
+    valid = routing_sets(tiny_bot, split="valid")
+    assert valid["out_of_set"] == [] and routing_sets(tiny_bot)["out_of_set"]
+    test_contexts = {tuple(e) for e in (h for _, h in routing_sets(tiny_bot)["first_turn"])}
+    assert not test_contexts & {tuple(h) for name, h in valid["first_turn"] if name != "none"}
+    shipped = tiny_bot.answered_floor
+    monkeypatch.setattr(tiny_bot, "knowledge", lambda skill, history: ("a passage", True))  # every file answers
+    report = measure(tiny_bot, "valid", (0.0, OFF))
+    assert tiny_bot.answered_floor == shipped
+    assert all(r["right"] == r["wrong"] == 0 for r in report[OFF].values())  # nothing reaches the floor above 1
+    assert best({0.1: {"a": {"n": 9, "right": 3, "wrong": 1}}, 0.2: {"a": {"n": 9, "right": 2, "wrong": 0}}}) == 0.2

@@ -45,25 +45,28 @@ def out_of_set_histories() -> list[list[str]]:
     return [list(h) for h in out]
 
 
-def routing_sets(bot, seed: int = 0) -> dict[str, list[tuple[str, list[str]]]]:
-    """``{set name: [(gold class, history), ...]}`` for the installed skills the manager knows."""
-    examples = {k: v for k, v in split_examples(bot, "test").items() if k in bot.manager.classes}
-    first = [(name, h) for name, histories in first_turn_data(bot, "test").items()
+def routing_sets(bot, seed: int = 0, split: str = "test") -> dict[str, list[tuple[str, list[str]]]]:
+    """``{set name: [(gold class, history), ...]}`` for the installed skills the manager knows, built from ``split``
+    (``"valid"`` to choose a setting, ``"test"`` to report; the out-of-set chit-chat, an outside check, only with
+    ``"test"``)."""
+    examples = {k: v for k, v in split_examples(bot, split).items() if k in bot.manager.classes}
+    first = [(name, h) for name, histories in first_turn_data(bot, split).items()
              if name in bot.manager.classes for h in histories]
     after_chat = [(name, h) for name, rows in examples.items()
-                  for h in conversations.after_chitchat([e.context for e in rows], "test", seed)]
-    after_skill = [(NONE, h) for rows in examples.values() for h in conversations.chitchat_after_skill(rows, "test", seed)]
+                  for h in conversations.after_chitchat([e.context for e in rows], split, seed)]
+    after_skill = [(NONE, h) for rows in examples.values() for h in conversations.chitchat_after_skill(rows, split, seed)]
     switch = [(name, h) for name, rows in examples.items()
               for h in conversations.after_other_skills([e.context for e in rows],
                                                         [e for other, o in examples.items() if other != name for e in o],
-                                                        "test", seed)]
+                                                        split, seed)]
     aside = [(name, h) for name, rows in examples.items()
-             for h in conversations.with_aside([e.context for e in rows], "test", seed)]
+             for h in conversations.with_aside([e.context for e in rows], split, seed)]
     multi_turn = {name: [e.context for e in rows if len(e.context) >= 3] for name, rows in examples.items()}
     follow_up = [(name, h) for name, contexts in multi_turn.items()
-                 for h in [*contexts, *conversations.after_chitchat(contexts, "test", seed)]]
+                 for h in [*contexts, *conversations.after_chitchat(contexts, split, seed)]]
     return {"first_turn": first, "skill_after_chitchat": after_chat, "chitchat_after_skill": after_skill,
-            "out_of_set": [(NONE, h) for h in out_of_set_histories()], "skill_after_skill": switch,
+            "out_of_set": [(NONE, h) for h in out_of_set_histories()] if split == "test" else [],
+            "skill_after_skill": switch,
             "skill_with_aside": aside, "follow_up": follow_up}
 
 
