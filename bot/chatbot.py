@@ -284,8 +284,7 @@ class AdapterBot:
         settings = _decoding(base, overrides)
         decoding = settings.generate_kwargs()
         written = crisis_reply(history)  # whatever the route, never a generated reply (bot.crisis); the whole history
-        if settings.context_turns:
-            history = history[-settings.context_turns:]
+        turns = history[-settings.context_turns:] if settings.context_turns else history  # what the reply reads
         window = self.model.backbone.config.n_positions
         decoding["max_new_tokens"] = min(int(decoding["max_new_tokens"]), window // 2)
         budget = context_budget(self.tokenizer, window, decoding["max_new_tokens"])
@@ -303,7 +302,7 @@ class AdapterBot:
                            or choice_reply(message))
             elif not reply.knowledge_used and not reply.blend:
                 written = self._unused_reply(reply.skill, history)
-        return _Turn(reply, build_context(self.tokenizer, history, budget, knowledge), decoding,
+        return _Turn(reply, build_context(self.tokenizer, turns, budget, knowledge), decoding,
                      copy_source(self.tokenizer, knowledge), candidate_misfit, written)
 
     def _unused_reply(self, skill: str, history: list[str]) -> str | None:

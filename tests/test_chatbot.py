@@ -299,6 +299,9 @@ def test_a_new_problem_of_a_known_topic_gets_its_first_steps_and_a_follow_up_goe
     assert bot.respond(["my phone keeps asking for my password"], skill="alpha").text == "Which device is it?"
     follow = bot.respond(["instagram wont post my reel", first.text, "did that, still nothing"], skill="alpha")
     assert follow.text not in ("Close the app fully and update it.", "Which device is it?")  # the adapter goes on
+    bot.specs["alpha"].decoding.context_turns = 3  # the reply reads 3 turns; the steps two bot turns back still count
+    back = ["instagram wont post my reel", first.text, "who wrote hamlet?", "Shakespeare.", "back to instagram, still stuck"]
+    assert bot.respond(back, skill="alpha").text not in ("Close the app fully and update it.", "Which device is it?")
     bot.unload_skill("alpha")
     assert "alpha" not in bot.first_steps
 
