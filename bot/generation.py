@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Sequence
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor, TopPLogitsWarper
+from transformers import LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
 from .adapter import AdaptedModel
 from .adapter.routing import Row
@@ -26,19 +27,34 @@ class _NoPaddingMaskNoise(logging.Filter):
 logging.getLogger("transformers.modeling_utils").addFilter(_NoPaddingMaskNoise())
 
 
-class ReplyNoRepeatNGram(NoRepeatNGramLogitsProcessor):
-    """Hugging Face's n-gram ban applied to the generated tokens only (from ``prompt_length`` on).
+class ReplyNoRepeatNGram(LogitsProcessor):
+    """Hugging Face's n-gram ban (``no_repeat_ngram_size``) applied to the generated tokens only (from
+    ``prompt_length`` on), and never to an n-gram the row's copy source holds more often than the reply has said it.
 
-    The reply never repeats one of its own n-grams, but may still copy any n-gram of the
-    context, such as a knowledge passage's answer.
+    The reply never repeats one of its own n-grams, but may still copy any n-gram of the context, such as a knowledge
+    passage's answer, as often as the answer has it: "Five: Dopey, Grumpy, Sneezy, Sleepy, Happy" came out "...Sneezy,
+    Jruce, Happy" (the bigram ", S" was banned the second time) and "J.R.R. Tolkein" as "J.R.". ``sources`` as in
+    :class:`CopyBoost`.
     """
 
-    def __init__(self, ngram_size: int, prompt_length: int) -> None:
-        super().__init__(ngram_size)
-        self.prompt_length = prompt_length
+    def __init__(self, ngram_size: int, prompt_length: int, sources: Sequence[Sequence[int]] = ((),)) -> None:
+        self.n, self.prompt_length = ngram_size, prompt_length
+        self.sources = [list(source) for source in sources]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        return super().__call__(input_ids[:, self.prompt_length :], scores)
+        sources = self.sources * input_ids.shape[0] if len(self.sources) == 1 else self.sources
+        n = self.n
+        for b, source in enumerate(sources):
+            reply = input_ids[b, self.prompt_length :].tolist()
+            if len(reply) < n:
+                continue
+            said = Counter(tuple(reply[i : i + n]) for i in range(len(reply) - n + 1))
+            held = Counter(tuple(source[i : i + n]) for i in range(len(source) - n + 1))
+            prefix = tuple(reply[len(reply) - n + 1 :])
+            banned = [gram[-1] for gram, count in said.items() if gram[:-1] == prefix and count >= held[gram]]
+            if banned:
+                scores[b, banned] = -float("inf")
+        return scores
 
 
 class CopyBoost(LogitsProcessor):
@@ -104,7 +120,7 @@ def reply_processors(decoding: dict, sources: Sequence[Sequence[int]], prompt_le
     copy from ``sources`` (one per row, see :class:`CopyBoost`)."""
     processors = LogitsProcessorList()
     if ngram := int(decoding.pop("reply_no_repeat_ngram_size", 0) or 0):
-        processors.append(ReplyNoRepeatNGram(ngram, prompt_length))
+        processors.append(ReplyNoRepeatNGram(ngram, prompt_length, sources))
     if boost := float(decoding.pop("copy_boost", 0.0) or 0.0):
         processors.append(CopyBoost(boost, sources, prompt_length))
     return processors

@@ -124,6 +124,20 @@ def test_reply_ngram_ban_covers_the_reply_but_lets_the_context_be_copied():
     assert torch.isinf(NoRepeatNGramLogitsProcessor(2)(torch.tensor([prompt + [5]]), scores.clone())[0, 6])
 
 
+def test_reply_ngram_ban_lets_a_copy_repeat_an_ngram_as_often_as_its_source_has_it():
+    # "Five: Dopey, Grumpy, Sneezy, Sleepy, Happy": the bigram ", S" twice; it had come out "Sneezy, Jruce"
+    comma, s, nee, leep = 4, 5, 6, 7
+    source = [comma, s, nee, comma, s, leep]
+    prompt, scores = [1, 2, 3], torch.zeros(1, 10)
+    once = [comma, s, nee, comma]  # ", S" said once, the source has it twice
+    allowed = ReplyNoRepeatNGram(2, len(prompt), [source])(torch.tensor([prompt + once]), scores.clone())
+    assert not torch.isinf(allowed).any()
+    twice = [comma, s, nee, comma, s, leep, comma]  # said as often as the source has it: banned again
+    banned = ReplyNoRepeatNGram(2, len(prompt), [source])(torch.tensor([prompt + twice]), scores.clone())
+    assert torch.isinf(banned[0]).nonzero().flatten().tolist() == [s]
+    assert torch.isinf(ReplyNoRepeatNGram(2, len(prompt))(torch.tensor([prompt + once]), scores.clone())[0, s])  # no source
+
+
 def test_copy_boost_starts_a_copy_at_the_answer_and_carries_it_to_the_end_and_copies_nothing_else():
     eos, answer, message = 0, [5, 6, 7, 8], [9, 10]
     prompt = [3, 4, 11, 5, 6, 7, 8, eos] + message + [eos]  # a passage (question, answer), then the message
