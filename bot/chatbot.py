@@ -17,7 +17,7 @@ from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
 from skills.first_steps import FirstSteps
-from skills.knowledge import Retriever, content_words, follows_up
+from skills.knowledge import Retriever, follows_up
 
 from .about import about_reply, asks_about_the_bot, unreadable
 from .adapter import AdaptedModel
@@ -356,23 +356,17 @@ class AdapterBot:
         return [self._asked_back(h, self._answered(h, d, knowledge)) for h, d in zip(histories, decisions)]
 
     def _asked_back(self, history: list[str], decision):
-        """``decision``, or the knowledge skill whose written question back or first steps is one of the bot's last two
-        turns, the newer first (``new_problem_reply``, ``first_steps_file``), when the message reads as a follow-up on it
+        """``decision``, or the knowledge skill whose written question back or first steps is the bot's last turn
+        (``new_problem_reply``, ``first_steps_file``), when the message reads as a follow-up on it
         (:func:`skills.knowledge.follows_up`): "tried chrome and firefox, cleared the cache, even made a copy of the
         design. still hangs at 99" after tech support's question back went to the empathetic skill (session 17's
-        trial), and so did "back to the remote, i charged it for an hour... still totally dead" after the remote's first
-        steps and a trivia question in between; the older turn counts only when the message shares a content word with
-        the user's message it answered. Those replies are written, so no held-out set of the eval holds them; after a fix copied from the
+        trial). Those replies are written, so no held-out set of the eval holds them; after a fix copied from the
         file the manager decides alone (a rule there cost chit-chat after a skill, docs/DESIGN.md)."""
         if len(history) < 3 or not follows_up(history[-1]):
             return decision
-        for age, turn in enumerate(history[-2::-2][:2]):  # the bot's last two turns, the older one only when the
-            if age and not (len(history) >= 5 and content_words(history[-1]) & content_words(history[-5])):
-                continue  # message names what the user said before it ("back to the remote...": "...the remote died")
-            for name in self.specs:
-                if self._asked_back_by(name, turn):
-                    return decision if name == decision.skill else dataclasses.replace(
-                        decision, skill=name, probability=decision.scores.get(name, 0.0))
+        for name in self.specs:
+            if name != decision.skill and self._asked_back_by(name, history[-2]):
+                return dataclasses.replace(decision, skill=name, probability=decision.scores.get(name, 0.0))
         return decision
 
     def _answered(self, history: list[str], decision, knowledge: list[str]):

@@ -22,7 +22,8 @@ from skills.knowledge import says_it_worked
 FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have to go|need to go|have to leave|"
                       r"talk (to you )?(later|soon)|ttyl|see (you|ya)|catch you later|take care|nice (talking|chatting)|"
                       r"(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|thanks for listening|"
-                      r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest)|"
+                      r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest)|take it easy(?=\W*$)|"
+                      r"me done for (the day|the night|today|tonight|now)|"
                       r"that'?s (it|enough|all) for (tonight|today|now|me))\b"
                       r"|^\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
 """Words that take leave."""
@@ -89,7 +90,7 @@ def misfit(message: str, reply: str) -> int:
 
 _CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|night|nite|"
-                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|and|mate|helps|helped|helpful|great|perfect|awesome|"
+                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|thats|that's|and|mate|helps|helped|helpful|great|perfect|awesome|"
                            r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now", "ok that
 worked, thanks!")."""

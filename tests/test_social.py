@@ -55,14 +55,16 @@ def test_thanks_for_listening_is_thanked_without_a_goodbye():
                                      "anyway thanks for chatting man, later", "bye for now", "goodnight!",
                                      "thanks for being patient with me", "alright im off to bed, catch you later",
                                      "ok thats enough for tonight, cheers mate", "that's all for now", "thanks, that helps",
-                                     "thanks! that worked", "ok that worked, thanks!", "ok thats it for me, cheers"])
+                                     "thanks! that worked", "ok that worked, thanks!", "ok thats it for me, cheers",
+                                     "ok thats me done for the day, take it easy!", "alright, take it easy"])
 def test_a_message_that_only_thanks_or_takes_leave_is_a_closing(message):
     assert only_closing(message) and closing_reply(message)
 
 
 @pytest.mark.parametrize("message", ["thanks, but my printer still says offline", "ok thanks, what about my printer?",
                                      "thanks, its not fixed", "i tried it, thanks, still broken", "hi there", "my cat died",
-                                     "ok thats enough, my wifi is still down"])
+                                     "ok thats enough, my wifi is still down", "take it easy on him",
+                                     "im done for the day with this printer, it still wont print"])
 def test_a_message_with_more_to_answer_is_not_only_a_closing(message):
     assert not only_closing(message)
 
