@@ -81,8 +81,14 @@ def cmd_skill_list(args) -> int:
         raise FileNotFoundError(f"{registry.root}: no such skills folder (check --skills-dir or $ADAPTERBOT_SKILLS_DIR)")
     names = registry.names()
     print(f"{len(names)} skill(s) in {registry.root}")
+    broken = 0
     for name in names:
-        info = registry.describe(name)
+        try:
+            info = registry.describe(name)
+        except (OSError, ValueError) as e:  # one broken skill.yaml: the others are still listed, as the bot loads them
+            print(f"- {name}: cannot be read, so the bot skips it: {e}")
+            broken += 1
+            continue
         card = info.get("card") or {}
         figures = ""
         if "test_ppl" in card:
@@ -90,7 +96,7 @@ def cmd_skill_list(args) -> int:
         splits = info.get("splits") or {}
         size = f", {card['trainable_params']:,} parameters" if "trainable_params" in card else ""
         print(f"- {name}: {info.get('description', '')}\n    {info['kind']} adapter{size}; {info['path']}  splits {splits}{figures}")
-    return 0
+    return 1 if broken else 0
 
 
 def cmd_skill_kinds(args) -> int:

@@ -325,8 +325,9 @@ def routed_line(name: str, routing: dict[str, int]) -> str:
     """"routes 9 of 38 held-out test conversations to it (24%; each test example alone and after small talk)":
     :func:`held_out_routing`'s figure in words."""
     total = sum(routing.values())
+    few = f"; only {total // 2} test examples, too few to trust the share" if total < 2 * MIN_TEST_EXAMPLES else ""
     return (f"routes {routing.get(name, 0)} of {total} held-out test conversations to it "
-            f"({routing.get(name, 0) / total:.0%}; each test example alone and after small talk)")
+            f"({routing.get(name, 0) / total:.0%}; each test example alone and after small talk{few})")
 
 
 def remove_skill(registry: SkillRegistry, name: str) -> None:

@@ -112,6 +112,8 @@ male males boy boys
 female females girl girls
 type types kind kinds sort sorts
 produce produces produced producer producers grow grows grown
+human humans people person persons
+sun sunlight sunshine
 """
 _CANONICAL = {word: line.split()[0] for line in SYNONYMS.split("\n") for word in line.split()}
 

@@ -106,6 +106,14 @@ def test_unknown_skill_and_missing_folder_get_one_line_errors(tiny_dir, skills_d
     assert "missing: no such skills folder" in capsys.readouterr().err
 
 
+def test_skill_list_names_a_broken_skill_yaml_and_still_lists_the_others(tiny_dir, skills_dir, capsys):
+    (skills_dir / "alpha" / "skill.yaml").write_text("name: [broken\n", encoding="utf-8")
+    assert cli(tiny_dir, skills_dir, "skill", "list") == 1
+    out = capsys.readouterr().out
+    assert "- alpha: cannot be read, so the bot skips it:" in out and "skill.yaml: line 2" in out
+    assert "- beta: " in out and "bottleneck adapter" in out
+
+
 def test_chat_on_a_busy_port_says_which_flag_to_change(capsys):
     import socket
 
@@ -301,6 +309,7 @@ def test_a_skill_the_manager_rarely_routes_to_is_warned_about_with_where_its_mes
     assert "--replace" in warning and "adapterbot:shop" in warning
     assert routed_line("shop", {"tech_support": 21, "shop": 9, "none": 2}) == (
         "routes 9 of 32 held-out test conversations to it (28%; each test example alone and after small talk)")
+    assert routed_line("plants", {"plants": 8}).endswith("after small talk; only 4 test examples, too few to trust the share)")
 
 
 def test_examples_longer_than_the_backbone_window_train_within_it(tiny_dir, skills_dir, tmp_path, capsys):

@@ -179,7 +179,7 @@ def test_add_warnings_are_shown(ui_bot, tmp_path, monkeypatch):
     status, *_ = skills_tab.make_add_handler(ui_bot, max_upload_mb=1)("delta", "", str(data), progress=lambda *a, **k: None)
     assert "⚠️" not in status and len(shown) == 2
     assert ("so Auto can route to it: it routes 1 of 3 held-out test conversations to it (33%; each test example "
-            "alone and after small talk).") in status
+            "alone and after small talk; only 1 test examples, too few to trust the share).") in status
 
 
 def test_training_progress_names_the_skill(tiny_bot, tmp_path):
