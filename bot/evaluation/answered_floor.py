@@ -67,13 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     from bot import AdapterBot
 
+    from .report import print_and_save
+
     bot = AdapterBot.from_pretrained(args.backbone, args.skills_dir)
     command = f"python -m bot.evaluation.answered_floor --split {args.split}" + (f" --out {args.out}" if args.out else "")
-    text = markdown(measure(bot, args.split, tuple(args.floors)), args.split, command)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-    print(text)
+    print_and_save(markdown(measure(bot, args.split, tuple(args.floors)), args.split, command), args.out)
 
 
 if __name__ == "__main__":

@@ -85,11 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="also write the report (markdown) here")
     args = p.parse_args(argv)
     command = "python -m bot.evaluation.faq_gate --data " + " ".join(str(d) for d in args.data)
-    text = markdown(measure(args.data), command + (f" --out {args.out}" if args.out else ""))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-    print(text)
+    from .report import print_and_save
+
+    print_and_save(markdown(measure(args.data), command + (f" --out {args.out}" if args.out else "")), args.out)
 
 
 if __name__ == "__main__":

@@ -75,12 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most this many examples of each new skill")
     p.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    from .report import print_and_save
+
     result = measure(args.backbone, args.skills_dir, args.data, args.name, args.limit)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    print_and_save(json.dumps(result, indent=2) + "\n", args.out)
 
 
 if __name__ == "__main__":

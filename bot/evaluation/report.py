@@ -69,6 +69,14 @@ from .report_schema import (PER_SKILL_KEYS, ROUTING_KEYS, SKILL_KEYS, _jsonable,
 __all__ = ["write_report", "validate_report", "SKILL_KEYS", "ROUTING_KEYS", "PER_SKILL_KEYS"]
 
 
+def print_and_save(text: str, out: Path | None) -> None:
+    """Print a command's report and, given ``--out``, also write it there atomically (its folder made as needed)."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+    print(text)
+
+
 def write_report(report: dict, out_dir: Path, forgetting: dict | None = None) -> list[Path]:
     """Write report.json, report.md, ppl.png, confusion.png (and forgetting.png).
 
