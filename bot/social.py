@@ -128,13 +128,16 @@ CHOICE_REPLIES = ("Tough one! I'll say {}. What about you?", "Easy: {}. Which do
 
 def choice_reply(message: str) -> str | None:
     """The written reply to an either-or question ("tea or coffee?", "cats or dogs, you have to pick one", "would you
-    rather fight one horse sized duck or 100 duck sized horses"): one of the two, picked by the message's checksum (the
-    same message, the same pick), else ``None``. The options are the one to four words after the clause's only "or"
-    (up to a word such as "for" or "which": "beach or mountains for a vacation, which would you pick") and as many
-    before it, none of them a pronoun, a verb of choosing or a non-option ("not", "both"); the message
-    asks ("?") or says to choose ("pick", "rather", "settle", ...), and asks no what, how, who, where, when or why (a
-    fact, "whats the longest river, nile or amazon?", is not a matter of taste). The small backbone answered such questions with
-    whatever its corpus talks about ("tea or coffee?" -> "Do you have a favorite book?", session 17's trial)."""
+    rather fight one horse sized duck or 100 duck sized horses"): one of the two, picked by the message's checksum
+    (the same message, the same pick), else ``None``.
+
+    The options are the one to four words after the clause's only "or" (up to a word such as "for" or "which": "beach
+    or mountains for a vacation, which would you pick") and as many before it, none of them a pronoun, a verb of
+    choosing or a non-option ("not", "both"). The message asks ("?") or says to choose ("pick", "rather", "settle",
+    ...), and asks no what, how, who, where, when or why: "whats the longest river, nile or amazon?" is a fact, not a
+    matter of taste. The small backbone answered such questions with whatever its corpus talks about ("tea or
+    coffee?" -> "Do you have a favorite book?", session 17's trial).
+    """
     if not _CHOOSE.search(message) or _FACT.search(message):
         return None
     for clause in re.split(r"[?.!,;:]", message):

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from .files import MAX_BYTES
-from .knowledge import _WORD, answer_of, content_words, question_of, read_passages
+from .knowledge import WORD, answer_of, content_words, question_of, read_passages
 
 Topic = tuple[set[str], dict[str, re.Pattern], str]
 
@@ -51,7 +51,7 @@ class FirstSteps:
         found = {p: pattern.search(message) for _, phrases, _ in self.topics for p, pattern in phrases.items()}
         found = {p: match for p, match in found.items() if match}
         at: dict[str, int] = {}  # each content word's first place in the message, outside the phrases found
-        for token in _WORD.finditer(message.lower()):
+        for token in WORD.finditer(message.lower()):
             if not any(match.start() <= token.start() < match.end() for match in found.values()):
                 for stem in content_words(token.group()):
                     at.setdefault(stem, token.start())

@@ -112,8 +112,6 @@ male males boy boys
 female females girl girls
 type types kind kinds sort sorts
 produce produces produced producer producers grow grows grown
-human humans people person persons
-sun sunlight sunshine
 """
 _CANONICAL = {word: line.split()[0] for line in SYNONYMS.split("\n") for word in line.split()}
 
@@ -161,13 +159,14 @@ _FILLER = {"whats", "what's", "who's", "whos", "where's", "know", "tell", "hey",
            "quick", "question", "ok", "okay", "so", "um", "uh", "hmm", "curious", "like", "really", "thanks", "thank",
            "thx", "ty", "cool", "great", "nice", "lol", "haha", "anyway", "anyways", "btw", "oh", "ah", "yeah", "yes",
            "alright", "wait", "whatever", "honestly"}
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+"""A word of lower-cased text, as the knowledge files and the first steps read it ("don't" is one word)."""
 
 
 def content_words(text: str) -> set[str]:
     """Stems of the lower-cased words of ``text``, stop words and chat filler left out."""
     stop = _bm25s().stopwords.STOPWORDS_EN_PLUS
-    return set(_stem([w for w in _WORD.findall(text.lower()) if w not in stop and w not in _FILLER]))
+    return set(_stem([w for w in WORD.findall(text.lower()) if w not in stop and w not in _FILLER]))
 
 
 def coverage(query: str, passage: str, idf: "dict[str, float]", unseen_idf: float) -> float:
@@ -215,7 +214,7 @@ _ORDINALS = {w: str(i) for i, w in enumerate("zeroth first second third fourth f
 
 def numbers(text: str) -> set[str]:
     """The numbers of ``text``, as digits: "37th" and "ww2" give "37" and "2", "first" gives "1"."""
-    return set(re.findall(r"\d+", text)) | {_ORDINALS[w] for w in _WORD.findall(text.lower()) if w in _ORDINALS}
+    return set(re.findall(r"\d+", text)) | {_ORDINALS[w] for w in WORD.findall(text.lower()) if w in _ORDINALS}
 
 
 def asks_another_number(query: str, passage: str) -> bool:
