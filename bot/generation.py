@@ -39,17 +39,17 @@ class ReplyNoRepeatNGram(LogitsProcessor):
 
     def __init__(self, ngram_size: int, prompt_length: int, sources: Sequence[Sequence[int]] = ((),)) -> None:
         self.n, self.prompt_length = ngram_size, prompt_length
-        self.sources = [list(source) for source in sources]
+        n = ngram_size  # each source's n-grams and how often it holds them, counted once, not at every step
+        self.held = [Counter(tuple(source[i : i + n]) for i in range(len(source) - n + 1)) for source in sources]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        sources = self.sources * input_ids.shape[0] if len(self.sources) == 1 else self.sources
+        held_by_row = self.held * input_ids.shape[0] if len(self.held) == 1 else self.held
         n = self.n
-        for b, source in enumerate(sources):
+        for b, held in enumerate(held_by_row):
             reply = input_ids[b, self.prompt_length :].tolist()
             if len(reply) < n:
                 continue
             said = Counter(tuple(reply[i : i + n]) for i in range(len(reply) - n + 1))
-            held = Counter(tuple(source[i : i + n]) for i in range(len(source) - n + 1))
             prefix = tuple(reply[len(reply) - n + 1 :])
             banned = [gram[-1] for gram, count in said.items() if gram[:-1] == prefix and count >= held[gram]]
             if banned:

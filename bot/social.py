@@ -142,12 +142,12 @@ def choice_reply(message: str) -> str | None:
         return None
     for clause in re.split(r"[?.!,;:]", message):
         words = re.findall(r"[\w'-]+", clause)
-        if [w.lower() for w in words].count("or") != 1:
+        lower = [w.lower() for w in words]
+        if lower.count("or") != 1:
             continue
-        at = [w.lower() for w in words].index("or")
-        after = words[at + 1:]
-        ends = [i for i, w in enumerate(after) if w.lower() in _AFTER_OPTION]  # "mountains for a vacation, which..."
-        after = after[:ends[0]] if ends else after
+        at = lower.index("or")
+        ends = [i for i, w in enumerate(lower[at + 1:]) if w in _AFTER_OPTION]  # "mountains for a vacation, which..."
+        after = words[at + 1:][:ends[0]] if ends else words[at + 1:]
         before = words[at - len(after):at] if len(after) <= at else []
         if not 1 <= len(after) <= 4 or not before or _NO_OPTION & {w.lower() for w in before + after}:
             continue

@@ -42,6 +42,7 @@ class FirstSteps:
             self.topics.append((content_words(" ".join(w for w in topic.split() if "_" not in w)), phrases, answer_of(passage)))
         df = Counter(w for words, phrases, _ in self.topics for w in [*words, *phrases])
         self._idf = {w: math.log((len(self.topics) + 1) / (c + 0.5)) for w, c in df.items()}
+        self._all_steps = frozenset(answer for _, _, answer in self.topics)
 
     def steps_for(self, message: str) -> str | None:
         """The steps of the topic whose words in ``message`` are the rarest in the file (the sum of their IDF, a
@@ -67,4 +68,4 @@ class FirstSteps:
 
     def says_steps(self, text: str) -> bool:
         """Whether ``text`` is one of the file's steps, word for word (a reply this file gave)."""
-        return text.strip() in {answer for _, _, answer in self.topics}
+        return text.strip() in self._all_steps
