@@ -16,11 +16,13 @@ map threaded through its scheduler; the scheduler below is a small decode loop o
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import inspect
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -215,53 +217,77 @@ class _Row:
 
 _STALE = object()
 ROOM = 64  # most tokens a batch's cache grows by before its buffers are copied into larger ones
-# A batch is compacted (its cache copied without its ended rows) once no more than this share of its rows is left;
-# until then, or until turns join (a copy anyway), ended rows are decoded and ignored. A copy of a 26-row cache cost
-# about as much as a decoding step, a row in a step a 26th of one: compacting at every ended row took 19 s of a
-# 105 s load run (python -m bot.bench.loadtest under py-spy).
+ROW_ROOM = 8  # spare rows a batch's cache buffers hold, so that turns can join without a copy (a ranked turn's 8)
+# A batch is compacted (its cache copied without its ended rows) when, after the waiting turns have joined, no more than
+# this share of its rows is live. Until then an ended row is decoded and ignored, and the next turn to join takes its
+# row in place. A copy of a 26-row cache cost about as much as a decoding step, a row in a step a 26th of one:
+# compacting at every ended row took 19 s of a 105 s load run (python -m bot.bench.loadtest under py-spy).
 COMPACT_AT = 0.75
 
 
 class _GrowingLayer(DynamicLayer):
-    """A layer's keys and values ``[B, heads, T, head_dim]`` in buffers with room to grow: a step writes its
-    token in place (``DynamicLayer`` copies the whole cache into a new tensor at every step)."""
+    """A layer's keys and values ``[B, heads, T, head_dim]`` in buffers with room to grow, in columns and in rows: a
+    step writes its token in place (``DynamicLayer`` copies the whole cache into a new tensor at every step), and a
+    joining row is written into a free row in place (:meth:`place`)."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, rows: int, length: int) -> None:
         super().__init__()
         self.device, self.is_initialized = keys.device, True
-        self._buffers, self._length = (keys, values), length
-        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+        self._buffers, self._rows, self._length = (keys, values), rows, length
+        self._views()
+
+    def _views(self) -> None:
+        keys, values = self._buffers
+        self.keys, self.values = keys[: self._rows, :, : self._length], values[: self._rows, :, : self._length]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         end = self._length + key_states.shape[2]
         if end > self._buffers[0].shape[2]:
-            self._buffers = (_stacked([self.keys], self._length), _stacked([self.values], self._length))
+            room = self.row_capacity - self._rows
+            self._buffers = (_stacked([self.keys], self._length, room), _stacked([self.values], self._length, room))
         keys, values = self._buffers
-        keys[:, :, self._length:end] = key_states
-        values[:, :, self._length:end] = value_states
+        keys[: self._rows, :, self._length:end] = key_states
+        values[: self._rows, :, self._length:end] = value_states
         self._length = end
-        self.keys, self.values = keys[:, :, :end], values[:, :, :end]
+        self._views()
         return self.keys, self.values
+
+    def place(self, slots: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Write rows ``keys`` and ``values`` ``[m, heads, w, head_dim]`` (``w`` no wider than the cache) into rows
+        ``slots`` (free rows, or the next spare ones), right-aligned, the columns before them zeroed."""
+        start = self._length - keys.shape[2]
+        for buffer, new in zip(self._buffers, (keys, values)):
+            buffer[slots, :, :start] = 0
+            buffer[slots, :, start : self._length] = new
+        self._rows = max(self._rows, int(slots.max()) + 1)
+        self._views()
+
+    @property
+    def row_capacity(self) -> int:
+        return self._buffers[0].shape[0]
 
 
 class _GrowingCache(DynamicCache):
     def __init__(self, kv: list[tuple[list[torch.Tensor], list[torch.Tensor]]], width: int) -> None:
         """Per layer, the keys and the values of row groups, each group left-padded to ``width``."""
-        Cache.__init__(self, layers=[_GrowingLayer(_stacked(k, width), _stacked(v, width), width) for k, v in kv])
+        Cache.__init__(self, layers=[_GrowingLayer(_stacked(k, width, ROW_ROOM), _stacked(v, width, ROW_ROOM),
+                                                   sum(p.shape[0] for p in k), width) for k, v in kv])
 
 
-def _stacked(parts: list[torch.Tensor], width: int) -> torch.Tensor:
+def _stacked(parts: list[torch.Tensor], width: int, row_room: int = 0) -> torch.Tensor:
     """``parts`` ``[b, heads, t, head_dim]`` stacked along the batch, each left-padded with zeros to ``width``
-    columns, in a buffer with room for more columns after them (uninitialised: a step writes a column before any
-    view reaches it). Only the padding is zeroed (masked out, but attention multiplies it by 0, so it must be finite):
-    zeroing whole buffers took a tenth of the engine thread's time under load (py-spy, session 13)."""
+    columns, in a buffer with room for more columns after them and ``row_room`` more rows (uninitialised: a step
+    writes a column, and :meth:`_GrowingLayer.place` a row, before any view reaches it). Only the padding is zeroed
+    (masked out, but attention multiplies it by 0, so it must be finite): zeroing whole buffers took a tenth of the
+    engine thread's time under load (py-spy, session 13)."""
     first = parts[0]
-    out = first.new_empty(sum(p.shape[0] for p in parts), first.shape[1], width + ROOM, first.shape[3])
+    rows = sum(p.shape[0] for p in parts)
+    out = first.new_empty(rows + row_room, first.shape[1], width + ROOM, first.shape[3])
     row = 0
     for p in parts:
-        rows, start = slice(row, row + p.shape[0]), width - p.shape[2]
-        out[rows, :, :start] = 0
-        out[rows, :, start:width] = p
+        taken, start = slice(row, row + p.shape[0]), width - p.shape[2]
+        out[taken, :, :start] = 0
+        out[taken, :, start:width] = p
         row += p.shape[0]
     return out
 
@@ -307,10 +333,14 @@ class Engine:
         self.seconds = {"routing": 0.0, "prefill": 0.0, "decoding": 0.0}  # the engine thread's time, by what it did
         forward = inspect.signature(model.backbone.forward).parameters
         self._cache_arg = "cache" if "cache" in forward else "past_key_values"  # renamed in transformers 5.24
+        self._closed = False
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # ---- callers ------------------------------------------------------------------
     def submit(self, request: Request | Pending) -> Generation:
         """Queue ``request``; it joins the running batch at the next step boundary."""
+        if self._closed:
+            raise RuntimeError("the engine is closed")
         generation = Generation()
         self._waiting.put((request, generation))
         self._wake.set()
@@ -323,6 +353,16 @@ class Engine:
     def paused(self):
         """A context in which no step runs: load or remove skills inside it (rows see the change at the next step)."""
         return _Paused(self)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the engine thread after its current step; turns still running or waiting end with an error. Called
+        at interpreter exit: a daemon thread still inside a torch op while the interpreter is torn down can abort
+        the process ("terminate called without an active exception")."""
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     @property
     def active(self) -> int:
@@ -340,14 +380,18 @@ class Engine:
         if self.threads:
             torch.set_num_threads(self.threads)
         while True:
-            if not self._batch.rows and not self._deferred and self._waiting.empty():
+            if not self._batch.rows and not self._deferred and self._waiting.empty() and not self._closed:
                 self._wake.wait()  # sleep until a request comes
             self._wake.clear()
             with self._pause_done:
                 self._pause_done.wait_for(lambda: self._pauses == 0)
+            if self._closed:
+                self._fail_all(RuntimeError("the engine is closed"))
+                return
             with self._step_lock:
                 try:
                     self._admit()
+                    self._compact()
                     if self._batch.rows:
                         with self._timed("decoding"):
                             self._step()
@@ -355,6 +399,22 @@ class Engine:
                     for row in self._batch.rows:
                         row.generation._finish(e)
                     self._batch = _Batch()
+
+    def _fail_all(self, error: BaseException) -> None:
+        """End every running and waiting turn with ``error``."""
+        for row in self._batch.rows:
+            if not row.ended:
+                row.generation._finish(error)
+        self._batch = _Batch()
+        waiting = self._deferred
+        self._deferred = []
+        while True:
+            try:
+                waiting.append(self._waiting.get_nowait())
+            except queue.Empty:
+                break
+        for _, generation in waiting:
+            generation._finish(error)
 
     @torch.no_grad()
     def _admit(self) -> None:
@@ -472,8 +532,27 @@ class Engine:
         self._join([rows[i] for i in going], kv, mask[:, start:])
 
     def _join(self, rows: list[_Row], kv: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor) -> None:
-        """Add ``rows`` to the batch; its ended rows leave in the same copy of the cache."""
+        """Add ``rows`` to the batch: into ended rows' places and the cache's spare rows, in place, when they are no
+        wider than the cache; else the cache is copied once, without its ended rows, with them."""
         b = self._batch
+        if b.rows and mask.shape[1] <= b.mask.shape[1]:
+            free = [i for i, row in enumerate(b.rows) if row.ended]
+            free += range(len(b.rows), b.cache.layers[0].row_capacity)
+            if len(free) >= len(rows):
+                slots = free[: len(rows)]
+                index = torch.tensor(slots, device=mask.device)
+                for layer, (k, v) in zip(b.cache.layers, kv):
+                    layer.place(index, k, v)
+                mask = _left_pad_mask(mask, b.mask.shape[1])
+                appended = [slot for slot in slots if slot >= len(b.rows)]
+                if appended:
+                    b.mask = torch.cat([b.mask, mask.new_zeros(len(appended), mask.shape[1])])
+                    b.rows = b.rows + [None] * len(appended)
+                b.mask[index] = mask
+                for slot, row in zip(slots, rows):
+                    b.rows[slot] = row
+                b.plan = _STALE
+                return
         if any(row.ended for row in b.rows):
             self._keep([i for i, row in enumerate(b.rows) if not row.ended], copy=False)
             b = self._batch
@@ -487,15 +566,25 @@ class Engine:
             b.rows = b.rows + rows
         b.plan = _STALE
 
+    def _compact(self) -> None:
+        """Copy the cache without its ended rows once no more than :data:`COMPACT_AT` of the rows are live (turns that
+        joined have taken ended rows' places first)."""
+        left = [i for i, row in enumerate(self._batch.rows) if not row.ended]
+        if len(left) <= COMPACT_AT * len(self._batch.rows):
+            self._keep(left)
+
     @torch.no_grad()
     def _step(self) -> None:
         b = self._batch
         device = b.mask.device
         if b.plan is _STALE:
-            self._drop_unroutable()
-            if not b.rows:
-                return
-            b.plan = self.model.plan([row.request.route for row in b.rows])
+            try:
+                b.plan = self.model.plan([row.request.route for row in b.rows])
+            except (KeyError, ValueError):  # a skill went away: its rows end, the others go on
+                self._drop_unroutable()
+                if not b.rows:
+                    return
+                b.plan = self.model.plan([row.request.route for row in b.rows])
         inputs = torch.tensor([[row.ids[-1]] for row in b.rows], device=device)
         positions = torch.tensor([[row.position] for row in b.rows], device=device)
         mask = torch.cat([b.mask, torch.ones(len(b.rows), 1, dtype=b.mask.dtype, device=device)], dim=1)
@@ -508,9 +597,6 @@ class Engine:
         for i, ended in enumerate(_choose(b.rows, out.logits[:, -1])):
             if ended and not b.rows[i].ended:
                 b.rows[i].finish()
-        left = [i for i, row in enumerate(b.rows) if not row.ended]
-        if len(left) <= COMPACT_AT * len(b.rows):
-            self._keep(left)
 
     def _drop_unroutable(self) -> None:
         """End, with the error, each row whose skill went away (removed between steps); the others go on."""
@@ -568,6 +654,12 @@ def _choose(rows: list[_Row], logits: torch.Tensor) -> list[bool]:
         for j, i in enumerate(members):
             ended[i] = rows[i].take(scores[j : j + 1], None if logprobs is None else logprobs[j])
     return ended
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    engine = ref()
+    if engine is not None:
+        engine.close()
 
 
 def _rows_needed(request: Request | Pending) -> int:

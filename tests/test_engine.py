@@ -71,6 +71,35 @@ def test_a_turn_that_joins_mid_generation_gets_its_solo_result(engine):
     assert 0 < joined_at < len(solo_long)  # the second turn really joined a running generation
 
 
+def test_a_turn_no_wider_than_the_cache_joins_in_place_and_a_wider_one_moves_it(engine):
+    eng, contexts = engine
+    long = Request(contexts[3], "lora", dict(max_new_tokens=40))
+    narrow = Request(contexts[0], "lora", dict(GREEDY))  # narrower than the running row's cache
+    wide = Request(contexts[3] * 3, "houlsby", dict(GREEDY))  # wider than it
+    solo = [eng.generate(r) for r in (long, narrow, wide)]
+    while eng._batch.rows:  # the last solo turn's row has left
+        time.sleep(0.001)
+    copied = []
+    original = eng._join
+
+    def join(rows, kv, mask):
+        before = eng._batch.cache.layers[0]._buffers if eng._batch.rows else None
+        original(rows, kv, mask)
+        if before is not None:
+            copied.append(eng._batch.cache.layers[0]._buffers is not before)
+
+    eng._join = join
+    first = eng.submit(long)
+    while len(first.tokens) < 3 and not first._done.is_set():
+        time.sleep(0.001)
+    second = eng.submit(narrow)
+    while not second._done.is_set():
+        time.sleep(0.001)
+    third = eng.submit(wide)
+    assert [g.result(60) for g in (first, second, third)] == solo
+    assert copied == [False, True]  # the narrow turn took a spare row in place; the wide one needed wider buffers
+
+
 def test_ended_rows_wait_for_compaction_and_leave_when_a_turn_joins(engine):
     eng, contexts = engine
     first = [Request(contexts[i], "lora", dict(max_new_tokens=3 if i == 0 else 30)) for i in range(8)]
@@ -356,3 +385,21 @@ def test_top_p_keeps_the_tokens_transformers_keeps(top_p, scale):
     scores[:, ::7] = -float("inf")  # banned tokens, as the n-gram bans leave them
     ids = torch.zeros(12, 1, dtype=torch.long)
     assert torch.equal(TopP(top_p)(ids, scores.clone()), TopPLogitsWarper(top_p)(ids, scores.clone()))
+
+
+def test_close_ends_running_and_waiting_turns_and_refuses_new_ones(engine):
+    eng, contexts = engine
+    running = eng.submit(Request(contexts[3], "lora", dict(max_new_tokens=200)))
+    while not running.tokens:
+        time.sleep(0.001)
+    with eng.paused():
+        waiting = eng.submit(Request(contexts[0], None, dict(GREEDY)))
+        closing = threading.Thread(target=eng.close)
+        closing.start()
+    closing.join(30)
+    assert not eng._thread.is_alive()
+    for generation in (running, waiting):
+        with pytest.raises(RuntimeError, match="engine is closed"):
+            generation.result(5)
+    with pytest.raises(RuntimeError, match="engine is closed"):
+        eng.submit(Request(contexts[0], None, dict(GREEDY)))
