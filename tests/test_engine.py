@@ -376,7 +376,8 @@ def test_a_candidate_of_a_lower_misfit_wins_over_any_likelier_one_of_a_higher(en
 
 @pytest.mark.parametrize("top_p", [0.3, 0.9, 0.999])
 @pytest.mark.parametrize("scale", [0.2, 1.0, 8.0])  # flat (the nucleus outgrows the top 64: the full sort), to peaked
-def test_top_p_keeps_the_tokens_transformers_keeps(top_p, scale):
+@pytest.mark.parametrize("k, wide_k", [(64, 1024), (4, 64)])  # the second reaches every tier in one batch
+def test_top_p_keeps_the_tokens_transformers_keeps(top_p, scale, k, wide_k):
     from transformers import TopPLogitsWarper
 
     from bot.generation import TopP
@@ -384,7 +385,7 @@ def test_top_p_keeps_the_tokens_transformers_keeps(top_p, scale):
     scores = torch.randn(12, 2048, generator=torch.Generator().manual_seed(int(10 * scale))) * scale
     scores[:, ::7] = -float("inf")  # banned tokens, as the n-gram bans leave them
     ids = torch.zeros(12, 1, dtype=torch.long)
-    assert torch.equal(TopP(top_p)(ids, scores.clone()), TopPLogitsWarper(top_p)(ids, scores.clone()))
+    assert torch.equal(TopP(top_p, k, wide_k)(ids, scores.clone()), TopPLogitsWarper(top_p)(ids, scores.clone()))
 
 
 def test_close_ends_running_and_waiting_turns_and_refuses_new_ones(engine):
