@@ -471,14 +471,30 @@ class Retriever:
         return Lookup(hits[best], shares[best], shares[best] >= min_overlap and _answers(query, hits[best].text, numbers_must_agree))
 
 
+_ASKS_WHO = re.compile(r"\bwho\b", re.IGNORECASE)
+_NOT_A_WHO = re.compile(r"^\W*(where|when|how)\b", re.IGNORECASE)
+_A_THING = re.compile(r"^\W*(a|an)\s", re.IGNORECASE)
+
+
+def answers_a_who_with_a_thing(query: str, passage: str) -> bool:
+    """Whether the query asks who, and a question-and-answer passage answers where, when or how, or with "a"/"an"
+    something: "who wrote the harry potter books?" covered "What is Harry Potter's Patronus?" and got "A stag"
+    (session 19's trial)."""
+    question = question_of(passage)
+    if question is None or not _ASKS_WHO.search(query):
+        return False
+    return bool(_NOT_A_WHO.match(question) or _A_THING.match(answer_of(passage)))
+
+
 def _answers(query: str, passage: str, numbers_must_agree: bool) -> bool:
     """Whether a passage that covers ``query`` well enough answers it: not with the query's own words
     (:func:`answer_echoes`), nor, if ``numbers_must_agree``, for another number (:func:`asks_another_number`),
-    without one (:func:`answers_without_a_number`) or counting another thing (:func:`counts_another_thing`)."""
+    without one (:func:`answers_without_a_number`), counting another thing (:func:`counts_another_thing`) or
+    answering a "who" with a thing (:func:`answers_a_who_with_a_thing`)."""
     if answer_echoes(query, passage):
         return False
     return not (numbers_must_agree and (asks_another_number(query, passage) or answers_without_a_number(query, passage)
-                                        or counts_another_thing(query, passage)))
+                                        or counts_another_thing(query, passage) or answers_a_who_with_a_thing(query, passage)))
 
 
 def _already_said(answer: str, said: list[set[str]]) -> bool:

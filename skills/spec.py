@@ -72,8 +72,9 @@ class KnowledgeSpec:
             37th President": ``skills.knowledge.asks_another_number``), nor when the message asks for a number and
             its answer holds none ("how many planets..." against the largest planet's "Jupiter":
             ``skills.knowledge.answers_without_a_number``) or counts another thing ("how many legs..." against "How
-            many hearts...": ``skills.knowledge.counts_another_thing``). Off where numbers name models whose answers
-            carry over (a PS4's fix for a PS5).
+            many hearts...": ``skills.knowledge.counts_another_thing``), nor when the message asks who and the
+            passage answers where, when or how, or "a"/"an" something (``skills.knowledge.answers_a_who_with_a_thing``).
+            Off where numbers name models whose answers carry over (a PS4's fix for a PS5).
         unused_reply: for ``retrieval``: the skill's reply, word for word, when no passage is used (nothing is
             generated then). For a skill that only answers from its file, such as trivia, whose adapter, trained to
             say it doesn't know, once answered "what money do they use in japan?" with "yeah". ``None``: the

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from skills.knowledge import (Retriever, answers_without_a_number, asks_another_number, counts_another_thing, numbers,
+from skills.knowledge import (Retriever, answers_a_who_with_a_thing, answers_without_a_number, asks_another_number, counts_another_thing, numbers,
                               read_passages, search_query, tells_a_problem, write_passages)
 
 FACTS = [
@@ -250,6 +250,19 @@ def test_a_question_asking_for_a_number_is_not_answered_without_one(query, passa
 ])
 def test_a_question_counting_another_thing_is_told_apart(query, question, other):
     assert counts_another_thing(query, f"{question}\nanswer") is other
+
+
+@pytest.mark.parametrize("query, passage, thing", [
+    ("who wrote the harry potter books?", "What is Harry Potter's Patronus?\nA stag", True),
+    ("who wrote the harry potter books?", "Where was J.K. Rowling born?\nYate", True),
+    ("who painted the mona lisa", "What is the name of the painter of the Mona Lisa?\nLeonardo da Vinci", False),
+    ("who sang thriller", "Who sang Thriller?\nmichael jackson.", False),
+    ("who are the band with the yellow submarine song", "What band recorded Yellow Submarine?\nThe Beatles", False),
+    ("what is harry potter's patronus", "What is Harry Potter's Patronus?\nA stag", False),
+    ("who wrote it", "one line passage", False),
+])
+def test_a_who_question_is_not_answered_with_a_thing(query, passage, thing):
+    assert answers_a_who_with_a_thing(query, passage) is thing
 
 
 def test_with_numbers_that_must_agree_an_answer_without_the_number_asked_for_is_not_used(tmp_path):
