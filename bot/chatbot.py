@@ -23,10 +23,10 @@ from .about import about_reply, asks_about_the_bot, unreadable
 from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .crisis import crisis_reply
-from .dialogue import (DialogueError, build_context, context_budget, copy_source, end_at_sentence,
+from .dialogue import (DialogueError, build_context, context_budget, copy_source, cut_loop, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
-from .social import choice_reply, closing_reply, misfit, only_closing
+from .social import choice_reply, closing_reply, misfit, only_closing, takes_leave
 from .questions import question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
@@ -296,8 +296,9 @@ class AdapterBot:
 
         if written is None:
             if reply.skill is None:  # chit-chat: questions about the bot, thanks and farewells, either-or questions
-                # thanks with more to it ("Thanks, it's been hard. He was 14.") is answered, not welcomed
-                closing = closing_reply(message) if only_closing(message) else None
+                # thanks with more to it ("Thanks, it's been hard. He was 14.") is answered, not welcomed; a farewell
+                # with more to it ("alright, appreciate you letting me ramble. later") still gets a goodbye
+                closing = closing_reply(message) if only_closing(message) or takes_leave(message) else None
                 written = (about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing
                            or choice_reply(message))
             elif not reply.knowledge_used and not reply.blend:
@@ -416,17 +417,20 @@ class AdapterBot:
 
     def _text(self, ids: list[int], turn: _Turn) -> str:
         """The turn's reply: its written one, else its generated ``ids`` finished (:meth:`_finish`)."""
-        return turn.written if turn.written is not None else self._finish(ids, turn.decoding)
+        if turn.written is not None:
+            return turn.written
+        return self._finish(ids, turn.decoding, turn.reply.knowledge if turn.reply.knowledge_used else None)
 
     def _decoded(self, ids: list[int]) -> str:
         """``ids`` as text, without the U+FFFD of bytes that make no whole character: a byte-level tokenizer's reply
         may stop inside one (a character still streaming waits for its rest), or sample stray bytes ("😂😂" got "�")."""
         return self.tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "").strip()
 
-    def _finish(self, ids: list[int], decoding: dict) -> str:
-        """The reply's text; one that ran out of ``max_new_tokens`` ends at its last full sentence, and one with
-        no text at all (end-of-text first, or bytes of no whole character) says so (:data:`NO_REPLY`)."""
-        text = self._decoded(ids)
+    def _finish(self, ids: list[int], decoding: dict, knowledge: str | None = None) -> str:
+        """The reply's text, without a loop it fell into that the ``knowledge`` it used does not hold
+        (:func:`~bot.dialogue.cut_loop`); one that ran out of ``max_new_tokens`` ends at its last full sentence, and
+        one with no text at all (end-of-text first, or bytes of no whole character) says so (:data:`NO_REPLY`)."""
+        text = cut_loop(self._decoded(ids), knowledge or "")
         text = end_at_sentence(text) if len(ids) >= decoding["max_new_tokens"] else text
         return text or NO_REPLY
 

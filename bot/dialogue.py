@@ -116,3 +116,22 @@ def end_at_sentence(text: str) -> str:
     then ends on a whole sentence. Text with no sentence end is kept whole."""
     ends = [m.end() for m in _SENTENCE_END.finditer(text)]
     return text[: ends[-1]] if ends else text
+
+
+_WORD = re.compile(r"\S+")
+
+
+def cut_loop(text: str, source: str = "", longest: int = 8) -> str:
+    """``text`` without the loop a small model falls into ("...a repair shop is the fetish shop is the fetish shop is
+    the fetish list.", session 19's trial): from the first run of two to ``longest`` words said twice in a row that
+    ``source`` (what the reply may copy: "New York, New York") does not say, the reply ends at its last sentence end
+    before that run, or, with none, just before the run's second saying. Text with no such run is kept whole."""
+    words = [(m.group().lower().strip(".,!?;:'\""), m.start()) for m in _WORD.finditer(text)]
+    said = " ".join(m.group().lower().strip(".,!?;:'\"") for m in _WORD.finditer(source))
+    for i in range(len(words)):
+        for n in range(2, longest + 1):
+            run = [w for w, _ in words[i : i + 2 * n]]
+            if len(run) == 2 * n and run[:n] == run[n:] and " ".join(run) not in said:
+                ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, words[i][1])]
+                return text[: ends[-1]] if ends else text[: words[i + n][1]].rstrip(" ,;:")
+    return text

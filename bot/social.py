@@ -23,9 +23,11 @@ FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have
                       r"talk (to you )?(later|soon)|ttyl|see (you|ya)|catch you later|take care|nice (talking|chatting)|"
                       r"(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|thanks for listening|"
                       r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest)|take it easy(?=\W*$)|"
-                      r"me done for (the day|the night|today|tonight|now)|"
+                      r"me done for (the day|the night|today|tonight|now)|bedtime for me|time for bed|"
                       r"that'?s (it|enough|all) for (tonight|today|now|me))\b"
-                      r"|^\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
+                      r"|\b((gonna|going to|about to) (go|head (out|off|home)|log ?off|sign ?off|crash)|"
+                      r"heading (out|off|home)|logging off|signing off)( now| for (the day|tonight|today|now))?(?=\s*([^\w\s]|$))"
+                      r"|(^|[.,!;])\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
 """Words that take leave."""
 
 _HELLO = r"^\W*((oh|well|and)\W+)?(hi+|hello+|hey+|hiya|heya|howdy|yo|good (morning|afternoon|evening)|morning)\b"
@@ -90,7 +92,7 @@ def misfit(message: str, reply: str) -> int:
 
 _CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|night|nite|"
-                           r"later|soon|tomorrow|cya|peace|i|im|i'm|you|u|it|that|thats|that's|and|mate|helps|helped|helpful|great|perfect|awesome|"
+                           r"later|soon|tomorrow|cya|peace|fr|i|im|i'm|you|u|it|that|thats|that's|and|mate|helps|helped|helpful|great|perfect|awesome|"
                            r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now", "ok that
 worked, thanks!")."""
@@ -106,10 +108,16 @@ def only_closing(message: str) -> bool:
     return re.search(r"[^\W\d_]{2,}", rest) is None
 
 
+def takes_leave(message: str) -> bool:
+    """Whether ``message`` takes leave: a farewell (:data:`FAREWELL`) other than thanks for listening or for the chat,
+    after which the user may go on."""
+    return says_goodbye(_THANKS_FOR.sub("", message))
+
+
 def closing_reply(message: str) -> str | None:
     """The written reply to thanks or a farewell (its :func:`misfit` is 0), or ``None`` for any other message."""
     thanks = THANKS.search(message) is not None
-    if says_goodbye(_THANKS_FOR.sub("", message)):  # "thanks for listening" thanks; it need not take leave
+    if takes_leave(message):  # "thanks for listening" thanks; it need not take leave
         return "You're welcome! Bye, talk to you soon." if thanks else "Bye! It was nice talking with you."
     if not thanks:
         return None

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bot.chatbot import MANAGER_DIR, AdapterBot, Reply
-from bot.dialogue import DialogueError, end_at_sentence
+from bot.dialogue import DialogueError, cut_loop, end_at_sentence
 
 
 @contextmanager
@@ -367,3 +367,15 @@ def test_a_follow_up_to_a_knowledge_skills_question_back_or_first_steps_stays_on
     elsewhere = [[*asked[:2], "anyway, how was your week"], ["hi", "Hello!", "i tried yoga, still sore"]]
     assert [d.skill for d in bot.route_batch(elsewhere)] == ["beta", "beta"]  # no follow-up, or not after the skill
 
+
+
+@pytest.mark.parametrize("text, source, cut", [
+    ("Sorry that didn't help. I don't have another step for this one, so the maker's support site or a repair shop is "
+     "the fetish shop is the fetish shop is the fetish list.", "", "Sorry that didn't help."),
+    ("Try it on a laptop or tablet or tablet or tablet", "", "Try it on a laptop or tablet"),
+    ("Restart the router, then check the cable.", "", "Restart the router, then check the cable."),
+    ("Bye bye! Talk soon.", "", "Bye bye! Talk soon."),
+    ("New York, New York", "What song did Sinatra make famous?\nNew York, New York", "New York, New York"),
+])
+def test_a_reply_ends_before_a_loop_it_fell_into(text, source, cut):
+    assert cut_loop(text, source) == cut

@@ -5,13 +5,17 @@ from bot.social import CHOICE_REPLIES, choice_reply, closing_reply, misfit, only
 
 
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
-                                  "ok im gonna go lie down, thanks for listening", "later!", "ok thanks, night", "See ya!"])
+                                  "ok im gonna go lie down, thanks for listening", "later!", "ok thanks, night", "See ya!",
+                                  "alright, appreciate you letting me ramble. later", "alright bedtime for me, night 🌙",
+                                  "ok im gonna go. appreciate it fr", "heading out now!", "logging off, bye all"])
 def test_a_farewell_is_recognised(text):
     assert says_goodbye(text)
 
 
 @pytest.mark.parametrize("text", ["Hello!", "It was nice weather", "I'm going to the gym", "what about you?",
-                                  "my cat died last night", "I will do it later, first lunch"])
+                                  "my cat died last night", "I will do it later, first lunch", "it happened last night.",
+                                  "im gonna go to the store and then call my mom", "bedtime is a nightmare with my kids",
+                                  "we are heading out to the lake on sunday"])
 def test_a_message_that_stays_is_not_a_farewell(text):
     assert not says_goodbye(text)
 
@@ -56,7 +60,8 @@ def test_thanks_for_listening_is_thanked_without_a_goodbye():
                                      "thanks for being patient with me", "alright im off to bed, catch you later",
                                      "ok thats enough for tonight, cheers mate", "that's all for now", "thanks, that helps",
                                      "thanks! that worked", "ok that worked, thanks!", "ok thats it for me, cheers",
-                                     "ok thats me done for the day, take it easy!", "alright, take it easy"])
+                                     "ok thats me done for the day, take it easy!", "alright, take it easy",
+                                     "ok im gonna go. appreciate it fr"])
 def test_a_message_that_only_thanks_or_takes_leave_is_a_closing(message):
     assert only_closing(message) and closing_reply(message)
 
