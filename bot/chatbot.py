@@ -376,14 +376,22 @@ class AdapterBot:
         score reaches the manager's threshold ("who painted girl with a pearl earring? theres a poster of it at my
         dentist..." went to tech support at 0.48, trivia 0.46, and got its question back); over a skill without
         knowledge or chit-chat, when its score reaches ``answered_floor`` (:data:`ANSWERED_FLOOR`: "so my airpods, the
-        left one just wont connect anymore, right one works fine" went to chit-chat; docs/DESIGN.md)."""
+        left one just wont connect anymore, right one works fine" went to chit-chat; docs/DESIGN.md). Over chit-chat,
+        a skill's first steps answer too when the message tells of something not working in one of their topics
+        (:meth:`skills.first_steps.FirstSteps.fits_trouble`: "xbox party chat: ... they cant hear me" went to chit-chat
+        at 0.69)."""
         if decision.skill in knowledge and self.knowledge(decision.skill, history)[1]:
             return decision
         floor = self.manager.config.threshold if decision.skill in knowledge else self.answered_floor
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
-            if p >= floor and self.knowledge(name, history)[1]:
+            if p >= floor and (self.knowledge(name, history)[1] or decision.skill is None and self._steps_fit(name, history)):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return decision
+
+    def _steps_fit(self, skill: str, history: list[str]) -> bool:
+        """Whether ``skill``'s first steps fit the message's trouble (never for a follow-up on the bot's last turn)."""
+        steps = self.first_steps.get(skill)
+        return steps is not None and not follows_up(history[-1]) and steps.fits_trouble(history[-1])
 
     def manager_scores(self, history: Sequence[str]) -> dict[str, float]:
         """Auto mode's scores for ``history`` (:meth:`route_batch`; ``{}`` without a manager), routed in the engine

@@ -20,6 +20,12 @@ from .knowledge import WORD, answer_of, content_words, question_of, read_passage
 
 Topic = tuple[set[str], dict[str, re.Pattern], str]
 
+TROUBLE = re.compile(r"\b(won'?t|can'?t|cant|doesn'?t|doesnt|does not|isn'?t|isnt|not (working|loading|connecting|showing|"
+                     r"turning|charging|responding)|keeps? \w+ing|error|stuck|broken|black|frozen|freez\w*|crash\w*|fail\w*|"
+                     r"no (sound|picture|signal|internet|service|audio)|glitch\w*|lag\w*|stopped|dead|dies|died|slow|"
+                     r"disconnect\w*|drops?|dropping|underwater|muffled|static|blank|flicker\w*)\b", re.IGNORECASE)
+"""Words of something not working ("cant hear me", "the picture is just black", "keeps dropping")."""
+
 
 class FirstSteps:
     """The topics of a first-steps file, read once when the skill loads.
@@ -65,6 +71,10 @@ class FirstSteps:
                 if (score, -first) > best:
                     best, steps = (score, -first), answer
         return steps
+
+    def fits_trouble(self, message: str) -> bool:
+        """Whether ``message`` tells of something not working (:data:`TROUBLE`) and names one of the file's topics."""
+        return TROUBLE.search(message) is not None and self.steps_for(message) is not None
 
     def says_steps(self, text: str) -> bool:
         """Whether ``text`` is one of the file's steps, word for word (a reply this file gave)."""

@@ -54,3 +54,10 @@ def test_of_topics_that_score_the_same_the_one_named_first_wins(tmp_path):
     steps = FirstSteps(write_passages(passages, tmp_path / "steps.jsonl"))
     assert steps.steps_for("my laptop is slow even when i'm only reading email") == "Restart the computer."
     assert steps.steps_for("email won't send from my laptop") == "Check the spam folder."
+
+
+def test_trouble_fits_when_something_named_by_a_topic_is_not_working(steps):
+    assert steps.fits_trouble("xbox party chat: my friends cant hear me on the wifi")
+    assert steps.fits_trouble("tiktok keeps crashing when i open it")
+    assert not steps.fits_trouble("just got a new wifi router, so fast!")  # a topic, no trouble
+    assert not steps.fits_trouble("my knee is broken")  # trouble, no topic
