@@ -13,10 +13,11 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 
 from manager import DialogueManager, ManagerConfig
+from manager.config import NONE
 from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
-from skills.first_steps import FirstSteps
+from skills.first_steps import TROUBLE, FirstSteps
 from skills.knowledge import Retriever, follows_up
 
 from .about import about_reply, asks_about_the_bot, unreadable
@@ -354,7 +355,21 @@ class AdapterBot:
         file answers the message (:meth:`_answered`). Needs a manager."""
         knowledge = [name for name, spec in self.specs.items() if spec.knowledge.mode == "retrieval"]
         decisions = route_with_questions(self.manager.route_batch, histories, knowledge)
-        return [self._asked_back(h, self._answered(h, d, knowledge)) for h, d in zip(histories, decisions)]
+        return [self._no_problem(h, self._asked_back(h, self._answered(h, d, knowledge))) for h, d in zip(histories, decisions)]
+
+    def _no_problem(self, history: list[str], decision):
+        """``decision``, or chit-chat when it is a skill with first steps (tech support) that has nothing to go on: no
+        passage, no first-steps topic, no word of trouble (:data:`skills.first_steps.TROUBLE`), and no exchange of its
+        own to follow. "lol my cat just knocked my coffee over" went to tech support at 0.53 and was asked which
+        device it was (a new user, session 19)."""
+        steps = self.first_steps.get(decision.skill)
+        if steps is None or follows_up(history[-1]) or TROUBLE.search(history[-1]) or steps.steps_for(history[-1]):
+            return decision
+        if any(self._asked_back_by(decision.skill, turn) for turn in history[-2::-2][:2]):
+            return decision
+        if self.retrievers[decision.skill].follows_an_answer(history) or self.knowledge(decision.skill, history)[1]:
+            return decision
+        return dataclasses.replace(decision, skill=None, probability=decision.scores.get(NONE, 0.0))
 
     def _asked_back(self, history: list[str], decision):
         """``decision``, or the knowledge skill whose written question back or first steps is the bot's last turn
@@ -372,19 +387,19 @@ class AdapterBot:
 
     def _answered(self, history: list[str], decision, knowledge: list[str]):
         """``decision``, or a knowledge skill whose file answers ``history`` (a passage passes its gate) when the
-        decision's route answers from no file. Over another knowledge skill whose file has no passage for it, when its
-        score reaches the manager's threshold ("who painted girl with a pearl earring? theres a poster of it at my
-        dentist..." went to tech support at 0.48, trivia 0.46, and got its question back); over a skill without
-        knowledge or chit-chat, when its score reaches ``answered_floor`` (:data:`ANSWERED_FLOOR`: "so my airpods, the
-        left one just wont connect anymore, right one works fine" went to chit-chat; docs/DESIGN.md). Over chit-chat,
+        decision's route answers from no file, and its score reaches ``answered_floor`` (:data:`ANSWERED_FLOOR`): over
+        another knowledge skill whose file has no passage for it ("who painted girl with a pearl earring? theres a
+        poster of it at my dentist..." went to tech support at 0.48, trivia 0.46, and got its question back; a FAQ
+        skill just added, "how do i keep birds off my berries", to tech support at 0.85, the FAQ at 0.15), over a skill
+        without knowledge or chit-chat ("so my airpods, the left one just wont connect anymore, right one works fine"
+        went to chit-chat; docs/DESIGN.md). Over chit-chat,
         a skill's first steps answer too when the message tells of something not working in one of their topics
         (:meth:`skills.first_steps.FirstSteps.fits_trouble`: "xbox party chat: ... they cant hear me" went to chit-chat
         at 0.69)."""
         if decision.skill in knowledge and self.knowledge(decision.skill, history)[1]:
             return decision
-        floor = self.manager.config.threshold if decision.skill in knowledge else self.answered_floor
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
-            if p >= floor and (self.knowledge(name, history)[1] or decision.skill is None and self._steps_fit(name, history)):
+            if p >= self.answered_floor and (self.knowledge(name, history)[1] or decision.skill is None and self._steps_fit(name, history)):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return decision
 
@@ -406,7 +421,8 @@ class AdapterBot:
         """Answer the last message of ``history`` (oldest turn first).
 
         Args:
-            history: the conversation so far; the last entry is the user's new message.
+            history: the conversation so far; the last entry is the user's new message (a plain string is a
+                one-message conversation).
             skill: ``"auto"`` (the manager decides), an installed skill's name (forced),
                 ``None`` (the bare backbone, open chit-chat), or a blend ``{"empathetic": 0.7, "trivia": 0.3}``
                 of skills of one kind that blends (bottleneck, houlsby, lora).

@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and plots")
     ev.add_argument("--skills", nargs="+", help="evaluate only these skills")
     ev.add_argument("--predictions", type=Path, help="score another system's JSONL {context, prediction, reference, skill?}")
-    ev.add_argument("--limit", type=int, help="at most this many test examples per skill")
+    ev.add_argument("--limit", type=int, help="at most this many test examples per skill (the conversation routing sets of "
+                    "\"What a user meets\" are always whole: they mix every class)")
     ev.add_argument("--baseline", choices=["sequential-finetune"], help="also fine-tune the whole backbone skill after skill and report forgetting")
     ev.add_argument("--seed", type=int, default=0, help="torch seed of the run (default: %(default)s)")
     ev.set_defaults(func=cmd_eval)

@@ -328,10 +328,12 @@ def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny
     from manager.router import Decision
 
     monkeypatch.setattr(tiny_bot, "knowledge", lambda skill, history: ("a passage", skill == "beta"))
-    threshold = tiny_bot.manager.config.threshold
-    close = Decision("alpha", threshold + 0.02, {"none": 0.0, "alpha": threshold + 0.02, "beta": threshold})
-    assert tiny_bot._answered(["q"], close, ["alpha", "beta"]) == Decision("beta", threshold, close.scores)
-    far = Decision("alpha", 0.9, {"none": 0.0, "alpha": 0.9, "beta": threshold - 0.01})
+    floor = tiny_bot.answered_floor
+    close = Decision("alpha", 0.5, {"none": 0.0, "alpha": 0.5, "beta": 0.5 - 0.02})
+    assert tiny_bot._answered(["q"], close, ["alpha", "beta"]) == Decision("beta", 0.5 - 0.02, close.scores)
+    sure = Decision("alpha", 1 - floor, {"none": 0.0, "alpha": 1 - floor, "beta": floor})  # a FAQ just added
+    assert tiny_bot._answered(["q"], sure, ["alpha", "beta"]) == Decision("beta", floor, sure.scores)
+    far = Decision("alpha", 0.9, {"none": 0.0, "alpha": 0.9, "beta": floor - 0.01})
     assert tiny_bot._answered(["q"], far, ["alpha", "beta"]) is far  # too unlikely a route to take
     answered = Decision("beta", 0.6, {"none": 0.0, "alpha": 0.4, "beta": 0.6})
     assert tiny_bot._answered(["q"], answered, ["alpha", "beta"]) is answered
@@ -366,6 +368,20 @@ def test_a_problem_in_a_first_steps_topic_is_taken_from_chit_chat(tiny_dir, tiny
     assert bot._answered(["tiktok keeps crashing when i open it"], skill, ["alpha"]) is skill
     unlikely = Decision(None, 0.95, {"none": 0.95, "alpha": floor - 0.01, "beta": 0.05 - floor + 0.01})
     assert bot._answered(["tiktok keeps crashing when i open it"], unlikely, ["alpha"]) is unlikely
+
+
+def test_a_skill_with_first_steps_and_nothing_to_go_on_gives_the_turn_to_chit_chat(tiny_dir, tiny_skills_dir, tmp_path):
+    # "lol my cat just knocked my coffee over" went to tech support at 0.53 and was asked which device it was
+    from manager.router import Decision
+
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
+    to_alpha = Decision("alpha", 0.6, {"none": 0.3, "alpha": 0.6, "beta": 0.1})
+    assert bot._no_problem(["lol my cat just knocked my coffee over"], to_alpha) == Decision(None, 0.3, to_alpha.scores)
+    for kept in (["instagram keeps logging me out"], ["my screen went black"], ["printer says offline again"],
+                 ["my cat knocked my coffee over", "Which device is it?", "the big one in the hall"]):
+        assert bot._no_problem(kept, to_alpha) is to_alpha  # a topic, trouble, a passage, an answer to its question
+    to_beta = Decision("beta", 0.6, {"none": 0.3, "alpha": 0.1, "beta": 0.6})
+    assert bot._no_problem(["lol my cat just knocked my coffee over"], to_beta) is to_beta  # beta has no first steps
 
 
 def test_a_follow_up_to_a_knowledge_skills_question_back_or_first_steps_stays_on_it(tiny_dir, tiny_skills_dir, tmp_path,
