@@ -27,7 +27,7 @@ from .crisis import crisis_reply
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, cut_loop, end_at_sentence,
                        validate_history)
 from .features import BackboneFeatures
-from .social import choice_reply, closing_reply, misfit, only_closing, takes_leave
+from .social import choice_reply, closing_reply, greeting_reply, misfit, only_closing, only_greets, takes_leave
 from .questions import question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
@@ -296,12 +296,12 @@ class AdapterBot:
             return misfit(message, self._decoded(ids))  # stray bytes alone read as the empty reply they become
 
         if written is None:
-            if reply.skill is None:  # chit-chat: questions about the bot, thanks and farewells, either-or questions
+            if reply.skill is None:  # chit-chat: the bot itself, thanks and farewells, either-or questions, greetings
                 # thanks with more to it ("Thanks, it's been hard. He was 14.") is answered, not welcomed; a farewell
                 # with more to it ("alright, appreciate you letting me ramble. later") still gets a goodbye
                 closing = closing_reply(message) if only_closing(message) or takes_leave(message) else None
                 written = (about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing
-                           or choice_reply(message))
+                           or choice_reply(message) or greeting_reply(message))
             elif not reply.knowledge_used and not reply.blend:
                 written = self._unused_reply(reply.skill, history)
         return _Turn(reply, build_context(self.tokenizer, turns, budget, knowledge), decoding,
@@ -342,7 +342,7 @@ class AdapterBot:
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
         if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1]) or crisis_reply(history)
-                              or asks_about_the_bot(history[-1])):
+                              or asks_about_the_bot(history[-1]) or only_greets(history[-1])):
             skill = None  # nothing for the manager to read or a skill to answer: a bare turn, answered in writing
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.route_batch, lambda d: request(self._routed(d))))

@@ -36,7 +36,7 @@ GREETING = re.compile(_HELLO, re.IGNORECASE)
 
 _WHO = r"(\W*(there|stranger|friend|buddy|bot|mate|pal|everyone|all|folks|y'?all|again|hi+|hey+|hello+|yo|oi))*"
 """Words a greeting may call the other ("howdy stranger", "hey hey there friend")."""
-ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*((how are (you|u)|how('?s| is) it going|how('?s| is) (your|ur) day( going)?"
+ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*((how (are|r) (you|u)|how('?s| is) it going|how('?s| is) (your|ur) day( going)?"
                            r"|what'?s up|wh?at'?s good|sup|how have you been)\b.*)?$|\bto meet you\b", re.IGNORECASE)
 """A greeting that says nothing else, or only asks after the other ("Hello!", "hey, how are you doing this
 fine evening?", "nice to meet you")."""
@@ -54,6 +54,34 @@ WELCOME = re.compile(r"\b(you'?re welcome|no problem|no worries|any ?time|my ple
 
 _THANKS_FOR = re.compile(r"\bthanks for (the )?(chat(ting)?|listening)\b", re.IGNORECASE)
 """Thanks that :data:`FAREWELL` reads as leave-taking, though the user may go on ("thanks for listening")."""
+
+
+_ASKS_AFTER = re.compile(r"\b(how (are|r) (you|u)|how('?s| is) (it going|(your|ur) day)|what'?s up|wh?at'?s good|sup|"
+                         r"how have you been)\b", re.IGNORECASE)
+_MINE = re.compile(r"\b(i|i'?m|i'?ve|me|my|mine|we|our|us)\b", re.IGNORECASE)
+GREETING_REPLIES = ("Hi! How's it going?", "Hey there! How's your day been?", "Hello! What's on your mind today?")
+ASKED_AFTER_REPLIES = ("I'm doing well, thanks for asking! How about you?", "Pretty good, thanks! How's your day going?",
+                       "All good here! How are you doing?")
+
+
+def only_greets(message: str) -> bool:
+    """Whether ``message`` only greets, or greets and asks after the bot, telling nothing of the user's own
+    (:data:`ONLY_GREETING`, no "i", "my", ...): "yo yo yo whats good 🤙", "hiya 👋", "hey, how are you?". Auto mode
+    answers it in writing (:func:`greeting_reply`) without routing: the manager had sent "yo yo yo whats good" to
+    trivia, which said it didn't know, and the backbone's best of 8 for "hiya 👋" was "I think I've seen that one
+    before" (session 19's trial)."""
+    return ONLY_GREETING.search(message) is not None and _MINE.search(message) is None
+
+
+def greeting_reply(message: str) -> str | None:
+    """The written reply to a message that :func:`only_greets` (one of :data:`ASKED_AFTER_REPLIES` when it asks
+    after the bot, else of :data:`GREETING_REPLIES`, picked by the message's checksum), or ``None``."""
+    if not only_greets(message):
+        return None
+    if re.search(r"\bto meet you\b", message, re.IGNORECASE):
+        return "Nice to meet you too! What's on your mind?"
+    replies = ASKED_AFTER_REPLIES if _ASKS_AFTER.search(message) else GREETING_REPLIES
+    return replies[zlib.crc32(message.strip().lower().encode("utf-8")) % len(replies)]
 
 
 def says_goodbye(text: str) -> bool:

@@ -57,7 +57,7 @@ def test_auto_routes_to_the_messages_skill_and_answers_with_it(tiny_bot, message
 @pytest.mark.parametrize("skill", ["alpha", "beta", None])
 def test_a_forced_route_generates_through_that_adapter_and_scores_nothing(tiny_bot, skill):
     with forwards(tiny_bot) as calls:
-        r = tiny_bot.respond(["hello"], skill=skill, max_new_tokens=3)
+        r = tiny_bot.respond(["the weather was nice today"], skill=skill, max_new_tokens=3)
     assert r.skill == skill and r.confidence is None and r.scores == {}
     ids, seen = calls[0]
     torch.testing.assert_close(seen, last_logits(tiny_bot, ids, skill), atol=1e-5, rtol=1e-5)

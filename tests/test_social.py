@@ -1,7 +1,8 @@
 """Which chit-chat reply fits a greeting, thanks, a farewell, or none of them (bot.social)."""
 import pytest
 
-from bot.social import CHOICE_REPLIES, choice_reply, closing_reply, misfit, only_closing, says_goodbye, says_hello
+from bot.social import (ASKED_AFTER_REPLIES, CHOICE_REPLIES, GREETING_REPLIES, choice_reply, closing_reply, greeting_reply,
+                        misfit, only_closing, only_greets, says_goodbye, says_hello)
 
 
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
@@ -111,3 +112,19 @@ def test_an_either_or_question_gets_one_of_its_options_the_same_every_time(messa
 ])
 def test_a_message_that_asks_no_choice_of_taste_gets_no_pick(message):
     assert choice_reply(message) is None
+
+
+@pytest.mark.parametrize("message, replies", [
+    ("yo yo yo whats good 🤙", ASKED_AFTER_REPLIES), ("hiya 👋", GREETING_REPLIES), ("hello?", GREETING_REPLIES),
+    ("hey, how are you doing this fine evening?", ASKED_AFTER_REPLIES), ("hi how r u", ASKED_AFTER_REPLIES),
+])
+def test_a_message_that_only_greets_gets_a_written_greeting_that_fits(message, replies):
+    assert only_greets(message)
+    reply = greeting_reply(message)
+    assert reply in replies and reply == greeting_reply(message) and misfit(message, reply) == 0
+
+
+@pytest.mark.parametrize("message", ["hey how are you, my day was awful", "hi! my wifi is down", "hey there, you got a minute?",
+                                     "good afternoon from a very rainy manchester", "what's up with my printer"])
+def test_a_greeting_with_more_to_it_is_not_only_a_greeting(message):
+    assert not only_greets(message) and greeting_reply(message) is None
