@@ -351,11 +351,14 @@ class AdapterBot:
 
     def route_batch(self, histories: list[list[str]]) -> list:
         """Auto mode's decisions for ``histories``: the manager's, a question told with an aside routed by the question
-        alone where it goes to a knowledge skill (:mod:`bot.questions`), and between two knowledge skills the one whose
-        file answers the message (:meth:`_answered`). Needs a manager."""
+        alone where it goes to a knowledge skill (:mod:`bot.questions`), a knowledge skill whose file answers the
+        message over a route that answers from none (:meth:`_answered`), a follow-up kept on the skill that asked back
+        (:meth:`_asked_back`), and chit-chat for a skill with first steps that has nothing to go on
+        (:meth:`_no_problem`). Needs a manager."""
         knowledge = [name for name, spec in self.specs.items() if spec.knowledge.mode == "retrieval"]
         decisions = route_with_questions(self.manager.route_batch, histories, knowledge)
-        return [self._no_problem(h, self._asked_back(h, self._answered(h, d, knowledge))) for h, d in zip(histories, decisions)]
+        return [self._no_problem(h, self._asked_back(h, self._answered(h, d, knowledge)))
+                for h, d in zip(histories, decisions)]
 
     def _no_problem(self, history: list[str], decision):
         """``decision``, or chit-chat when it is a skill with first steps (tech support) that has nothing to go on: no
@@ -392,14 +395,14 @@ class AdapterBot:
         poster of it at my dentist..." went to tech support at 0.48, trivia 0.46, and got its question back; a FAQ
         skill just added, "how do i keep birds off my berries", to tech support at 0.85, the FAQ at 0.15), over a skill
         without knowledge or chit-chat ("so my airpods, the left one just wont connect anymore, right one works fine"
-        went to chit-chat; docs/DESIGN.md). Over chit-chat,
-        a skill's first steps answer too when the message tells of something not working in one of their topics
-        (:meth:`skills.first_steps.FirstSteps.fits_trouble`: "xbox party chat: ... they cant hear me" went to chit-chat
-        at 0.69)."""
+        went to chit-chat; docs/DESIGN.md). Over chit-chat, a skill's first steps answer too when the message tells of
+        something not working in one of their topics (:meth:`skills.first_steps.FirstSteps.fits_trouble`: "xbox party
+        chat: ... they cant hear me" went to chit-chat at 0.69)."""
         if decision.skill in knowledge and self.knowledge(decision.skill, history)[1]:
             return decision
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
-            if p >= self.answered_floor and (self.knowledge(name, history)[1] or decision.skill is None and self._steps_fit(name, history)):
+            steps = decision.skill is None and self._steps_fit(name, history)
+            if p >= self.answered_floor and (self.knowledge(name, history)[1] or steps):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return decision
 

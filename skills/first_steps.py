@@ -23,7 +23,8 @@ Topic = tuple[set[str], dict[str, re.Pattern], str]
 TROUBLE = re.compile(r"\b(won'?t|can'?t|cant|doesn'?t|doesnt|does not|isn'?t|isnt|not (working|loading|connecting|showing|"
                      r"turning|charging|responding)|keeps? \w+ing|error|stuck|broken|black|frozen|freez\w*|crash\w*|fail\w*|"
                      r"no (sound|picture|signal|internet|service|audio)|glitch\w*|lag\w*|stopped|dead|dies|died|slow|"
-                     r"disconnect\w*|drops?|dropping|underwater|muffled|static|blank|flicker\w*)\b", re.IGNORECASE)
+                     r"disconnect\w*|drops?|dropping|underwater|muffled|static|blank|flicker\w*|blinking|flashing|missing|"
+                     r"damaged|corrupt\w*)\b", re.IGNORECASE)
 """Words of something not working ("cant hear me", "the picture is just black", "keeps dropping")."""
 
 
