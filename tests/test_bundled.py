@@ -23,8 +23,10 @@ def test_bundled_artifacts_are_small_safetensors():
 def test_offline_default_loads_every_bundled_skill_and_replies(bundled):
     assert bundled.skills == ["empathetic", "tech_support", "trivia"]
     assert bundled.manager is not None and bundled.skipped == {}
-    r = bundled.respond(["Hello! How are you?"])
+    r = bundled.respond(["what did you do this weekend?"])
     assert r.text.strip() and r.confidence is not None
+    greeted = bundled.respond(["Hello! How are you?"])  # only a greeting: answered in writing, not routed
+    assert greeted.text.strip() and greeted.confidence is None and greeted.skill is None
 
 
 # Clear cases with a margin (a score near 0.5 may flip between CPUs' rounding). Known misroutes

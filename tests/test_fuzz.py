@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from bot import AdapterBot, Reply
 from bot.about import about_reply
 from bot.dialogue import DialogueError, build_context, context_budget, validate_history
-from bot.social import closing_reply
+from bot.social import choice_reply, closing_reply, greeting_reply
 from bot.engine import Pending
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, print_blob=True,
@@ -106,7 +106,8 @@ def assert_within_window(bot: AdapterBot, reply: Reply | None = None, history: l
     ``reply`` and ``history``: a turn that generated nothing was the bare backbone's, answered in writing."""
     if reply is not None and not bot.generate_calls:
         message = validate_history(history)[-1]
-        assert reply.skill is None and (about_reply(message, {}) or closing_reply(message)), "no generation was requested"
+        written = about_reply(message, {}) or closing_reply(message) or choice_reply(message) or greeting_reply(message)
+        assert reply.skill is None and written, "no generation was requested"
         return
     assert bot.generate_calls, "no generation was requested"
     for length, max_new in bot.generate_calls:
