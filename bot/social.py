@@ -36,8 +36,11 @@ GREETING = re.compile(_HELLO, re.IGNORECASE)
 
 _WHO = r"(\W*(there|stranger|friend|buddy|bot|mate|pal|everyone|all|folks|y'?all|again|hi+|hey+|hello+|yo|oi))*"
 """Words a greeting may call the other ("howdy stranger", "hey hey there friend")."""
-ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*((how (are|r) (you|u)|how('?s| is) it going|how('?s| is) (your|ur) day( going)?"
-                           r"|what'?s up|wh?at'?s good|sup|how have you been)\b.*)?$|\bto meet you\b", re.IGNORECASE)
+_ASKING_AFTER = (r"(how (are|r) (you|u)|how('?s| is) it going|how('?s| is) (your|ur) day( going)?|what'?s up|wh?at'?s good|sup|"
+                 r"how have you been)")
+"""Words that ask after the other ("how are you", "what's up")."""
+_MEET = r"\bto meet you\b"
+ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*(" + _ASKING_AFTER + r"\b.*)?$|" + _MEET, re.IGNORECASE)
 """A greeting that says nothing else, or only asks after the other ("Hello!", "hey, how are you doing this
 fine evening?", "nice to meet you")."""
 
@@ -56,8 +59,7 @@ _THANKS_FOR = re.compile(r"\bthanks for (the )?(chat(ting)?|listening)\b", re.IG
 """Thanks that :data:`FAREWELL` reads as leave-taking, though the user may go on ("thanks for listening")."""
 
 
-_ASKS_AFTER = re.compile(r"\b(how (are|r) (you|u)|how('?s| is) (it going|(your|ur) day)|what'?s up|wh?at'?s good|sup|"
-                         r"how have you been)\b", re.IGNORECASE)
+_ASKS_AFTER = re.compile(r"\b" + _ASKING_AFTER + r"\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(i|i'?m|i'?ve|me|my|mine|we|our|us)\b", re.IGNORECASE)
 GREETING_REPLIES = ("Hi! How's it going?", "Hey there! How's your day been?", "Hello! What's on your mind today?")
 ASKED_AFTER_REPLIES = ("I'm doing well, thanks for asking! How about you?", "Pretty good, thanks! How's your day going?",
@@ -78,7 +80,7 @@ def greeting_reply(message: str) -> str | None:
     after the bot, else of :data:`GREETING_REPLIES`, picked by the message's checksum), or ``None``."""
     if not only_greets(message):
         return None
-    if re.search(r"\bto meet you\b", message, re.IGNORECASE):
+    if re.search(_MEET, message, re.IGNORECASE):
         return "Nice to meet you too! What's on your mind?"
     replies = ASKED_AFTER_REPLIES if _ASKS_AFTER.search(message) else GREETING_REPLIES
     return replies[zlib.crc32(message.strip().lower().encode("utf-8")) % len(replies)]
