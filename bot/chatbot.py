@@ -28,7 +28,7 @@ from .dialogue import (DialogueError, build_context, context_budget, copy_source
                        validate_history)
 from .features import BackboneFeatures
 from .social import choice_reply, closing_reply, greeting_reply, misfit, only_closing, only_greets, takes_leave
-from .questions import question_part, route_with_questions
+from .questions import asks, question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,11 @@ class _Turn:
     copy_source: list[int]
     misfit: Callable[[list[int]], int] | None = None  # a ranked reply keeps a candidate of the lowest
     written: str | None = None  # the reply, written rather than generated (bot.about): nothing to generate
+
+
+def _to_chit_chat(decision):
+    """``decision`` sent to the bare backbone, with the manager's score for ``none``."""
+    return dataclasses.replace(decision, skill=None, probability=decision.scores.get(NONE, 0.0))
 
 
 class AdapterBot:
@@ -354,11 +359,24 @@ class AdapterBot:
         alone where it goes to a knowledge skill (:mod:`bot.questions`), a knowledge skill whose file answers the
         message over a route that answers from none (:meth:`_answered`), a follow-up kept on the skill that asked back
         (:meth:`_asked_back`), and chit-chat for a skill with first steps that has nothing to go on
-        (:meth:`_no_problem`). Needs a manager."""
+        (:meth:`_no_problem`) or a skill that could only say it doesn't know to a message that asks nothing
+        (:meth:`_nothing_asked`). Needs a manager."""
         knowledge = [name for name, spec in self.specs.items() if spec.knowledge.mode == "retrieval"]
         decisions = route_with_questions(self.manager.route_batch, histories, knowledge)
-        return [self._no_problem(h, self._asked_back(h, self._answered(h, d, knowledge)))
+        return [self._nothing_asked(h, self._no_problem(h, self._asked_back(h, self._answered(h, d, knowledge))))
                 for h, d in zip(histories, decisions)]
+
+    def _nothing_asked(self, history: list[str], decision):
+        """``decision``, or chit-chat when it is a knowledge skill whose reply without a passage is its written "I don't
+        know" (``unused_reply``: trivia), the message asks nothing (:func:`bot.questions.asks`: no "?", no question
+        word) and no passage passes the gate. "ngl this new boba place by my work is elite..." went to trivia at 0.72
+        and got "I'm not sure, I don't know that one" (session 20's trial)."""
+        spec = self.specs.get(decision.skill)
+        if spec is None or spec.knowledge.mode != "retrieval" or spec.knowledge.unused_reply is None:
+            return decision
+        if asks(history[-1]) or self.knowledge(decision.skill, history)[1]:
+            return decision
+        return _to_chit_chat(decision)
 
     def _no_problem(self, history: list[str], decision):
         """``decision``, or chit-chat when it is a skill with first steps (tech support) that has nothing to go on: no
@@ -372,7 +390,7 @@ class AdapterBot:
             return decision
         if self.retrievers[decision.skill].follows_an_answer(history) or self.knowledge(decision.skill, history)[1]:
             return decision
-        return dataclasses.replace(decision, skill=None, probability=decision.scores.get(NONE, 0.0))
+        return _to_chit_chat(decision)
 
     def _asked_back(self, history: list[str], decision):
         """``decision``, or the knowledge skill whose written question back or first steps is the bot's last turn

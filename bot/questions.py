@@ -25,6 +25,9 @@ QUESTION = re.compile(r"^\W*(who|whom|whose|what|whats|what's|which|when|where|"
 
 _CLAUSE = re.compile(r"(.+?)([.?!]+\s*|,\s+|\s+-+\s+|;\s*|$)")
 _FIRST_PERSON = re.compile(r"\b(i|i'm|im|me|my|we|our|us)\b", re.IGNORECASE)
+_ASKS = re.compile(r"\?|\b(who|whom|whose|what|whats|what's|which|when|where|why|how)\b", re.IGNORECASE)
+_ASKS_AT_START = re.compile(r"^\W*(is|are|was|were|do|does|did|can|could|will|would|should|has|have|had|name|"
+                           r"tell me|list)\b", re.IGNORECASE)
 QUESTION_MIN = 0.9
 """The least probability of a knowledge skill for the question alone that overrides the whole message's route."""
 
@@ -40,6 +43,14 @@ def question_part(message: str) -> str | None:
         if QUESTION.search(clause) and len(clause.split()) >= 3 and ("?" in end or unmarked):
             return clause
     return None
+
+
+def asks(message: str) -> bool:
+    """Whether ``message`` asks anything: a "?", a question word anywhere ("totally unrelated but what..."), or a clause
+    that opens like a question or a request ("is it...", "name the...", "tell me...")."""
+    if _ASKS.search(message):
+        return True
+    return any(_ASKS_AT_START.search(m.group(1)) for m in _CLAUSE.finditer(message.strip()) if m.group(1).strip())
 
 
 def route_with_questions(route_batch: Callable[[list[list[str]]], list[Any]], histories: list[list[str]],

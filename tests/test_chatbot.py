@@ -248,6 +248,31 @@ def test_a_skill_with_an_unused_reply_says_it_word_for_word_when_no_passage_is_u
     assert used.knowledge_used and used.text != "No idea, sorry."
 
 
+def test_a_skill_that_could_only_say_it_doesnt_know_gives_a_message_that_asks_nothing_to_chit_chat(
+        tiny_dir, tiny_skills_dir, tmp_path):
+    # "ngl this new boba place by my work is elite..." went to trivia at 0.72 and got "I'm not sure, I don't know that one"
+    import shutil
+
+    from manager.router import Decision
+    from skills.spec import KnowledgeSpec, SkillSpec
+
+    skills = tmp_path / "skills"
+    shutil.copytree(tiny_skills_dir, skills)
+    (skills / "alpha" / "facts.txt").write_text("the printer driver lives in settings\n", encoding="utf-8")
+    spec = SkillSpec.load(skills / "alpha")
+    spec.knowledge = KnowledgeSpec(mode="retrieval", file="facts.txt", min_overlap=0.9, unused_reply="No idea, sorry.")
+    spec.save(skills / "alpha")
+    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    to_alpha = Decision("alpha", 0.7, {"none": 0.2, "alpha": 0.7, "beta": 0.1})
+    chatter = "ngl this new boba place by my work is elite"
+    assert bot._nothing_asked([chatter], to_alpha) == Decision(None, 0.2, to_alpha.scores)
+    for kept in ("capital of peru?", "totally unrelated but what is the capital of peru", "name the capital of peru",
+                 "the printer driver lives in settings"):  # asks, or its file answers
+        assert bot._nothing_asked([kept], to_alpha) is to_alpha, kept
+    to_beta = Decision("beta", 0.7, {"none": 0.2, "alpha": 0.1, "beta": 0.7})
+    assert bot._nothing_asked([chatter], to_beta) is to_beta  # beta has no written "I don't know"
+
+
 def test_a_new_problem_without_a_passage_gets_the_written_question_back_unless_it_follows_the_skill(
         tiny_dir, tiny_skills_dir, tmp_path):
     import shutil

@@ -1,7 +1,7 @@
 """A question told with an aside is also routed on its own (bot/questions.py)."""
 import pytest
 
-from bot.questions import question_part, route_with_questions
+from bot.questions import asks, question_part, route_with_questions
 from manager.router import Decision
 
 
@@ -22,6 +22,16 @@ def test_the_question_of_a_message_that_says_more_is_found(message, question):
 ])
 def test_a_message_without_such_a_question_has_none(message):
     assert question_part(message) is None
+
+
+@pytest.mark.parametrize("message, asked", [
+    ("capital of peru?", True), ("totally unrelated but what were the two sides in ww2 called", True),
+    ("squab is a baby what", True), ("is it true that owls can turn their heads all the way", True),
+    ("tell me something about the moon", True), ("ngl this new boba place by my work is elite", False),
+    ("saving the enviornment", False), ("Alice in Wonderland", False),
+])
+def test_a_message_asks_when_it_has_a_question_mark_a_question_word_or_opens_like_a_question(message, asked):
+    assert asks(message) is asked
 
 
 def _router(routes: dict[str, tuple[str | None, float]]):
