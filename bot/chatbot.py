@@ -314,15 +314,19 @@ class AdapterBot:
 
     def _unused_reply(self, skill: str, history: list[str]) -> str | None:
         """The written reply of knowledge skill ``skill`` when no passage is used (``None``: its adapter answers):
-        its ``unused_reply``, or, when the message follows none of its own replies, the general first steps of the
-        message's topic (``first_steps_file``) or else its ``new_problem_reply``."""
+        its ``unused_reply``; its ``after_steps_reply`` to a follow-up on its first steps; or, when the message follows
+        none of its own replies, the general first steps of the message's topic (``first_steps_file``) or else its
+        ``new_problem_reply``."""
         spec = self.specs[skill].knowledge
         if spec.unused_reply is not None or spec.new_problem_reply is None:
             return spec.unused_reply
+        steps = self.first_steps.get(skill)
+        if (spec.after_steps_reply is not None and len(history) >= 3 and steps is not None
+                and steps.says_steps(history[-2].strip()) and follows_up(history[-1])):
+            return spec.after_steps_reply
         asked = any(self._asked_back_by(skill, turn) for turn in history[-2::-2][:2])  # the bot's last two turns
         if asked or self.retrievers[skill].follows_an_answer(history):
             return None
-        steps = self.first_steps.get(skill)
         return (steps.steps_for(history[-1]) if steps is not None else None) or spec.new_problem_reply
 
     def _asked_back_by(self, skill: str, turn: str) -> bool:

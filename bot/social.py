@@ -19,7 +19,7 @@ import zlib
 
 from skills.knowledge import says_it_worked
 
-FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have to go|need to go|have to leave|"
+FAREWELL = re.compile(r"\b(bye+|goodbye|good ?night|gotta (go|run)|got to go|have to go|need to go|have to leave|"
                       r"talk (to you )?(later|soon)|ttyl|see (you|ya)|catch you later|take care|nice (talking|chatting)|"
                       r"(good|great) (talking|chatting)|thanks for (the )?chat(ting)?|thanks for listening|"
                       r"(off|going|gonna go) to (bed|sleep)|go lie down|have a (good|great|nice) (day|night|one|rest)|take it easy(?=\W*$)|"
@@ -30,14 +30,15 @@ FAREWELL = re.compile(r"\b(bye|goodbye|good ?night|gotta (go|run)|got to go|have
                       r"|(^|[.,!;])\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
 """Words that take leave."""
 
-_HELLO = r"^\W*((oh|well|and)\W+)?(hi+|hello+|hey+|hiya|heya|howdy|yo|good (morning|afternoon|evening)|morning)\b"
+_HELLO = (r"^\W*((oh|well|and)\W+)?(hi+|hello+|hey+|hiya|heya|howdy|yo|gm|good (morning|afternoon|evening)|morning|"
+          r"evening)\b")
 GREETING = re.compile(_HELLO, re.IGNORECASE)
 """Words that open a message with a greeting ("hey, my wifi is down" opens with one)."""
 
 _WHO = r"(\W*(there|stranger|friend|buddy|bot|mate|pal|everyone|all|folks|y'?all|again|hi+|hey+|hello+|yo|oi))*"
 """Words a greeting may call the other ("howdy stranger", "hey hey there friend")."""
-_ASKING_AFTER = (r"(how (are|r) (you|u)|how('?s| is) it going|how('?s| is) (your|ur) day( going)?|what'?s up|wh?at'?s good|sup|"
-                 r"how have you been)")
+_ASKING_AFTER = (r"(how (are|r) (you|u)|how('?s| is) it going|how('?s| is) (your|ur) (day|night|evening|morning|week|weekend)"
+                 r"( going)?|what'?s up|wh?at'?s good|sup|how have you been|how (are|r) things|how'?s (life|everything|things))")
 """Words that ask after the other ("how are you", "what's up")."""
 _MEET = r"\bto meet you\b"
 ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*(" + _ASKING_AFTER + r"\b.*)?$|" + _MEET, re.IGNORECASE)
@@ -61,8 +62,8 @@ _THANKS_FOR = re.compile(r"\bthanks for (the )?(chat(ting)?|listening)\b", re.IG
 
 _ASKS_AFTER = re.compile(r"\b" + _ASKING_AFTER + r"\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(i|i'?m|i'?ve|me|my|mine|we|our|us)\b", re.IGNORECASE)
-GREETING_REPLIES = ("Hi! How's it going?", "Hey there! How's your day been?", "Hello! What's on your mind today?")
-ASKED_AFTER_REPLIES = ("I'm doing well, thanks for asking! How about you?", "Pretty good, thanks! How's your day going?",
+GREETING_REPLIES = ("Hi! How's it going?", "Hey there! How's your day been?", "Hello! How are you today?")
+ASKED_AFTER_REPLIES = ("I'm doing well, thanks for asking! How about you?", "Pretty good, thanks! How's it going with you?",
                        "All good here! How are you doing?")
 
 
@@ -121,7 +122,7 @@ def misfit(message: str, reply: str) -> int:
 
 
 _CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
-                           r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|night|nite|"
+                           r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|us|night|nite|"
                            r"later|soon|tomorrow|cya|peace|fr|i|im|i'm|you|u|it|that|thats|that's|and|mate|helps|helped|helpful|great|perfect|awesome|"
                            r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now", "ok that

@@ -89,6 +89,11 @@ class KnowledgeSpec:
             ``new_problem_reply`` would be said, the answer of its passage sharing the most rare words with the message
             (BM25) is said instead, word for word ("instagram won't post my reel": what helps with any app); a message
             sharing none gets ``new_problem_reply``. ``None``: always ``new_problem_reply``.
+        after_steps_reply: for ``retrieval`` with a ``first_steps_file``: the reply, word for word, when the bot's last
+            turn was the skill's first steps, the message reads as a follow-up on them ("restarted it, still flips",
+            ``skills.knowledge.follows_up``) and no passage is used. ``None``: the adapter answers, which never trained
+            on such a turn (first steps are written, not trained: "i turned 'mirror front camera' on, then off,
+            restarted the phone, still flips every single time" got "Then", session 20's trial).
     """
 
     mode: str = "none"
@@ -100,6 +105,7 @@ class KnowledgeSpec:
     unused_reply: str | None = None
     new_problem_reply: str | None = None
     first_steps_file: str | None = None
+    after_steps_reply: str | None = None
 
     def __post_init__(self) -> None:
         check_types(self, SpecError, lenient=True)  # YAML and UI sliders: "1e-3" and 8.0 pass
@@ -114,7 +120,7 @@ class KnowledgeSpec:
             raise SpecError("text", f"is only used when mode is 'static' (mode is {self.mode!r})")
         _require(0.0 <= self.min_overlap <= 1.0, "min_overlap", "a number in [0, 1]", self.min_overlap)
         _require(self.query_turns >= 1, "query_turns", "an integer >= 1", self.query_turns)
-        for name in ("unused_reply", "new_problem_reply"):
+        for name in ("unused_reply", "new_problem_reply", "after_steps_reply"):
             value = getattr(self, name)
             if value is not None:
                 _require(self.mode == "retrieval", name, "only set when mode is 'retrieval'", value)
@@ -124,6 +130,9 @@ class KnowledgeSpec:
                      self.first_steps_file)
             _require(_inside(self.first_steps_file) and self.first_steps_file != self.file, "first_steps_file",
                      "a relative path inside the skill's folder, not the knowledge file", self.first_steps_file)
+        if self.after_steps_reply is not None:
+            _require(self.first_steps_file is not None, "after_steps_reply", "only set with a first_steps_file",
+                     self.after_steps_reply)
 
 
 def _inside(file: str | None) -> bool:

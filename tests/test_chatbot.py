@@ -395,6 +395,19 @@ def test_a_problem_in_a_first_steps_topic_is_taken_from_chit_chat(tiny_dir, tiny
     assert bot._answered(["tiktok keeps crashing when i open it"], unlikely, ["alpha"]) is unlikely
 
 
+def test_a_follow_up_saying_the_first_steps_did_not_help_gets_the_after_steps_reply(tiny_dir, tiny_skills_dir, tmp_path):
+    # "i turned 'mirror front camera' on, then off, restarted the phone, still flips every single time" got "Then"
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
+    bot.specs["alpha"].knowledge.after_steps_reply = "Sorry that didn't help."
+    steps = bot.respond(["instagram wont post my reel"], skill="alpha").text
+    assert bot.respond(["instagram wont post my reel", steps, "did that, still nothing"], skill="alpha").text == \
+        "Sorry that didn't help."
+    other = bot.respond(["instagram wont post my reel", steps, "my printer says offline"], skill="alpha")
+    assert other.knowledge_used  # a new problem with a passage is answered from it
+    asked = bot.respond(["my phone asks for a code", "Which device is it?", "tried an iphone, still nothing"], skill="alpha")
+    assert asked.text != "Sorry that didn't help."  # after the question back, the adapter goes on
+
+
 def test_a_skill_with_first_steps_and_nothing_to_go_on_gives_the_turn_to_chit_chat(tiny_dir, tiny_skills_dir, tmp_path):
     # "lol my cat just knocked my coffee over" went to tech support at 0.53 and was asked which device it was
     from manager.router import Decision

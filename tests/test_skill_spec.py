@@ -172,7 +172,15 @@ def test_saved_yaml_is_plain(tmp_path):
     data = yaml.safe_load((tmp_path / SPEC_FILE).read_text(encoding="utf-8"))
     assert data["knowledge"] == {"mode": "static", "file": None, "text": "I love hiking.", "min_overlap": 0.0, "query_turns": 1,
                                  "numbers_must_agree": False, "unused_reply": None,
-                                 "new_problem_reply": None, "first_steps_file": None}
+                                 "new_problem_reply": None, "first_steps_file": None, "after_steps_reply": None}
+
+
+def test_after_steps_reply_needs_first_steps_and_is_named_in_the_error():
+    with pytest.raises(SpecError, match="after_steps_reply"):
+        KnowledgeSpec(mode="retrieval", file="knowledge.jsonl", after_steps_reply="Sorry that didn't help.")
+    spec = KnowledgeSpec(mode="retrieval", file="k.jsonl", new_problem_reply="Which device?", first_steps_file="s.jsonl",
+                         after_steps_reply="Sorry that didn't help.")
+    assert spec.after_steps_reply == "Sorry that didn't help."
 
 
 def test_numbers_must_agree_must_be_a_boolean_named_in_the_error():

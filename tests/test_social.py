@@ -8,7 +8,8 @@ from bot.social import (ASKED_AFTER_REPLIES, CHOICE_REPLIES, GREETING_REPLIES, c
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
                                   "ok im gonna go lie down, thanks for listening", "later!", "ok thanks, night", "See ya!",
                                   "alright, appreciate you letting me ramble. later", "alright bedtime for me, night 🌙",
-                                  "ok im gonna go. appreciate it fr", "heading out now!", "logging off, bye all"])
+                                  "ok im gonna go. appreciate it fr", "heading out now!", "logging off, bye all",
+                                  "ok theyre here. thanks babe, byeee 💕"])
 def test_a_farewell_is_recognised(text):
     assert says_goodbye(text)
 
@@ -62,7 +63,7 @@ def test_thanks_for_listening_is_thanked_without_a_goodbye():
                                      "ok thats enough for tonight, cheers mate", "that's all for now", "thanks, that helps",
                                      "thanks! that worked", "ok that worked, thanks!", "ok thats it for me, cheers",
                                      "ok thats me done for the day, take it easy!", "alright, take it easy",
-                                     "ok im gonna go. appreciate it fr"])
+                                     "ok im gonna go. appreciate it fr", "thank you very much, you help us a lot"])
 def test_a_message_that_only_thanks_or_takes_leave_is_a_closing(message):
     assert only_closing(message) and closing_reply(message)
 
@@ -117,6 +118,8 @@ def test_a_message_that_asks_no_choice_of_taste_gets_no_pick(message):
 @pytest.mark.parametrize("message, replies", [
     ("yo yo yo whats good 🤙", ASKED_AFTER_REPLIES), ("hiya 👋", GREETING_REPLIES), ("hello?", GREETING_REPLIES),
     ("hey, how are you doing this fine evening?", ASKED_AFTER_REPLIES), ("hi how r u", ASKED_AFTER_REPLIES),
+    ("heyyy 💅 hows ur night going", ASKED_AFTER_REPLIES), ("morning 👋 how are things with you", ASKED_AFTER_REPLIES),
+    ("gm", GREETING_REPLIES), ("evening!", GREETING_REPLIES),
 ])
 def test_a_message_that_only_greets_gets_a_written_greeting_that_fits(message, replies):
     assert only_greets(message)

@@ -286,6 +286,7 @@ def choose_knowledge_settings(bot, name: str) -> dict:
     spec.knowledge.unused_reply = BUNDLED[name].get("unused_reply")
     spec.knowledge.new_problem_reply = BUNDLED[name].get("new_problem_reply")
     spec.knowledge.first_steps_file = write_first_steps(bot.registry.path(name), name)
+    spec.knowledge.after_steps_reply = BUNDLED[name].get("after_steps_reply")
     spec.knowledge.min_overlap, gate = BUNDLED[name]["gate"](bot, name)
     f1 = choose_copy_boost(bot, name, split_examples_of(bot, name, "valid"))
     spec = bot.specs[name]
@@ -342,6 +343,9 @@ BUNDLED = {
         # A problem the FAQ doesn't hold gets what helps with its topic instead of the question back: six of ten
         # tech problems of a fresh trial got "Sorry, I don't know that problem yet", their device already named.
         "first_steps": "tech_first_steps.jsonl",
+        # First steps that did not help get the reply to a failed fix, in writing: the adapter never trained on a turn
+        # after first steps, and answered one "Then".
+        "after_steps_reply": AFTER_FIX[0],
     },
 }
 
