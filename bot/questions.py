@@ -25,9 +25,10 @@ QUESTION = re.compile(r"^\W*(who|whom|whose|what|whats|what's|which|when|where|"
 
 _CLAUSE = re.compile(r"(.+?)([.?!]+\s*|,\s+|\s+-+\s+|;\s*|$)")
 _FIRST_PERSON = re.compile(r"\b(i|i'm|im|me|my|we|our|us)\b", re.IGNORECASE)
-_ASKS = re.compile(r"\?|\b(who|whom|whose|what|whats|what's|which|when|where|why|how)\b", re.IGNORECASE)
-_ASKS_AT_START = re.compile(r"^\W*(is|are|was|were|do|does|did|can|could|will|would|should|has|have|had|name|"
-                           r"tell me|list)\b", re.IGNORECASE)
+_ASKS = re.compile(r"\?|\b(what|whats|what's|why|how)\b|(^|:\s*|\b(but|and|so|or|also|anyway|btw|asked|ask|wonder|wondering|"
+                   r"know|in|at|of|from|to|on|by|for|with)\s+)(who|whom|whose|which|when|where)\b", re.IGNORECASE)
+_ASKS_AT_START = re.compile(r"^\W*(who|whom|whose|which|when|where|is|are|was|were|do|does|did|can|could|will|would|"
+                           r"should|has|have|had|name|tell me|list)\b", re.IGNORECASE)
 QUESTION_MIN = 0.9
 """The least probability of a knowledge skill for the question alone that overrides the whole message's route."""
 
@@ -46,8 +47,10 @@ def question_part(message: str) -> str | None:
 
 
 def asks(message: str) -> bool:
-    """Whether ``message`` asks anything: a "?", a question word anywhere ("totally unrelated but what..."), or a clause
-    that opens like a question or a request ("is it...", "name the...", "tell me...")."""
+    """Whether ``message`` asks anything: a "?"; "what", "how" or "why" anywhere ("totally unrelated but what..."); or
+    a clause that opens like a question or a request ("which...", "is it...", "name the...", "tell me..."); or "which",
+    "who", "when", "where" after a colon, a conjunction, "asked" or a preposition ("in which family", "my youngest asked
+    where"); after a noun they relate and ask nothing ("a device which maps...")."""
     if _ASKS.search(message):
         return True
     return any(_ASKS_AT_START.search(m.group(1)) for m in _CLAUSE.finditer(message.strip()) if m.group(1).strip())

@@ -29,6 +29,11 @@ def test_a_message_without_such_a_question_has_none(message):
     ("squab is a baby what", True), ("is it true that owls can turn their heads all the way", True),
     ("tell me something about the moon", True), ("ngl this new boba place by my work is elite", False),
     ("saving the enviornment", False), ("Alice in Wonderland", False),
+    ("the tuba is the biggest instrument in which family need it for a crossword", True),
+    ("this has been bugging me all day: which band made the album nevermind", True),
+    ("my youngest asked where blueberries come from", True),
+    ("A device which maps one set of numbers onto another set of numbers.", False),  # "which" after a noun relates
+    ("Anyone who needs to work with very large sets of data", False),
 ])
 def test_a_message_asks_when_it_has_a_question_mark_a_question_word_or_opens_like_a_question(message, asked):
     assert asks(message) is asked
