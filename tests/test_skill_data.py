@@ -275,6 +275,26 @@ def test_tiny_datasets_fill_every_split(n):
     assert sum(len(exs) for exs in splits.values()) == n
 
 
+def test_a_test_split_of_few_groups_gets_at_most_twice_its_share_in_whole_groups():
+    # a new user's 33 plant-care exchanges in 15 groups split 20 / 1 / 12: the hash put 5 groups under the test share
+    from skills.data import _unit_interval
+
+    low = [g for g in (f"topic{i}" for i in range(400)) if _unit_interval(Example(["x"], "y", group=g)) < 0.1][:5]
+    high = [g for g in (f"topic{i}" for i in range(400)) if _unit_interval(Example(["x"], "y", group=g)) > 0.2][:10]
+    examples = [Example([f"{g} question {j}"], f"answer {j}", group=g) for g in low + high for j in range(2 + len(g) % 2)]
+    splits = split_examples(examples)
+    n = len(examples)
+    assert 1 <= len(splits["test"]) <= 2 * 0.1 * n + 1 and len(splits["valid"]) >= 0.1 * n and splits["train"]
+    where = {}
+    for name, exs in splits.items():
+        for ex in exs:
+            assert where.setdefault(ex.group, name) == name, f"group {ex.group} straddles splits"
+    assert sum(map(len, splits.values())) == n and split_examples(examples) == splits
+    for groups in (low[:1], low[:2]):  # too few groups for three splits: each still gets a row
+        few = [Example([f"{g} question {j}"], f"answer {j}", group=g) for g in groups for j in range(6)]
+        assert all(split_examples(few).values())
+
+
 @pytest.mark.parametrize("n", [0, 1, 2])
 def test_too_few_examples(n):
     with pytest.raises(ValueError, match="at least 3 examples"):
