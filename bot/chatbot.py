@@ -366,7 +366,8 @@ class AdapterBot:
         (:meth:`_no_problem`) or a skill that could only say it doesn't know to a message that asks nothing
         (:meth:`_nothing_asked`). Needs a manager."""
         knowledge = [name for name, spec in self.specs.items() if spec.knowledge.mode == "retrieval"]
-        decisions = route_with_questions(self.manager.route_batch, histories, knowledge)
+        decisions = route_with_questions(self.manager.route_batch, histories, knowledge,
+                                         lambda skill, history: self.knowledge(skill, history)[1])
         return [self._nothing_asked(h, self._no_problem(h, self._asked_back(h, self._answered(h, d, knowledge))))
                 for h, d in zip(histories, decisions)]
 

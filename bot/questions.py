@@ -6,11 +6,12 @@ chit-chat: "what year did world war 2 end? me and my grandson are arguing about 
 each question alone goes to trivia. A manager trained on written asides routed every other held-out set worse
 (docs/DESIGN.md, "The dialogue manager").
 
-So in Auto mode a message of several clauses, one of them a question (:data:`QUESTION`, ended by a question mark,
-or opening a message that has none, without "i", "my" or "we"), is routed twice in one batch: whole, and as that
-question alone after the same earlier turns. When the question goes to a skill that answers from a knowledge file
-with probability at least :data:`QUESTION_MIN`, and the whole message went to a skill without one or to chit-chat,
-the question's route wins. (A question closing such a message was tried too: "my nephew just started hockey, what
+So in Auto mode a message of several clauses (split at sentence ends, commas, colons, dashes, and "but", "anyway",
+"btw", "also"), one of them a question (:data:`QUESTION`, ended by a question mark, or opening a message that has
+none, without "i", "my" or "we"), is routed twice in one batch: whole, and as that question alone after the same
+earlier turns. When the question goes to a skill that answers from a knowledge file with probability at least
+:data:`QUESTION_MIN`, and the whole message went to a skill without one, to chit-chat, or to another knowledge skill
+whose file doesn't answer it, the question's route wins. (A question closing such a message was tried too: "my nephew just started hockey, what
 are the pucks made out of" then went to trivia, but so did a Chit-Chat turn of the held-out single turns, 0.951 to
 0.949.)
 """
@@ -23,7 +24,7 @@ QUESTION = re.compile(r"^\W*(who|whom|whose|what|whats|what's|which|when|where|"
                       r"how (many|much|long|far|tall|old|big|deep|high|fast)|in what|in which)\b", re.IGNORECASE)
 """A clause that asks what a knowledge file may answer."""
 
-_CLAUSE = re.compile(r"(.+?)([.?!]+\s*|,\s+|\s+-+\s+|;\s*|$)")
+_CLAUSE = re.compile(r"(.+?)([.?!]+\s*|,\s+|\s+-+\s+|;\s*|:\s+|\s+(?:but|anyway|btw|also)\s+|$)", re.IGNORECASE)
 _FIRST_PERSON = re.compile(r"\b(i|i'm|im|me|my|we|our|us)\b", re.IGNORECASE)
 _ASKS = re.compile(r"\?|\b(what|whats|what's|why|how)\b|(^|:\s*|\b(but|and|so|or|also|anyway|btw|asked|ask|wonder|wondering|"
                    r"know|in|at|of|from|to|on|by|for|with)\s+)(who|whom|whose|which|when|where)\b", re.IGNORECASE)
@@ -57,15 +58,20 @@ def asks(message: str) -> bool:
 
 
 def route_with_questions(route_batch: Callable[[list[list[str]]], list[Any]], histories: list[list[str]],
-                         knowledge_skills: Collection[str]) -> list[Any]:
+                         knowledge_skills: Collection[str],
+                         answers: Callable[[str, list[str]], bool] = lambda skill, history: True) -> list[Any]:
     """``route_batch``'s decisions for ``histories``, a question told with an aside routed by the question alone
-    where it goes to one of ``knowledge_skills`` (see the module's docstring); one ``route_batch`` call for all."""
+    where it goes to one of ``knowledge_skills`` (see the module's docstring); one ``route_batch`` call for all.
+    ``answers(skill, history)``: whether knowledge skill ``skill``'s file answers ``history``; the question also wins
+    over a whole message routed to another knowledge skill whose file does not ("ok unrelated but who painted the mona
+    lisa?" after a laptop's fix went to tech support, which said "Sorry that didn't help", a new user in session 20)."""
     asked = [(i, question_part(h[-1])) for i, h in enumerate(histories)]
     asked = [(i, q) for i, q in asked if q is not None]
     decisions = route_batch([*histories, *(histories[i][:-1] + [q] for i, q in asked)])
     out = decisions[: len(histories)]
     for (i, _), question in zip(asked, decisions[len(histories):]):
-        if (question.skill in knowledge_skills and question.probability >= QUESTION_MIN
-                and out[i].skill not in knowledge_skills):
+        whole = out[i].skill
+        if (question.skill in knowledge_skills and question.probability >= QUESTION_MIN and question.skill != whole
+                and (whole not in knowledge_skills or not answers(whole, histories[i]))):
             out[i] = question
     return out

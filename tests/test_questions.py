@@ -9,6 +9,8 @@ from manager.router import Decision
     ("what year did world war 2 end? me and my grandson are arguing about it", "what year did world war 2 end"),
     ("how many legs does a spider have, my daughter says 6 and i dont think thats right", "how many legs does a spider have"),
     ("my buddy and i have money on it. who won the very first world cup?", "who won the very first world cup"),
+    ("ok unrelated but who painted the mona lisa?", "who painted the mona lisa"),
+    ("random question: which planet is the hottest?", "which planet is the hottest"),
 ])
 def test_the_question_of_a_message_that_says_more_is_found(message, question):
     assert question_part(message) == question
@@ -66,3 +68,6 @@ def test_the_question_alone_wins_only_for_a_knowledge_skill_over_a_route_without
     routes[aside] = ("tech_support", 0.6)  # a knowledge skill already: it stays
     routes["how many legs does a spider have"] = ("trivia", 0.99)
     assert route_with_questions(_router(routes)[0], [[aside]], ["trivia", "tech_support"])[0].skill == "tech_support"
+    unanswered = route_with_questions(_router(routes)[0], [[aside]], ["trivia", "tech_support"],
+                                      lambda skill, history: skill != "tech_support")
+    assert unanswered[0].skill == "trivia"  # ...unless its file doesn't answer the message
