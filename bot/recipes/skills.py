@@ -298,6 +298,10 @@ BUNDLED = {
     "empathetic": {
         "source": "`skills/sources/empathetic.jsonl` (written for the project) and Chit-Chat's bad-news exchanges (mined)",
         "description": "Listens when you share something hard, and answers with sympathy.",
+        # It reads the user's message alone (context_turns=1): reading the whole conversation, half its replies in
+        # the user trials' conversations came out garbled ("Is there anyone who can help you with yourself?", "It's
+        # okay to feel back soon"), 20 of 41 made of sentences its training replies hold against 41 of 41 (docs/DESIGN.md).
+        "decoding": DecodingSpec(context_turns=1),
     },
     "trivia": {
         "source": "chatterbot-corpus factual questions (trivia, science, history, literature, movies, sports, politics), "
