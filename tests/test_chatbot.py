@@ -230,7 +230,8 @@ def test_thanks_with_more_to_it_is_answered_not_welcomed_on_the_bare_backbone(ti
     assert grief.text != "You're welcome!" and grief.text.strip()
 
 
-def test_a_skill_with_an_unused_reply_says_it_word_for_word_when_no_passage_is_used(tiny_dir, tiny_skills_dir, tmp_path):
+def _facts_skill(tiny_dir, tiny_skills_dir, tmp_path) -> AdapterBot:
+    """The toy skills with 'alpha' answering from one fact, and saying "No idea, sorry." without a passage."""
     import shutil
 
     from skills.spec import KnowledgeSpec, SkillSpec
@@ -241,7 +242,11 @@ def test_a_skill_with_an_unused_reply_says_it_word_for_word_when_no_passage_is_u
     spec = SkillSpec.load(skills / "alpha")
     spec.knowledge = KnowledgeSpec(mode="retrieval", file="facts.txt", min_overlap=0.9, unused_reply="No idea, sorry.")
     spec.save(skills / "alpha")
-    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    return AdapterBot.from_pretrained(tiny_dir, skills)
+
+
+def test_a_skill_with_an_unused_reply_says_it_word_for_word_when_no_passage_is_used(tiny_dir, tiny_skills_dir, tmp_path):
+    bot = _facts_skill(tiny_dir, tiny_skills_dir, tmp_path)
     unused = bot.respond(["what is the capital of peru"], skill="alpha")
     assert unused.text == "No idea, sorry." and not unused.knowledge_used
     used = bot.respond(["where does the printer driver live in settings"], skill="alpha")
@@ -251,18 +256,9 @@ def test_a_skill_with_an_unused_reply_says_it_word_for_word_when_no_passage_is_u
 def test_a_skill_that_could_only_say_it_doesnt_know_gives_a_message_that_asks_nothing_to_chit_chat(
         tiny_dir, tiny_skills_dir, tmp_path):
     # "ngl this new boba place by my work is elite..." went to trivia at 0.72 and got "I'm not sure, I don't know that one"
-    import shutil
-
     from manager.router import Decision
-    from skills.spec import KnowledgeSpec, SkillSpec
 
-    skills = tmp_path / "skills"
-    shutil.copytree(tiny_skills_dir, skills)
-    (skills / "alpha" / "facts.txt").write_text("the printer driver lives in settings\n", encoding="utf-8")
-    spec = SkillSpec.load(skills / "alpha")
-    spec.knowledge = KnowledgeSpec(mode="retrieval", file="facts.txt", min_overlap=0.9, unused_reply="No idea, sorry.")
-    spec.save(skills / "alpha")
-    bot = AdapterBot.from_pretrained(tiny_dir, skills)
+    bot = _facts_skill(tiny_dir, tiny_skills_dir, tmp_path)
     to_alpha = Decision("alpha", 0.7, {"none": 0.2, "alpha": 0.7, "beta": 0.1})
     chatter = "ngl this new boba place by my work is elite"
     assert bot._nothing_asked([chatter], to_alpha) == Decision(None, 0.2, to_alpha.scores)
