@@ -47,6 +47,17 @@ def question_part(message: str) -> str | None:
     return None
 
 
+def after_aside(message: str) -> str | None:
+    """The message without its opening clause when that clause is a short aside of 2 to 6 words ("i was just
+    wondering, ...", "not sure if you can help but ...", "quick thing, ...") and the rest says something (3 words or
+    more); ``None`` otherwise."""
+    clauses = [(m.group(1).strip(), m.end(2)) for m in _CLAUSE.finditer(message.strip()) if m.group(1).strip()]
+    if len(clauses) < 2 or not 2 <= len(clauses[0][0].split()) <= 6:
+        return None
+    rest = message.strip()[clauses[0][1]:].strip()
+    return rest if len(rest.split()) >= 3 else None
+
+
 def asks(message: str) -> bool:
     """Whether ``message`` asks anything: a "?"; "what", "how" or "why" anywhere ("totally unrelated but what..."); or
     a clause that opens like a question or a request ("which...", "is it...", "name the...", "tell me..."); or "which",
@@ -61,17 +72,23 @@ def route_with_questions(route_batch: Callable[[list[list[str]]], list[Any]], hi
                          knowledge_skills: Collection[str],
                          answers: Callable[[str, list[str]], bool] = lambda skill, history: True) -> list[Any]:
     """``route_batch``'s decisions for ``histories``, a question told with an aside routed by the question alone
-    where it goes to one of ``knowledge_skills`` (see the module's docstring); one ``route_batch`` call for all.
+    where it goes to one of ``knowledge_skills`` (see the module's docstring), and a message routed to chit-chat by
+    what follows its opening aside (:func:`after_aside`) where that goes to a skill with probability at least
+    :data:`QUESTION_MIN` ("i was just wondering, my girlfriend broke up with me last night" went to chit-chat); one
+    ``route_batch`` call for all.
     ``answers(skill, history)``: whether knowledge skill ``skill``'s file answers ``history``; the question also wins
     over a whole message routed to another knowledge skill whose file does not ("ok unrelated but who painted the mona
     lisa?" after a laptop's fix went to tech support, which said "Sorry that didn't help", a new user in session 20)."""
-    asked = [(i, question_part(h[-1])) for i, h in enumerate(histories)]
-    asked = [(i, q) for i, q in asked if q is not None]
-    decisions = route_batch([*histories, *(histories[i][:-1] + [q] for i, q in asked)])
+    asked = [(i, q) for i, q in ((i, question_part(h[-1])) for i, h in enumerate(histories)) if q is not None]
+    rests = [(i, r) for i, r in ((i, after_aside(h[-1])) for i, h in enumerate(histories)) if r is not None]
+    decisions = route_batch([*histories, *(histories[i][:-1] + [part] for i, part in asked + rests)])
     out = decisions[: len(histories)]
     for (i, _), question in zip(asked, decisions[len(histories):]):
         whole = out[i].skill
         if (question.skill in knowledge_skills and question.probability >= QUESTION_MIN and question.skill != whole
                 and (whole not in knowledge_skills or not answers(whole, histories[i]))):
             out[i] = question
+    for (i, _), rest in zip(rests, decisions[len(histories) + len(asked):]):
+        if out[i].skill is None and rest.skill is not None and rest.probability >= QUESTION_MIN:
+            out[i] = rest
     return out

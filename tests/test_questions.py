@@ -1,7 +1,7 @@
 """A question told with an aside is also routed on its own (bot/questions.py)."""
 import pytest
 
-from bot.questions import asks, question_part, route_with_questions
+from bot.questions import after_aside, asks, question_part, route_with_questions
 from manager.router import Decision
 
 
@@ -71,3 +71,27 @@ def test_the_question_alone_wins_only_for_a_knowledge_skill_over_a_route_without
     unanswered = route_with_questions(_router(routes)[0], [[aside]], ["trivia", "tech_support"],
                                       lambda skill, history: skill != "tech_support")
     assert unanswered[0].skill == "trivia"  # ...unless its file doesn't answer the message
+
+
+@pytest.mark.parametrize("message, rest", [
+    ("i was just wondering, my girlfriend broke up with me last night", "my girlfriend broke up with me last night"),
+    ("not sure if you can help but how many zodiac signs are there", "how many zodiac signs are there"),
+    ("Yeah, my family used to live in Singapore", None),  # a one-word reaction is no aside
+    ("my printer is broken", None),  # one clause
+    ("my sister and i were talking last night, lol", None),  # too long to be an aside, too short a rest
+])
+def test_the_rest_after_a_short_opening_aside(message, rest):
+    assert after_aside(message) == rest
+
+
+def test_a_message_routed_to_chit_chat_goes_where_its_rest_after_an_aside_goes():
+    message = "i was just wondering, my girlfriend broke up with me last night"
+    routes = {message: (None, 0.58), "my girlfriend broke up with me last night": ("empathetic", 0.97)}
+    route_batch, calls = _router(routes)
+    decisions = route_with_questions(route_batch, [[message]], ["trivia"])
+    assert decisions[0].skill == "empathetic" and len(calls) == 1  # one batch
+    routes["my girlfriend broke up with me last night"] = ("empathetic", 0.85)  # below QUESTION_MIN: chit-chat stays
+    assert route_with_questions(_router(routes)[0], [[message]], ["trivia"])[0].skill is None
+    routes[message] = ("tech_support", 0.6)  # only a turn routed to chit-chat is taken
+    routes["my girlfriend broke up with me last night"] = ("empathetic", 0.97)
+    assert route_with_questions(_router(routes)[0], [[message]], ["trivia"])[0].skill == "tech_support"
