@@ -11,9 +11,13 @@ So in Auto mode a message of several clauses (split at sentence ends, commas, co
 none, without "i", "my" or "we"), is routed twice in one batch: whole, and as that question alone after the same
 earlier turns. When the question goes to a skill that answers from a knowledge file with probability at least
 :data:`QUESTION_MIN`, and the whole message went to a skill without one, to chit-chat, or to another knowledge skill
-whose file doesn't answer it, the question's route wins. (A question closing such a message was tried too: "my nephew just started hockey, what
-are the pucks made out of" then went to trivia, but so did a Chit-Chat turn of the held-out single turns, 0.951 to
-0.949.)
+whose file doesn't answer it, the question's route wins. (A question closing such a message was tried too: "my nephew
+just started hockey, what are the pucks made out of" then went to trivia, but so did a Chit-Chat turn of the held-out
+single turns, 0.951 to 0.949.)
+
+A message that opens with a short aside ("i was just wondering, my girlfriend broke up with me last night") is also
+routed without it, in the same batch (:func:`after_aside`): when the whole went to chit-chat and the rest reaches a
+skill at :data:`QUESTION_MIN` or more, the rest's route wins.
 """
 from __future__ import annotations
 
