@@ -374,10 +374,10 @@ class AdapterBot:
     def _nothing_asked(self, history: list[str], decision):
         """``decision``, or chit-chat when it is a knowledge skill whose reply without a passage is its written "I don't
         know" (``unused_reply``: trivia), the message asks nothing (:func:`bot.questions.asks`) and no passage passes
-        the gate. "ngl this new boba place by my work is elite..." went to trivia at 0.72
-        and got "I'm not sure, I don't know that one" (session 20's trial)."""
+        the gate. "ngl this new boba place by my work is elite..." went to trivia at 0.72 and got "I'm not sure, I don't
+        know that one" (session 20's trial)."""
         spec = self.specs.get(decision.skill)
-        if spec is None or spec.knowledge.mode != "retrieval" or spec.knowledge.unused_reply is None:
+        if spec is None or spec.knowledge.unused_reply is None:  # an unused_reply is only for retrieval (KnowledgeSpec)
             return decision
         if asks(history[-1]) or self.knowledge(decision.skill, history)[1]:
             return decision
