@@ -8,6 +8,8 @@ answer: these questions get a written one, listing each loaded skill's ``descrip
 from __future__ import annotations
 
 import re
+import zlib
+from functools import lru_cache
 from typing import Mapping
 
 _YOU = r"(you|u|ya)"
@@ -33,8 +35,31 @@ IDENTITY = re.compile(
 """Questions about who or what the bot is, its age included (the backbone answered "What is your age" with "Yes, I'm
 an international student from Nigeria")."""
 
-JOKE = re.compile(r"\b(tell|know|got|have) (me )?(a |any )?(good |funny )?([\w-]+ )?jokes?\b|\bmake me laugh\b", re.IGNORECASE)
-"""Asking for a joke ("got a cat joke for me?"): the backbone has none to tell (it answered "that would be a great idea!")."""
+JOKE = re.compile(r"\b(tell|know|got|have|give|share|hear) (me |us )?(a |any |one |your |another )?"
+                  r"(best |good |funny |favou?rite |bad |dad |corny )?([\w-]+ ){0,2}jokes?\b|\bmake me (laugh|smile)\b"
+                  r"|\bsay something funny\b|^\W*(a |another )?jokes?( (please|pls|plz))?\W*$", re.IGNORECASE)
+"""Asking for a joke ("got a cat joke for me?", "give me your best knock knock joke"): the backbone has none to tell (it
+answered "that would be a great idea!" and "I can't think of any way I have ever heard of that one before")."""
+
+_NOT_JOKES = ("comedian", "never forget a face", "better to be silent", "die peacefully", "balls")
+"""Answers to "Tell me a joke" in chatterbot-corpus's ``humor`` file that are not jokes to tell a stranger: a
+refusal, two insults to the listener, a joke about a fatal crash (a bot that talks to people in distress), a crude one."""
+
+
+@lru_cache(maxsize=1)
+def jokes() -> tuple[str, ...]:
+    """The jokes :func:`about_reply` tells: chatterbot-corpus's answers to "Tell me a joke", tidied (spacing, a capital
+    first letter), without :data:`_NOT_JOKES`."""
+    from skills.corpora import chatterbot_conversations
+
+    told = []
+    for conversation in chatterbot_conversations(["humor"]):
+        if conversation.turns[0].lower() != "tell me a joke":
+            continue
+        joke = " ".join(conversation.turns[1].split())
+        if not any(word in joke.lower() for word in _NOT_JOKES):
+            told.append(joke[0].upper() + joke[1:])
+    return tuple(told)
 
 WORDLESS = re.compile(r"^[\W_]*$")
 """A message without a letter or digit (emoji, symbols): nothing the manager or a skill can read; Auto mode answers it
@@ -113,5 +138,6 @@ def about_reply(message: str, skills: Mapping[str, str]) -> str | None:
         return (f"I'm {NAME}, a chatbot, not a person: a small language model trained by the {NAME} project{skilled}. "
                 "Ask me what I can do, or just chat.")
     if JOKE.search(message):
-        return "I don't know any good jokes yet, I'm a small model still learning. Do you have one for me?"
+        told = jokes()
+        return told[zlib.crc32(message.lower().encode("utf-8")) % len(told)]
     return None

@@ -1,6 +1,6 @@
 import pytest
 
-from bot.about import about_reply, unreadable
+from bot.about import about_reply, jokes, unreadable
 
 SKILLS = {"tech_support": "Troubleshoots printers.", "trivia": "Answers facts."}
 
@@ -26,12 +26,21 @@ def test_a_question_about_who_the_bot_is_gets_a_true_answer(message):
 
 
 @pytest.mark.parametrize("message", ["tell me a joke, i need a laugh", "know any good jokes?", "make me laugh",
-                                     "got a cat joke for me?", "know any knock-knock jokes"])
-def test_asked_for_a_joke_the_bot_says_it_has_none_rather_than_pretend(message):
-    assert about_reply(message, SKILLS).startswith("I don't know any good jokes yet")
+                                     "got a cat joke for me?", "know any knock-knock jokes",
+                                     "give me your best knock knock joke and ill pretend to laugh", "joke pls"])
+def test_asked_for_a_joke_the_bot_tells_one_of_chatterbots(message):
+    assert about_reply(message, SKILLS) in jokes()
 
 
-@pytest.mark.parametrize("message", ["what do you do for fun?", "that joke was bad", "what do you know about printers", "are you ok?",
+def test_the_jokes_are_chatterbots_tidied_without_the_ones_not_to_tell():
+    told = jokes()
+    assert len(told) >= 20 and "What do you get when you cross a cheetah and a hamburger? Fast food." in told
+    assert all("  " not in joke and joke[0].isupper() for joke in told)
+    assert not any("die peacefully" in joke or "comedian" in joke for joke in told)
+    assert len({about_reply(m, SKILLS) for m in ("tell me a joke", "joke pls", "make me laugh", "know any jokes?")}) > 1
+
+
+@pytest.mark.parametrize("message", ["what do you do for fun?", "that joke was bad", "is this a joke?", "i heard a joke at work", "what do you know about printers", "are you ok?",
                                      "what are you doing tonight", "my printer won't help me", "what are your hobbies",
                                      "how old is the eiffel tower", "what exactly are you doing",
                                      "i have feelings for my coworker", "do you feel like pizza tonight"])

@@ -7,6 +7,7 @@ from typing import Iterator
 import pytest
 import torch
 
+from bot.about import jokes
 from bot.chatbot import MANAGER_DIR, AdapterBot, Reply
 from bot.dialogue import DialogueError, cut_loop, end_at_sentence
 
@@ -208,7 +209,7 @@ def test_a_message_of_self_harm_gets_the_written_crisis_reply_whatever_the_route
 def test_an_auto_turn_that_asks_about_the_bot_is_not_routed(tiny_bot):
     # the manager had sent "make me laugh, bonus points if its about cheese" to the empathetic skill
     reply = tiny_bot.respond(["hi", "hey!", "make me laugh, bonus points if its about cheese"])
-    assert reply.skill is None and reply.confidence is None and reply.text.startswith("I don't know any good jokes yet")
+    assert reply.skill is None and reply.confidence is None and reply.text in jokes()
 
 
 def test_an_auto_turn_in_another_language_is_not_routed_and_asks_for_english(tiny_bot):
