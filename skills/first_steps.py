@@ -27,6 +27,13 @@ TROUBLE = re.compile(r"\b(won'?t|can'?t|cant|doesn'?t|doesnt|does not|isn'?t|isn
                      r"damaged|corrupt\w*)\b", re.IGNORECASE)
 """Words of something not working ("cant hear me", "the picture is just black", "keeps dropping")."""
 
+EVERYDAY = frozenset(content_words("word office game games story post page card pay call calls meeting sound video videos "
+                                   "account charge"))
+"""Topic words that small talk uses as often as a problem does: among the commonest of the topics' words in the Chit-Chat
+corpus's messages that name no device or app ("do you have a favorite word?" is not about Office, and "the office is
+split" over hot dogs got Office's steps in session 20's trial). Alone, without a word of trouble, they name no topic
+(:meth:`FirstSteps.names_topic`)."""
+
 
 class FirstSteps:
     """The topics of a first-steps file, read once when the skill loads.
@@ -72,6 +79,13 @@ class FirstSteps:
                 if (score, -first) > best:
                     best, steps = (score, -first), answer
         return steps
+
+    def names_topic(self, message: str) -> bool:
+        """Whether ``message`` names one of the file's topics by a phrase or by a word outside :data:`EVERYDAY`."""
+        if any(pattern.search(message) for _, phrases, _ in self.topics for pattern in phrases.values()):
+            return True
+        said = {stem for token in WORD.finditer(message.lower()) for stem in content_words(token.group())} - EVERYDAY
+        return any(words & said for words, _, _ in self.topics)
 
     def fits_trouble(self, message: str) -> bool:
         """Whether ``message`` tells of something not working (:data:`TROUBLE`) and names one of the file's topics."""

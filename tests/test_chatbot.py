@@ -409,9 +409,11 @@ def test_a_skill_with_first_steps_and_nothing_to_go_on_gives_the_turn_to_chit_ch
     # "lol my cat just knocked my coffee over" went to tech support at 0.53 and was asked which device it was
     from manager.router import Decision
 
-    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps story")
     to_alpha = Decision("alpha", 0.6, {"none": 0.3, "alpha": 0.6, "beta": 0.1})
     assert bot._no_problem(["lol my cat just knocked my coffee over"], to_alpha) == Decision(None, 0.3, to_alpha.scores)
+    # a topic's everyday word alone names nothing: "do you have a favorite word?" had got Office's steps
+    assert bot._no_problem(["tell me a story about your day"], to_alpha) == Decision(None, 0.3, to_alpha.scores)
     for kept in (["instagram keeps logging me out"], ["my screen went black"], ["printer says offline again"],
                  ["my cat knocked my coffee over", "Which device is it?", "the big one in the hall"]):
         assert bot._no_problem(kept, to_alpha) is to_alpha  # a topic, trouble, a passage, an answer to its question

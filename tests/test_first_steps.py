@@ -24,6 +24,16 @@ def test_a_message_naming_no_topic_gets_none(steps):
     assert steps.steps_for("") is None
 
 
+def test_an_everyday_word_alone_names_no_topic_a_device_or_phrase_does(tmp_path):
+    steps = FirstSteps(write_passages(["word excel office microsoft_office\nReopen the app.", "xbox game games\nRestart it."],
+                                      tmp_path / "first_steps.jsonl"))
+    assert not steps.names_topic("do you have a favorite word?") and not steps.names_topic("the office is split on it")
+    assert not steps.names_topic("whats your favourite game")
+    assert steps.names_topic("excel is acting up") and steps.names_topic("my xbox again")
+    assert steps.names_topic("reinstalled microsoft office")  # a phrase of everyday words still names its topic
+    assert steps.steps_for("do you have a favorite word?") == "Reopen the app."  # the steps, once it is tech support's
+
+
 def test_only_the_topic_line_is_matched_not_the_steps(steps):
     assert steps.steps_for("i need to restart my router") == STEPS["wifi"]
     assert steps.steps_for("should i close the lid") is None  # "close" is in the apps steps, not its topic
