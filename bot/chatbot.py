@@ -24,8 +24,8 @@ from .about import about_reply, asks_about_the_bot, unreadable
 from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .crisis import crisis_reply
-from .dialogue import (DialogueError, build_context, context_budget, copy_source, cut_loop, end_at_sentence,
-                       validate_history)
+from .dialogue import (DialogueError, build_context, context_budget, copy_source, cut_loop, drop_unsaid,
+                       end_at_sentence, validate_history)
 from .features import BackboneFeatures
 from .social import choice_reply, closing_reply, greeting_reply, misfit, only_closing, only_greets, takes_leave
 from .questions import asks, question_part, route_with_questions
@@ -117,6 +117,7 @@ class _Turn:
     copy_source: list[int]
     misfit: Callable[[list[int]], int] | None = None  # a ranked reply keeps a candidate of the lowest
     written: str | None = None  # the reply, written rather than generated (bot.about): nothing to generate
+    said: str | None = None  # a skill's reply speaks of no "your ..." this message never named (dialogue.drop_unsaid)
 
 
 def _to_chit_chat(decision):
@@ -309,8 +310,9 @@ class AdapterBot:
                            or choice_reply(message) or greeting_reply(message))
             elif not reply.knowledge_used and not reply.blend:
                 written = self._unused_reply(reply.skill, history)
+        said = message if reply.skill is not None and knowledge is None else None  # not chit-chat's "your weekend?"
         return _Turn(reply, build_context(self.tokenizer, turns, budget, knowledge), decoding,
-                     copy_source(self.tokenizer, knowledge), candidate_misfit, written)
+                     copy_source(self.tokenizer, knowledge), candidate_misfit, written, said)
 
     def _unused_reply(self, skill: str, history: list[str]) -> str | None:
         """The written reply of knowledge skill ``skill`` when no passage is used (``None``: its adapter answers):
@@ -467,10 +469,12 @@ class AdapterBot:
         return turn.reply
 
     def _text(self, ids: list[int], turn: _Turn) -> str:
-        """The turn's reply: its written one, else its generated ``ids`` finished (:meth:`_finish`)."""
+        """The turn's reply: its written one, else its generated ``ids`` finished (:meth:`_finish`), a skill's without
+        sentences about something of the user's the message never named (:func:`~bot.dialogue.drop_unsaid`)."""
         if turn.written is not None:
             return turn.written
-        return self._finish(ids, turn.decoding, turn.reply.knowledge if turn.reply.knowledge_used else None)
+        text = self._finish(ids, turn.decoding, turn.reply.knowledge if turn.reply.knowledge_used else None)
+        return text if turn.said is None else drop_unsaid(text, turn.said)
 
     def _decoded(self, ids: list[int]) -> str:
         """``ids`` as text, without the U+FFFD of bytes that make no whole character: a byte-level tokenizer's reply

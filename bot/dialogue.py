@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from skills.knowledge import answer_of
+from skills.knowledge import answer_of, content_words
 
 # Characters per token never exceed this for byte-level BPE on text we keep, so cutting a
 # huge message to this many characters per window token before encoding loses nothing used.
@@ -135,3 +135,30 @@ def cut_loop(text: str, source: str = "", longest: int = 8) -> str:
                 ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, words[i][1])]
                 return text[: ends[-1]] if ends else text[: words[i + n][1]].rstrip(" ,;:")
     return text
+
+
+_YOUR = re.compile(r"\b(about|with|for|not|miss|missing) your ([a-z]+)", re.IGNORECASE)
+_ALWAYS_YOURS = frozenset(content_words("fault feelings feeling self mind heart health life side best own"))
+"""What "your ..." may name unsaid: the listener's own feelings, fault, health and the like."""
+
+
+def drop_unsaid(text: str, message: str) -> str:
+    """``text`` without its sentences that speak of the user's something ("about your ...", "with your ...",
+    "not your ...") that ``message`` never named: a small adapter copying its data's "I'm so sorry about your dog."
+    wrote "I'm so sorry about your hub a rabbit." to a report to HR, and "It's not your son." (session 21's trial).
+    "not your" names nothing but a fault. The text is kept whole when every sentence would go."""
+    said = set(content_words(message))
+    sentences = [m.group().strip() for m in re.finditer(r".+?(?:[.!?]+['\")\]]*(?=\s|$)|$)", text) if m.group().strip()]
+
+    def unsaid(sentence: str) -> bool:
+        for match in _YOUR.finditer(sentence):
+            named = set(content_words(match.group(2)))
+            if match.group(1).lower() == "not" and named != set(content_words("fault")):
+                return True
+            if named and not named & (said | _ALWAYS_YOURS):
+                return True
+        return False
+
+    kept = [sentence for sentence in sentences if not unsaid(sentence)]
+    return " ".join(kept) if kept and len(kept) < len(sentences) else text
+

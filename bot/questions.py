@@ -34,6 +34,7 @@ _ASKS = re.compile(r"\?|\b(what|whats|what's|why|how)\b|(^|:\s*|\b(but|and|so|or
                    r"know|in|at|of|from|to|on|by|for|with)\s+)(who|whom|whose|which|when|where)\b", re.IGNORECASE)
 _ASKS_AT_START = re.compile(r"^\W*(who|whom|whose|which|when|where|is|are|was|were|do|does|did|can|could|will|would|"
                            r"should|has|have|had|name|tell me|list)\b", re.IGNORECASE)
+_ASKS_TO_ASK = re.compile(r"\bask\b", re.IGNORECASE)
 QUESTION_MIN = 0.9
 """The least probability of a knowledge skill for the question alone that overrides the whole message's route."""
 
@@ -54,9 +55,12 @@ def question_part(message: str) -> str | None:
 def after_aside(message: str) -> str | None:
     """The message without its opening clause when that clause is a short aside of 2 to 6 words ("i was just
     wondering, ...", "not sure if you can help but ...", "quick thing, ...") and the rest says something (3 words or
-    more); ``None`` otherwise."""
-    clauses = [(m.group(1).strip(), m.end(2)) for m in _CLAUSE.finditer(message.strip()) if m.group(1).strip()]
+    more); ``None`` otherwise. A question is no aside unless it asks to ask ("can i ask you something?"): "do you have
+    a favorite number? mine's 7, obviously..." went by its rest to the empathetic skill (session 21's trial)."""
+    clauses = [(m.group(1).strip(), m.end(2), m.group(2)) for m in _CLAUSE.finditer(message.strip()) if m.group(1).strip()]
     if len(clauses) < 2 or not 2 <= len(clauses[0][0].split()) <= 6:
+        return None
+    if "?" in clauses[0][2] and not _ASKS_TO_ASK.search(clauses[0][0]):
         return None
     rest = message.strip()[clauses[0][1]:].strip()
     return rest if len(rest.split()) >= 3 else None

@@ -9,7 +9,7 @@ import torch
 
 from bot.about import jokes
 from bot.chatbot import MANAGER_DIR, AdapterBot, Reply
-from bot.dialogue import DialogueError, cut_loop, end_at_sentence
+from bot.dialogue import DialogueError, cut_loop, drop_unsaid, end_at_sentence
 
 
 @contextmanager
@@ -447,3 +447,26 @@ def test_a_follow_up_to_a_knowledge_skills_question_back_or_first_steps_stays_on
 ])
 def test_a_reply_ends_before_a_loop_it_fell_into(text, source, cut):
     assert cut_loop(text, source) == cut
+
+
+@pytest.mark.parametrize("text, message, kept", [
+    ("I'm so sorry about your hub a rabbit. It's not your fault.", "i reported my supervisor to hr", "It's not your fault."),
+    ("I'm so sorry to hear that. It's not your son.", "today wouldve been my son's 18th birthday",
+     "I'm so sorry to hear that."),  # "not your" names nothing but a fault
+    ("I'm so sorry about your dog. How long did you have your dog?", "my dog died this morning",
+     "I'm so sorry about your dog. How long did you have your dog?"),  # named: kept
+    ("Is there anyone who can help you with your statistics class?", "failing statistics again",
+     "Is there anyone who can help you with your statistics class?"),  # the same word, another form
+    ("I'm so sorry about your costume.", "my boss screamed at me", "I'm so sorry about your costume."),  # all: kept whole
+])
+def test_a_skill_reply_drops_sentences_about_something_the_user_never_named(text, message, kept):
+    assert drop_unsaid(text, message) == kept
+
+
+def test_only_a_skills_generated_reply_is_checked_for_what_the_user_never_named(tiny_bot):
+    history = ["my printer jams"]
+    skill_turn = tiny_bot._prepare(history, Reply(text="", skill=tiny_bot.skills[0]), {})
+    chit_chat = tiny_bot._prepare(history, Reply(text="", skill=None), {})
+    ids = tiny_bot.tokenizer.encode("Sorry about your cat. Try the rear tray.")
+    assert tiny_bot._text(ids, skill_turn) == "Try the rear tray."
+    assert tiny_bot._text(ids, chit_chat) == "Sorry about your cat. Try the rear tray."  # chit-chat may ask about your day

@@ -79,6 +79,8 @@ def test_the_question_alone_wins_only_for_a_knowledge_skill_over_a_route_without
     ("Yeah, my family used to live in Singapore", None),  # a one-word reaction is no aside
     ("my printer is broken", None),  # one clause
     ("my sister and i were talking last night, lol", None),  # too long to be an aside, too short a rest
+    ("do you have a favorite number? mine's 7, obviously, like everyone else's", None),  # a question is no aside...
+    ("can i ask you something? my cat keeps sneezing at night", "my cat keeps sneezing at night"),  # ...but asking to ask
 ])
 def test_the_rest_after_a_short_opening_aside(message, rest):
     assert after_aside(message) == rest
