@@ -423,19 +423,26 @@ class AdapterBot:
         without knowledge or chit-chat ("so my airpods, the left one just wont connect anymore, right one works fine"
         went to chit-chat; docs/DESIGN.md). Over chit-chat, a skill's first steps answer too when the message tells of
         something not working in one of their topics (:meth:`skills.first_steps.FirstSteps.fits_trouble`: "xbox party
-        chat: ... they cant hear me" went to chit-chat at 0.69)."""
+        chat: ... they cant hear me" went to chit-chat at 0.69); over a skill without knowledge, when it names the
+        topic's device or app, not only an everyday word (:meth:`~skills.first_steps.FirstSteps.names_topic`: "tesla app
+        keeps saying 'waking vehicle'... its -10 out here" went to the empathetic skill at 0.66, tech support 0.14, but
+        "cant hear anything in my right ear" is no sound setting)."""
         if decision.skill in knowledge and self.knowledge(decision.skill, history)[1]:
             return decision
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
-            steps = decision.skill is None and self._steps_fit(name, history)
+            steps = decision.skill not in knowledge and self._steps_fit(name, history, everyday=decision.skill is None)
             if p >= self.answered_floor and (self.knowledge(name, history)[1] or steps):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return decision
 
-    def _steps_fit(self, skill: str, history: list[str]) -> bool:
-        """Whether ``skill``'s first steps fit the message's trouble (never for a follow-up on the bot's last turn)."""
+    def _steps_fit(self, skill: str, history: list[str], *, everyday: bool) -> bool:
+        """Whether ``skill``'s first steps fit the message's trouble (never for a follow-up on the bot's last turn);
+        ``everyday=False``: only where the message names a topic by more than an everyday word."""
         steps = self.first_steps.get(skill)
-        return steps is not None and not follows_up(history[-1]) and steps.fits_trouble(history[-1])
+        message = history[-1]
+        if steps is None or follows_up(message) or not steps.fits_trouble(message):
+            return False
+        return everyday or steps.names_topic(message)
 
     def manager_scores(self, history: Sequence[str]) -> dict[str, float]:
         """Auto mode's scores for ``history`` (:meth:`route_batch`; ``{}`` without a manager), routed in the engine

@@ -377,17 +377,21 @@ def test_a_knowledge_skill_whose_file_answers_takes_a_turn_from_chit_chat_or_a_s
     assert tiny_bot._answered(["q"], chat, ["beta"]) is chat
 
 
-def test_a_problem_in_a_first_steps_topic_is_taken_from_chit_chat(tiny_dir, tiny_skills_dir, tmp_path, monkeypatch):
+def test_a_problem_in_a_first_steps_topic_is_taken_from_chit_chat_or_a_skill_without_knowledge(tiny_dir, tiny_skills_dir, tmp_path, monkeypatch):
     # "xbox party chat: i can hear my friends fine but they cant hear me..." went to chit-chat at 0.69
     from manager.router import Decision
 
-    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps story")
     floor = bot.answered_floor
     chat = Decision(None, 0.7, {"none": 0.7, "alpha": floor, "beta": 0.3 - floor})
     assert bot._answered(["tiktok keeps crashing when i open it"], chat, ["alpha"]).skill == "alpha"
+    assert bot._answered(["my story keeps crashing"], chat, ["alpha"]).skill == "alpha"  # an everyday word and trouble
     assert bot._answered(["i love tiktok, so funny"], chat, ["alpha"]) is chat  # the topic, but nothing wrong
-    skill = Decision("beta", 0.7, {"none": 0.0, "alpha": 0.3, "beta": 0.7})  # over a skill, only a passage answers
-    assert bot._answered(["tiktok keeps crashing when i open it"], skill, ["alpha"]) is skill
+    # over a skill without knowledge ("tesla app keeps saying 'waking vehicle'..." went to the empathetic skill), only a
+    # device or app named: the empathetic skill's "my story keeps crashing down around me" is no app's
+    skill = Decision("beta", 0.7, {"none": 0.0, "alpha": 0.3, "beta": 0.7})
+    assert bot._answered(["tiktok keeps crashing when i open it"], skill, ["alpha"]).skill == "alpha"
+    assert bot._answered(["my story keeps crashing down around me"], skill, ["alpha"]) is skill
     unlikely = Decision(None, 0.95, {"none": 0.95, "alpha": floor - 0.01, "beta": 0.05 - floor + 0.01})
     assert bot._answered(["tiktok keeps crashing when i open it"], unlikely, ["alpha"]) is unlikely
 
