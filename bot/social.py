@@ -31,19 +31,23 @@ FAREWELL = re.compile(r"\b(bye+|goodbye|good ?night|gotta (go|run)|got to go|hav
 """Words that take leave."""
 
 _HELLO = (r"^\W*((oh|well|and)\W+)?(hi+|hello+|hey+|hiya|heya|howdy|yo|gm|good (morning|afternoon|evening)|morning|"
-          r"evening)\b")
+          r"evening|greetings|g'?day|aloha|hola|buenas( (dias|días|tardes|noches))?|bonjour|salut|ciao|hallo|namaste)\b")
 GREETING = re.compile(_HELLO, re.IGNORECASE)
 """Words that open a message with a greeting ("hey, my wifi is down" opens with one)."""
 
-_WHO = r"(\W*(there|stranger|friend|buddy|bot|mate|pal|everyone|all|folks|y'?all|again|hi+|hey+|hello+|yo|oi))*"
-"""Words a greeting may call the other ("howdy stranger", "hey hey there friend")."""
+_WHO = (r"(\W*(there|stranger|friend|buddy|bot|mate|pal|everyone|all|folks|y'?all|again|hi+|hey+|hello+|yo|oi"
+        r"|good (morning|afternoon|evening)|morning))*")
+"""Words a greeting may call the other, or another greeting ("howdy stranger", "hey hey there friend", "hola! good
+morning")."""
 _ASKING_AFTER = (r"(how (are|r) (you|u)|how('?s| is) it going|how('?s| is) (your|ur) (day|night|evening|morning|week|weekend)"
-                 r"( going)?|what'?s up|wh?at'?s good|sup|how have you been|how (are|r) things|how'?s (life|everything|things))")
+                 r"( going)?|what'?s up|wh?at'?s good|sup|wass+up|wazz+up|whaddup|what'?s (poppin'?g?|crackin'?g?)"
+                 r"|how have you been|how (are|r) things|how'?s (life|everything|things))")
 """Words that ask after the other ("how are you", "what's up")."""
 _MEET = r"\bto meet you\b"
-ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*(" + _ASKING_AFTER + r"\b.*)?$|" + _MEET, re.IGNORECASE)
+ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*(" + _ASKING_AFTER + r"\b.*)?$|" + _MEET
+                           + r"|^\W*" + _ASKING_AFTER + _WHO + r"\W*$", re.IGNORECASE)
 """A greeting that says nothing else, or only asks after the other ("Hello!", "hey, how are you doing this
-fine evening?", "nice to meet you")."""
+fine evening?", "nice to meet you", "wassup bot")."""
 
 BARE_GREETING = re.compile(_HELLO + _WHO + r"\W*$", re.IGNORECASE)
 """Greeting words and nothing else ("heyyy", "good morning!", "hi there")."""
