@@ -374,15 +374,21 @@ class AdapterBot:
                 for h, d in zip(histories, decisions)]
 
     def _nothing_asked(self, history: list[str], decision):
-        """``decision``, or chit-chat when it is a knowledge skill whose reply without a passage is its written "I don't
-        know" (``unused_reply``: trivia), the message asks nothing (:func:`bot.questions.asks`) and no passage passes
-        the gate. "ngl this new boba place by my work is elite..." went to trivia at 0.72 and got "I'm not sure, I don't
-        know that one" (session 20's trial)."""
+        """``decision``, or another route when it is a knowledge skill whose reply without a passage is its written "I
+        don't know" (``unused_reply``: trivia), the message asks nothing (:func:`bot.questions.asks`) and no passage
+        passes the gate: a skill with first steps whose topic the message names by a device or app
+        (:meth:`~skills.first_steps.FirstSteps.names_topic`) at ``answered_floor`` or more ("lg tv has a pinkish tint
+        on the left side of the screen" went to trivia at 0.66, tech support 0.33, session 21's trial), else chit-chat
+        ("ngl this new boba place by my work is elite..." went to trivia at 0.72 and got "I'm not sure, I don't know
+        that one", session 20's trial)."""
         spec = self.specs.get(decision.skill)
         if spec is None or spec.knowledge.unused_reply is None:  # an unused_reply is only for retrieval (KnowledgeSpec)
             return decision
         if asks(history[-1]) or self.knowledge(decision.skill, history)[1]:
             return decision
+        for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in self.first_steps if k != decision.skill), reverse=True):
+            if p >= self.answered_floor and self.first_steps[name].names_topic(history[-1]):
+                return dataclasses.replace(decision, skill=name, probability=p)
         return _to_chit_chat(decision)
 
     def _no_problem(self, history: list[str], decision):

@@ -268,6 +268,16 @@ def test_a_skill_that_could_only_say_it_doesnt_know_gives_a_message_that_asks_no
         assert bot._nothing_asked([kept], to_alpha) is to_alpha, kept
     to_beta = Decision("beta", 0.7, {"none": 0.2, "alpha": 0.1, "beta": 0.7})
     assert bot._nothing_asked([chatter], to_beta) is to_beta  # beta has no written "I don't know"
+    # a device named, with first steps for it: "lg tv has a pinkish tint..." went to trivia at 0.66, tech support 0.33
+    from skills.first_steps import FirstSteps
+    from skills.knowledge import write_passages
+
+    bot.first_steps["beta"] = FirstSteps(write_passages(["tv television\nUnplug the TV."], tmp_path / "steps.jsonl"))
+    tv = "lg tv has a pinkish tint on the left side"
+    assert bot._nothing_asked([tv], to_alpha) == Decision("beta", 0.1, to_alpha.scores)
+    assert bot._nothing_asked([chatter], to_alpha) == Decision(None, 0.2, to_alpha.scores)  # no device named
+    unlikely = Decision("alpha", 0.89, {"none": 0.1, "alpha": 0.89, "beta": 0.01})
+    assert bot._nothing_asked([tv], unlikely).skill is None  # under answered_floor
 
 
 def test_a_new_problem_without_a_passage_gets_the_written_question_back_unless_it_follows_the_skill(
