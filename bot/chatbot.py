@@ -27,7 +27,8 @@ from .crisis import crisis_reply
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, cut_loop, drop_unsaid,
                        end_at_sentence, validate_history)
 from .features import BackboneFeatures
-from .social import choice_reply, closing_reply, greeting_reply, misfit, only_closing, only_greets, takes_leave
+from .social import (choice_reply, closing_reply, greeting_reply, laughs, misfit, only_closing, only_greets,
+                     takes_leave)
 from .questions import asks, question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
@@ -362,16 +363,28 @@ class AdapterBot:
 
     def route_batch(self, histories: list[list[str]]) -> list:
         """Auto mode's decisions for ``histories``: the manager's, a question told with an aside routed by the question
-        alone where it goes to a knowledge skill (:mod:`bot.questions`), a knowledge skill whose file answers the
-        message over a route that answers from none (:meth:`_answered`), a follow-up kept on the skill that asked back
+        alone where it goes to a knowledge skill (:mod:`bot.questions`), chit-chat for a skill of sympathy given a
+        message that laughs (:meth:`_laughing`), a knowledge skill whose file answers the message over a route that
+        answers from none (:meth:`_answered`), a follow-up kept on the skill that asked back
         (:meth:`_asked_back`), and chit-chat for a skill with first steps that has nothing to go on
         (:meth:`_no_problem`) or a skill that could only say it doesn't know to a message that asks nothing
         (:meth:`_nothing_asked`). Needs a manager."""
         knowledge = [name for name, spec in self.specs.items() if spec.knowledge.mode == "retrieval"]
         decisions = route_with_questions(self.manager.route_batch, histories, knowledge,
                                          lambda skill, history: self.knowledge(skill, history)[1])
-        return [self._nothing_asked(h, self._no_problem(h, self._asked_back(h, self._answered(h, d, knowledge))))
-                for h, d in zip(histories, decisions)]
+        out = []
+        for history, decision in zip(histories, decisions):
+            decision = self._answered(history, self._laughing(history, decision), knowledge)
+            out.append(self._nothing_asked(history, self._no_problem(history, self._asked_back(history, decision))))
+        return out
+
+    def _laughing(self, history: list[str], decision):
+        """``decision``, or chit-chat when it is a skill of sympathy (``SkillSpec.sympathy``) and the message laughs or
+        celebrates (:func:`bot.social.laughs`): "today i pass my B2 english exam!! ... 🎉🎉" went to the empathetic skill
+        at 0.98 and got "Oh no, that sounds really hard" (session 20's trial). A trouble told laughing may still go to
+        first steps (:meth:`_answered`)."""
+        spec = self.specs.get(decision.skill)
+        return _to_chit_chat(decision) if spec is not None and spec.sympathy and laughs(history[-1]) else decision
 
     def _nothing_asked(self, history: list[str], decision):
         """``decision``, or another route when it is a knowledge skill whose reply without a passage is its written "I

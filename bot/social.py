@@ -52,6 +52,19 @@ fine evening?", "nice to meet you", "wassup bot")."""
 BARE_GREETING = re.compile(_HELLO + _WHO + r"\W*$", re.IGNORECASE)
 """Greeting words and nothing else ("heyyy", "good morning!", "hi there")."""
 
+LAUGHS = re.compile(r"\b(lol+|lmao+|lmfao|haha+|hehe+|rofl)\b|😂|🤣|😅|😄|😁|😆|🎉|🥳|😊", re.IGNORECASE)
+"""A laugh or a celebration: in the user trials, 48 of 314 small-talk messages had one ("...a fancy croissant to celebrate
+lol", "i pass my B2 english exam!! 🎉🎉") against 1 of ``empathetic.jsonl``'s 406 messages and none of the trials' 240 hard
+things told, but for two that opened with "lol" ("lol ok. not gonna lie im kinda lonely lately")."""
+_OPENING_LAUGH = re.compile(r"^\W*(lol+|haha+)\b", re.IGNORECASE)
+
+
+def laughs(message: str) -> bool:
+    """Whether ``message`` laughs or celebrates (:data:`LAUGHS`) after its first word: a "lol" that opens a message is
+    a way to begin, not a laugh."""
+    return LAUGHS.search(_OPENING_LAUGH.sub("", message)) is not None
+
+
 THANKS = re.compile(r"\b(thank(s| you| u)|thx|ty|cheers|appreciate (it|that|you))\b", re.IGNORECASE)
 """Words that thank."""
 

@@ -270,6 +270,9 @@ class SkillSpec:
         knowledge: the knowledge the replies are grounded on (:class:`KnowledgeSpec`).
         adapter: how the adapter is trained (:class:`AdapterTraining`).
         decoding: how replies are generated (:class:`DecodingSpec`).
+        sympathy: the skill meets what the user tells with sympathy (the empathetic skill): Auto mode gives it no
+            message that laughs or celebrates ("lol", "haha", 😂, 🎉; :func:`bot.social.laughs`), which goes to
+            chit-chat instead.
         splits: sizes of the train / valid / test splits the adapter was trained and tested on.
         card: free-form figures recorded at training time (test perplexity, training time, ...).
     """
@@ -280,6 +283,7 @@ class SkillSpec:
     knowledge: KnowledgeSpec = field(default_factory=KnowledgeSpec)
     adapter: AdapterTraining = field(default_factory=AdapterTraining)
     decoding: DecodingSpec = field(default_factory=DecodingSpec)
+    sympathy: bool = False
     splits: dict[str, int] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
 

@@ -2,7 +2,7 @@
 import pytest
 
 from bot.social import (ASKED_AFTER_REPLIES, CHOICE_REPLIES, GREETING_REPLIES, choice_reply, closing_reply, greeting_reply,
-                        misfit, only_closing, only_greets, says_goodbye, says_hello)
+                        laughs, misfit, only_closing, only_greets, says_goodbye, says_hello)
 
 
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
@@ -134,3 +134,14 @@ def test_a_message_that_only_greets_gets_a_written_greeting_that_fits(message, r
                                      "hola, mi ordenador no funciona", "sup with the wifi, it keeps dropping"])
 def test_a_greeting_with_more_to_it_is_not_only_a_greeting(message):
     assert not only_greets(message) and greeting_reply(message) is None
+
+
+@pytest.mark.parametrize("message, laughed", [
+    ("first paycheck just hit and i bought myself a fancy croissant to celebrate lol", True),
+    ("today i pass my B2 english exam!! 🎉🎉", True), ("my grandma sends me voice notes of her humming haha", True),
+    ("lol ok. not gonna lie im kinda lonely lately", False),  # an opening "lol" is a way to begin
+    ("my dog died this morning", False), ("lollipops are my favourite", False),
+])
+def test_a_laugh_or_a_celebration_after_the_first_word_is_read(message, laughed):
+    assert laughs(message) is laughed
+

@@ -302,6 +302,9 @@ BUNDLED = {
         # the user trials' conversations came out garbled ("Is there anyone who can help you with yourself?", "It's
         # okay to feel back soon"), 20 of 41 made of sentences its training replies hold against 41 of 41 (docs/DESIGN.md).
         "decoding": DecodingSpec(context_turns=1),
+        # Auto mode gives it no message that laughs or celebrates (SkillSpec.sympathy): good news got "Oh no, that
+        # sounds really hard" in every user trial.
+        "sympathy": True,
     },
     "trivia": {
         "source": "chatterbot-corpus factual questions (trivia, science, history, literature, movies, sports, politics), "
@@ -485,6 +488,9 @@ def train_all(backbone: str | None, out: Path, names: list[str]) -> None:
                           augment=augmentation(name, knowledge) if knowledge else None,
                           query_turns=recipe.get("query_turns", 1))
             print(f"{name}: test ppl {r.test_ppl:.2f} vs bare {r.test_ppl_backbone:.2f}; {r.splits}; {r.train_seconds:.0f}s")
+            if recipe.get("sympathy"):
+                bot.specs[name].sympathy = True
+                bot.specs[name].save(bot.registry.path(name))
             if knowledge:
                 chosen = choose_knowledge_settings(bot, name)
                 print(f"{name}: knowledge min_overlap {chosen['min_overlap']}, copy_boost {chosen['copy_boost']:g} (chosen on validation)")
