@@ -52,6 +52,16 @@ def test_a_message_routes_the_same_after_a_greeting(bundled, message, skill):
     assert bundled.respond(["Hi!", "Hello! How are you?", message], max_new_tokens=4).skill == skill
 
 
+def test_good_news_that_laughs_or_celebrates_gets_no_sympathy(bundled):
+    # "today i pass my B2 english exam!! ... 🎉🎉" went to the empathetic skill: "Oh no, that sounds really hard"
+    assert bundled.specs["empathetic"].sympathy
+    for message in ("today i pass my B2 english exam!! my teacher say now i am ready for university 🎉🎉",
+                    "first paycheck from the new job just hit and i bought a fancy croissant to celebrate lol"):
+        assert bundled.respond([message], max_new_tokens=4).skill != "empathetic"
+    assert bundled.respond(["lol ok. honestly im so lonely since everyone moved away"], max_new_tokens=4).skill == \
+        "empathetic"  # an opening "lol" is no laugh
+
+
 def test_a_follow_up_turn_stays_on_the_skill_of_its_exchange(bundled):
     history = ["my laptop won't connect to the wifi",
                "Try restarting the router: unplug it for 30 seconds, then plug it back in.",

@@ -29,6 +29,7 @@ def test_save_and_load_round_trip(tmp_path):
         knowledge=KnowledgeSpec(mode="retrieval", file="facts.txt"),
         splits={"train": 80, "valid": 10, "test": 10},
         card={"test_ppl": 12.5},
+        sympathy=True,
     )
     spec.adapter.kind, spec.adapter.settings = "lora", {"rank": 4, "targets": ["attn.c_attn"]}
     path = spec.save(tmp_path)
@@ -42,7 +43,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_defaults_from_minimal_yaml(tmp_path):
     spec = SkillSpec.load(write_yaml(tmp_path, "name: demo\n"))
     assert spec.knowledge.mode == "none" and spec.adapter.epochs == 20 and spec.decoding.max_new_tokens == 40
-    assert spec.data == [] and spec.splits == {} and spec.card == {}
+    assert spec.data == [] and spec.splits == {} and spec.card == {} and spec.sympathy is False
 
 
 def test_exponent_without_dot_is_a_number(tmp_path):
