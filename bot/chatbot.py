@@ -28,7 +28,7 @@ from .dialogue import (DialogueError, build_context, context_budget, copy_source
                        end_at_sentence, validate_history)
 from .features import BackboneFeatures
 from .social import (choice_reply, closing_reply, greeting_reply, laughs, misfit, only_closing, only_greets,
-                     takes_leave)
+                     takes_leave, well_being_reply)
 from .questions import asks, question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
@@ -307,8 +307,8 @@ class AdapterBot:
                 # thanks with more to it ("Thanks, it's been hard. He was 14.") is answered, not welcomed; a farewell
                 # with more to it ("alright, appreciate you letting me ramble. later") still gets a goodbye
                 closing = closing_reply(message) if only_closing(message) or takes_leave(message) else None
-                written = (about_reply(message, {n: spec.description for n, spec in self.specs.items()}) or closing
-                           or choice_reply(message) or greeting_reply(message))
+                written = (about_reply(message, {n: spec.description for n, spec in self.specs.items()})
+                           or well_being_reply(message) or closing or choice_reply(message) or greeting_reply(message))
             elif not reply.knowledge_used and not reply.blend:
                 written = self._unused_reply(reply.skill, history)
         said = message if reply.skill is not None and knowledge is None else None  # not chit-chat's "your weekend?"
@@ -354,7 +354,8 @@ class AdapterBot:
             return Request(turn.context, turn.reply.route, turn.decoding, seed, turn.copy_source, turn.misfit)
 
         if skill == AUTO and (unreadable(history[-1]) or only_closing(history[-1]) or crisis_reply(history)
-                              or asks_about_the_bot(history[-1]) or only_greets(history[-1])):
+                              or asks_about_the_bot(history[-1]) or only_greets(history[-1])
+                              or well_being_reply(history[-1])):
             skill = None  # nothing for the manager to read or a skill to answer: a bare turn, answered in writing
         if skill == AUTO and self.manager is not None:
             return turns, self.engine.submit(Pending(history, self.route_batch, lambda d: request(self._routed(d))))

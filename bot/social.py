@@ -104,6 +104,25 @@ def greeting_reply(message: str) -> str | None:
     return replies[zlib.crc32(message.strip().lower().encode("utf-8")) % len(replies)]
 
 
+_WELL = (r"(good|great|fine|not (too |so )?bad|pretty (good|well)|very well|all good|can'?t complain|"
+         r"(i'?m|im|i am|doing|been|all) (good|great|fine|ok(ay)?|well|alright|grand|not bad)( too)?)")
+_THANKED = r"((thanks|thank you|thx|ty|cheers)( for asking)?)"
+_BACK = r"((and|how|what) )?(about )?(you|u|yourself|hbu|wbu|how are (you|u)|how'?s yours|you doing)"
+WELL_BEING = re.compile(rf"^\W*((yeah|yes|yep|oh|ya|hey|hi)\W+)*{_WELL}(\W+{_THANKED})?(\W+{_BACK})?\W*$", re.IGNORECASE)
+"""An answer to "how are you" and nothing else ("good thanks, you?", "im fine hbu", "not bad, and you?")."""
+
+
+def well_being_reply(message: str) -> str | None:
+    """The written reply to a message that says the user is well and thanks or asks back (:data:`WELL_BEING`), else
+    ``None``. "good thanks, you?", after the bot's "How's your day been?", had got the thanks' "You're welcome!"."""
+    match = WELL_BEING.search(message)
+    if match is None or not re.search(rf"\b({_THANKED}|{_BACK})\W*$", message, re.IGNORECASE):
+        return None
+    if re.search(rf"\b{_BACK}\W*$", message, re.IGNORECASE):
+        return "I'm doing well too, thanks! What's on your mind today?"
+    return "Glad to hear it! What's on your mind today?"
+
+
 def says_goodbye(text: str) -> bool:
     """Whether ``text`` takes leave (:data:`FAREWELL`)."""
     return FAREWELL.search(text) is not None
@@ -138,10 +157,11 @@ def misfit(message: str, reply: str) -> int:
     return int(farewell or (greeting and not says_hello(message)))
 
 
-_CLOSING_REST = re.compile(r"\b(ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
+_CLOSING_REST = re.compile(r"\b(you'?ve|have|ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|us|night|nite|"
                            r"later|soon|tomorrow|cya|peace|fr|i|im|i'm|you|u|it|that|thats|that's|and|mate|helps|helped|helpful|great|perfect|awesome|"
-                           r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good)\b", re.IGNORECASE)
+                           r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good|been|so|such|"
+                           r"super|big|amazing|lifesaver|legend|star|kind)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now", "ok that
 worked, thanks!")."""
 

@@ -212,6 +212,11 @@ def test_an_auto_turn_that_asks_about_the_bot_is_not_routed(tiny_bot):
     assert reply.skill is None and reply.confidence is None and reply.text in jokes()
 
 
+def test_an_auto_turn_answering_how_are_you_is_not_routed(tiny_bot):
+    reply = tiny_bot.respond(["hi", "Hey there! How's your day been?", "good thanks, you?"])
+    assert reply.skill is None and reply.confidence is None and reply.text.startswith("I'm doing well too")
+
+
 def test_an_auto_turn_in_another_language_is_not_routed_and_asks_for_english(tiny_bot):
     reply = tiny_bot.respond(["¿Por qué mi ordenador no enciende? Ayuda por favor."])
     assert reply.skill is None and reply.confidence is None and reply.text.startswith("Sorry, I only understand English")

@@ -2,7 +2,7 @@
 import pytest
 
 from bot.social import (ASKED_AFTER_REPLIES, CHOICE_REPLIES, GREETING_REPLIES, choice_reply, closing_reply, greeting_reply,
-                        laughs, misfit, only_closing, only_greets, says_goodbye, says_hello)
+                        laughs, misfit, only_closing, only_greets, says_goodbye, says_hello, well_being_reply)
 
 
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
@@ -144,4 +144,21 @@ def test_a_greeting_with_more_to_it_is_not_only_a_greeting(message):
 ])
 def test_a_laugh_or_a_celebration_after_the_first_word_is_read(message, laughed):
     assert laughs(message) is laughed
+
+
+@pytest.mark.parametrize("message, reply", [
+    ("good thanks, you?", "I'm doing well too, thanks! What's on your mind today?"),  # had got "You're welcome!"
+    ("im fine hbu", "I'm doing well too, thanks! What's on your mind today?"),
+    ("not bad, and you?", "I'm doing well too, thanks! What's on your mind today?"),
+    ("fine thanks", "Glad to hear it! What's on your mind today?"),
+    ("good", None), ("ok", None),  # nothing says it answers "how are you"
+    ("good thanks. my printer is broken though", None), ("not great tbh, you?", None),
+])
+def test_an_answer_to_how_are_you_gets_a_written_reply(message, reply):
+    assert well_being_reply(message) == reply
+
+
+@pytest.mark.parametrize("message", ["thanks, you've been helpful", "thank you so much, you have been such a big help"])
+def test_thanks_for_the_help_is_only_a_closing(message):
+    assert only_closing(message) and closing_reply(message) == "You're welcome!"
 
