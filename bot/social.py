@@ -27,7 +27,7 @@ FAREWELL = re.compile(r"\b(bye+|goodbye|good ?night|gotta (go|run)|got to go|hav
                       r"that'?s (it|enough|all) for (tonight|today|now|me))\b"
                       r"|\b((gonna|going to|about to) (go|head (out|off|home)|log ?off|sign ?off|crash)|"
                       r"heading (out|off|home)|logging off|signing off)( now| for (the day|tonight|today|now))?(?=\s*([^\w\s]|$))"
-                      r"|(^|[.,!;])\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|cya|peace( out)?)\W*$", re.IGNORECASE)
+                      r"|(^|[.,!;])\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|gn|cya|l8r|laters|later,? (gator|alligator)|peace( out)?)\W*$", re.IGNORECASE)
 """Words that take leave."""
 
 _HELLO = (r"^\W*((oh|well|and)\W+)?(hi+|hello+|hey+|hiya|heya|howdy|yo|gm|good (morning|afternoon|evening)|morning|"
@@ -161,7 +161,7 @@ _CLOSING_REST = re.compile(r"\b(you'?ve|have|ok(ay)?|alright|anyway|well|so|man|
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|us|night|nite|"
                            r"later|soon|tomorrow|cya|peace|fr|i|im|i'm|you|u|it|that|thats|that's|and|mate|helps|helped|helpful|great|perfect|awesome|"
                            r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good|been|so|such|"
-                           r"super|big|amazing|lifesaver|legend|star|kind)\b", re.IGNORECASE)
+                           r"super|big|amazing|lifesaver|legend|star|kind|letting|vent|venting|rant|ranting)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now", "ok that
 worked, thanks!")."""
 

@@ -9,7 +9,8 @@ from bot.social import (ASKED_AFTER_REPLIES, CHOICE_REPLIES, GREETING_REPLIES, c
                                   "ok im gonna go lie down, thanks for listening", "later!", "ok thanks, night", "See ya!",
                                   "alright, appreciate you letting me ramble. later", "alright bedtime for me, night 🌙",
                                   "ok im gonna go. appreciate it fr", "heading out now!", "logging off, bye all",
-                                  "ok theyre here. thanks babe, byeee 💕"])
+                                  "ok theyre here. thanks babe, byeee 💕", "aight thanks bro, gn",
+                                  "okie dokie, going to walk the dog before it rains. later gator 🐊"])
 def test_a_farewell_is_recognised(text):
     assert says_goodbye(text)
 
@@ -17,7 +18,7 @@ def test_a_farewell_is_recognised(text):
 @pytest.mark.parametrize("text", ["Hello!", "It was nice weather", "I'm going to the gym", "what about you?",
                                   "my cat died last night", "I will do it later, first lunch", "it happened last night.",
                                   "im gonna go to the store and then call my mom", "bedtime is a nightmare with my kids",
-                                  "we are heading out to the lake on sunday"])
+                                  "we are heading out to the lake on sunday", "the gnome in my garden is cute"])
 def test_a_message_that_stays_is_not_a_farewell(text):
     assert not says_goodbye(text)
 
@@ -63,7 +64,8 @@ def test_thanks_for_listening_is_thanked_without_a_goodbye():
                                      "ok thats enough for tonight, cheers mate", "that's all for now", "thanks, that helps",
                                      "thanks! that worked", "ok that worked, thanks!", "ok thats it for me, cheers",
                                      "ok thats me done for the day, take it easy!", "alright, take it easy",
-                                     "ok im gonna go. appreciate it fr", "thank you very much, you help us a lot"])
+                                     "ok im gonna go. appreciate it fr", "thank you very much, you help us a lot",
+                                     "thanks for letting me vent", "gn"])
 def test_a_message_that_only_thanks_or_takes_leave_is_a_closing(message):
     assert only_closing(message) and closing_reply(message)
 
