@@ -400,7 +400,8 @@ class AdapterBot:
             return decision
         if asks(history[-1]) or self.knowledge(decision.skill, history)[1]:
             return decision
-        for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in self.first_steps if k != decision.skill), reverse=True):
+        others = sorted(((decision.scores.get(k, 0.0), k) for k in self.first_steps if k != decision.skill), reverse=True)
+        for p, name in others:
             if p >= self.answered_floor and self.first_steps[name].names_topic(history[-1]):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return _to_chit_chat(decision)
