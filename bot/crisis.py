@@ -25,7 +25,12 @@ SELF_HARM = re.compile(
     r"(life|living) (is|isn'?t|is not) (not )?worth (it|living)|what'?s the point (of|in) (living|life|going on|being alive)|"
     r"(no ?one|nobody) would (even )?(miss|notice|care about) me|(no ?one|nobody) would (even )?(care|notice) if i (died|was gone|"
     r"were gone|disappeared)|go to sleep and (never|not) wake up|(thinking|thought|think) (about|of) ending (it|things)|"
-    r"want to disappear forever)\b", re.IGNORECASE)
+    r"want to disappear forever|"
+    r"(don'?t|do not|can'?t|cannot) see (the|any) point (in|of) (living|life|going on|being alive|being here|carrying on|"
+    r"anything|any of it)|no point (in |of |to )?(living|life|going on|being alive|carrying on)|"
+    r"(don'?t|do not) want to (go on|carry on|keep going)(?=\s*([^\w\s]|$|any ?more|like this|living))|(don'?t|do not) want to keep living|(tired|sick) of (living|being alive)|"
+    r"(lost|no) (the )?will to live|(want|wish|need) (it|everything) (all )?to (just )?(end|stop) for good|"
+    r"unalive myself|end myself|might as well (be dead|die)|(rather|better) (be|being) dead)\b", re.IGNORECASE)
 """Words of suicide or self-harm, said of oneself."""
 
 CRISIS_REPLY = ("I'm really sorry you're feeling this way, and I'm glad you told me. I'm only a small chatbot and can't give "
