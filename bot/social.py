@@ -52,10 +52,13 @@ fine evening?", "nice to meet you", "wassup bot")."""
 BARE_GREETING = re.compile(_HELLO + _WHO + r"\W*$", re.IGNORECASE)
 """Greeting words and nothing else ("heyyy", "good morning!", "hi there")."""
 
-LAUGHS = re.compile(r"\b(lol+|lmao+|lmfao|haha+|hehe+|rofl)\b|😂|🤣|😅|😄|😁|😆|🎉|🥳|😊", re.IGNORECASE)
+LAUGHS = re.compile(r"\b(lol+|lmao+|lmfao|haha+|hehe+|rofl|yay+|woo+hoo+)\b|:-?\)|:-?D\b|😂|🤣|😅|😄|😁|😆|🎉|🥳|😊|🙂|"
+                    r"😀|😃|😍|🥰|🙌|🎊|🍾|🥂", re.IGNORECASE)
 """A laugh or a celebration: in the user trials, 48 of 314 small-talk messages had one ("...a fancy croissant to celebrate
 lol", "i pass my B2 english exam!! 🎉🎉") against 1 of ``empathetic.jsonl``'s 406 messages and none of the trials' 240 hard
-things told, but for two that opened with "lol" ("lol ok. not gonna lie im kinda lonely lately")."""
+things told, but for two that opened with "lol" ("lol ok. not gonna lie im kinda lonely lately"). Smiles and cheers
+(":)", "yay", 🙂, 🥂) were in none of those 646 hard messages either ("my sister had her baby last night, im an uncle
+now :)" got "Oh no, that sounds really hard", a new user in session 21); hearts are left out: grief writes them."""
 _OPENING_LAUGH = re.compile(r"^\W*(lol+|haha+)\b", re.IGNORECASE)
 
 

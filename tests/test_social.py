@@ -143,6 +143,7 @@ def test_a_greeting_with_more_to_it_is_not_only_a_greeting(message):
     ("today i pass my B2 english exam!! 🎉🎉", True), ("my grandma sends me voice notes of her humming haha", True),
     ("lol ok. not gonna lie im kinda lonely lately", False),  # an opening "lol" is a way to begin
     ("my dog died this morning", False), ("lollipops are my favourite", False),
+    ("my sister had her baby last night, im an uncle now :)", True), ("my grandma passed away ❤️", False),
 ])
 def test_a_laugh_or_a_celebration_after_the_first_word_is_read(message, laughed):
     assert laughs(message) is laughed
