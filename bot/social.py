@@ -199,8 +199,8 @@ _CHOOSE = re.compile(r"\?|\b(pick|choose|rather|prefer|better|settle|team|vote|w
 _NO_OPTION = frozenset("i i'm im you your we do does did would should could can is are was it its it's be prefer rather "
                        "like pick choose better pronounced which what who not no nah never something anything whatever "
                        "both neither else otherwise".split())
-_AFTER_OPTION = frozenset("for in on at to with from during than more most this that these those tonight today now rn lol "
-                          "haha which would do".split())
+_AFTER_OPTION = frozenset("for in on at to with from during than more most better best this that these those tonight today "
+                          "now rn lol haha which would do".split())
 _FACT = re.compile(r"\b(what|whats|what's|how|who|whos|who's|where|when|why)\b", re.IGNORECASE)
 CHOICE_REPLIES = ("Tough one! I'll say {}. What about you?", "Easy: {}. Which do you pick?", "Hmm, I'd go with {}. You?")
 

@@ -98,6 +98,7 @@ def test_a_greeting_that_calls_the_other_is_a_bare_greeting(message):
     ("pancakes or waffles. choose wisely", {"pancakes", "waffles"}),
     ("beach or mountains for a vacation, which would you pick", {"beach", "mountains"}),
     ("do you like tea or coffee more than water?", {"tea", "coffee"}),
+    ("do you like pizza or pasta better", {"pizza", "pasta"}),  # a new user's (session 21): the backbone had answered
 ])
 def test_an_either_or_question_gets_one_of_its_options_the_same_every_time(message, options):
     reply = choice_reply(message)
