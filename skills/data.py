@@ -105,9 +105,9 @@ def split_examples(examples: Sequence[Example], valid_frac: float = 0.1, test_fr
     draw, so the same data gives the same split on every run and machine, and (once every split
     fills on its own) adding examples moves no old one between splits. With few examples each
     split still gets at least one (hence ``n >= 3``), taken from the examples whose hash is
-    nearest the split's range; and with few groups, a test split of more than twice its share of the rows gives back
-    whole groups (a new user's 33 plant-care exchanges in 15 groups had split 20 / 1 / 12). Each split keeps the
-    input's order.
+    nearest the split's range; and with few groups, a test or valid split of more than twice its share of the rows
+    gives back whole groups (a new user's 33 plant-care exchanges in 15 groups had split 20 / 1 / 12, another's 38 in
+    14 groups 23 / 12 / 3). Each split keeps the input's order.
     """
     n = len(examples)
     if n < 3:
@@ -124,8 +124,9 @@ def split_examples(examples: Sequence[Example], valid_frac: float = 0.1, test_fr
         else:
             n_test -= 1
     most = math.ceil(2 * test_frac * n)
-    if n_test > most and len(set(position)) >= 3:  # few groups, and the hash put too many under the test fraction
-        n_test, n_valid = _held_out_by_groups([position[i] for i in order], most, max(n_valid, math.ceil(valid_frac * n)))
+    if (n_test > most or n_valid > math.ceil(2 * valid_frac * n)) and len(set(position)) >= 3:
+        # few groups, and the hash put too many under the test or the valid fraction
+        n_test, n_valid = _held_out_by_groups([position[i] for i in order], most, math.ceil(valid_frac * n))
     label = {i: "test" for i in order[:n_test]} | {i: "valid" for i in order[n_test : n_test + n_valid]}
     out: dict[str, list[Example]] = {split: [] for split in SPLITS}
     for i, ex in enumerate(examples):

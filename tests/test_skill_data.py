@@ -295,6 +295,26 @@ def test_a_test_split_of_few_groups_gets_at_most_twice_its_share_in_whole_groups
         assert all(split_examples(few).values())
 
 
+def test_a_valid_split_of_few_groups_gets_at_most_twice_its_share_in_whole_groups():
+    # a new user's 38 plant-care exchanges in 14 groups split 23 / 12 / 3: the hash put 4 groups in the valid range
+    from skills.data import _unit_interval
+
+    def groups(low: float, high: float, count: int) -> list[str]:
+        names = (f"topic{i}" for i in range(2000))
+        return [g for g in names if low <= _unit_interval(Example(["x"], "y", group=g)) < high][:count]
+
+    chosen = groups(0.0, 0.1, 1) + groups(0.1, 0.2, 4) + groups(0.2, 1.0, 9)
+    examples = [Example([f"{g} question {j}"], f"answer {j}", group=g) for g in chosen for j in range(3)]
+    splits = split_examples(examples)
+    n = len(examples)
+    assert len(splits["valid"]) <= 2 * 0.1 * n + 3 and len(splits["test"]) >= 0.1 * n and splits["train"]
+    where = {}
+    for name, exs in splits.items():
+        for ex in exs:
+            assert where.setdefault(ex.group, name) == name, f"group {ex.group} straddles splits"
+    assert sum(map(len, splits.values())) == n and split_examples(examples) == splits
+
+
 @pytest.mark.parametrize("n", [0, 1, 2])
 def test_too_few_examples(n):
     with pytest.raises(ValueError, match="at least 3 examples"):
