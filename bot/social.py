@@ -44,8 +44,10 @@ _ASKING_AFTER = (r"(how (are|r) (you|u)|how('?s| is) it going|how('?s| is) (your
                  r"|how have you been|how (are|r) things|how'?s (life|everything|things))")
 """Words that ask after the other ("how are you", "what's up")."""
 _MEET = r"\bto meet you\b"
-ONLY_GREETING = re.compile(_HELLO + _WHO + r"\W*(" + _ASKING_AFTER + r"\b.*)?$|" + _MEET
-                           + r"|^\W*" + _ASKING_AFTER + _WHO + r"\W*$", re.IGNORECASE)
+_THERE = r"((are|r) )?(you|u|anyone|anybody) (there|around|awake|online)"
+"""Asking whether anyone is there ("hey, you around?", "hello? anyone there?")."""
+ONLY_GREETING = re.compile(_HELLO + _WHO + r"(\W+" + _THERE + r")?\W*(" + _ASKING_AFTER + r"\b.*)?$|" + _MEET
+                           + r"|^\W*" + _ASKING_AFTER + _WHO + r"\W*$|^\W*" + _THERE + r"\W*$", re.IGNORECASE)
 """A greeting that says nothing else, or only asks after the other ("Hello!", "hey, how are you doing this
 fine evening?", "nice to meet you", "wassup bot")."""
 

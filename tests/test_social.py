@@ -124,7 +124,8 @@ def test_a_message_that_asks_no_choice_of_taste_gets_no_pick(message):
     ("heyyy 💅 hows ur night going", ASKED_AFTER_REPLIES), ("morning 👋 how are things with you", ASKED_AFTER_REPLIES),
     ("gm", GREETING_REPLIES), ("evening!", GREETING_REPLIES), ("hola! good morning 🌞", GREETING_REPLIES),
     ("buenas! 👋 how's it going over there", ASKED_AFTER_REPLIES), ("wassup bot", ASKED_AFTER_REPLIES),
-    ("sup", ASKED_AFTER_REPLIES), ("g'day mate", GREETING_REPLIES),
+    ("sup", ASKED_AFTER_REPLIES), ("g'day mate", GREETING_REPLIES), ("hey, you around?", GREETING_REPLIES),
+    ("hello? anyone there?", GREETING_REPLIES), ("you there?", GREETING_REPLIES),
 ])
 def test_a_message_that_only_greets_gets_a_written_greeting_that_fits(message, replies):
     assert only_greets(message)
@@ -134,7 +135,8 @@ def test_a_message_that_only_greets_gets_a_written_greeting_that_fits(message, r
 
 @pytest.mark.parametrize("message", ["hey how are you, my day was awful", "hi! my wifi is down", "hey there, you got a minute?",
                                      "good afternoon from a very rainy manchester", "what's up with my printer",
-                                     "hola, mi ordenador no funciona", "sup with the wifi, it keeps dropping"])
+                                     "hola, mi ordenador no funciona", "sup with the wifi, it keeps dropping",
+                                     "hey you around tomorrow for a chat about my printer"])
 def test_a_greeting_with_more_to_it_is_not_only_a_greeting(message):
     assert not only_greets(message) and greeting_reply(message) is None
 
