@@ -137,14 +137,15 @@ def cut_loop(text: str, source: str = "", longest: int = 8) -> str:
     return text
 
 
-_YOUR = re.compile(r"\b(about|with|for|not|miss|missing) your ([a-z]+)", re.IGNORECASE)
-_ALWAYS_YOURS = frozenset(content_words("fault feelings feeling self mind heart health life side best own"))
+_YOUR = re.compile(r"\b(about|with|for|to|not|miss|missing) your ([a-z]+)", re.IGNORECASE)
+_ALWAYS_YOURS = frozenset(content_words("fault feelings feeling self mind heart health life side best own family friends "
+                                        "friend doctor"))
 """What "your ..." may name unsaid: the listener's own feelings, fault, health and the like."""
 
 
 def drop_unsaid(text: str, message: str) -> str:
-    """``text`` without its sentences that speak of the user's something ("about your ...", "with your ...",
-    "not your ...") that ``message`` never named: a small adapter copying its data's "I'm so sorry about your dog."
+    """``text`` without its sentences that speak of the user's something ("about your ...", "with your ...", "to your
+    ...", "not your ...") that ``message`` never named: a small adapter copying its data's "I'm so sorry about your dog."
     wrote "I'm so sorry about your hub a rabbit." to a report to HR, and "It's not your son." (session 21's trial).
     "not your" names nothing but a fault. The text is kept whole when every sentence would go."""
     said = set(content_words(message))

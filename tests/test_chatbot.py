@@ -477,6 +477,9 @@ def test_a_reply_ends_before_a_loop_it_fell_into(text, source, cut):
     ("Is there anyone who can help you with your statistics class?", "failing statistics again",
      "Is there anyone who can help you with your statistics class?"),  # the same word, another form
     ("I'm so sorry about your costume.", "my boss screamed at me", "I'm so sorry about your costume."),  # all: kept whole
+    ("That sounds really stressful. Is there anyone who can help you talk to your puppy?",
+     "I need a new hip and I can't walk the dog anymore", "That sounds really stressful."),
+    ("Maybe you can talk to your friend.", "i feel so alone", "Maybe you can talk to your friend."),  # always allowed
 ])
 def test_a_skill_reply_drops_sentences_about_something_the_user_never_named(text, message, kept):
     assert drop_unsaid(text, message) == kept
