@@ -18,7 +18,7 @@ from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
 from skills.first_steps import TROUBLE, FirstSteps
-from skills.knowledge import Retriever, follows_up
+from skills.knowledge import Retriever, content_words, follows_up
 
 from .about import about_reply, asks_about_the_bot, unreadable
 from .adapter import AdaptedModel
@@ -372,7 +372,7 @@ class AdapterBot:
         (:meth:`_nothing_asked`). Needs a manager."""
         knowledge = [name for name, spec in self.specs.items() if spec.knowledge.mode == "retrieval"]
         decisions = route_with_questions(self.manager.route_batch, histories, knowledge,
-                                         lambda skill, history: self.knowledge(skill, history)[1])
+                                         self._answers)
         out = []
         for history, decision in zip(histories, decisions):
             decision = self._answered(history, self._laughing(history, decision), knowledge)
@@ -448,13 +448,23 @@ class AdapterBot:
         topic's device or app, not only an everyday word (:meth:`~skills.first_steps.FirstSteps.names_topic`: "tesla app
         keeps saying 'waking vehicle'... its -10 out here" went to the empathetic skill at 0.66, tech support 0.14, but
         "cant hear anything in my right ear" is no sound setting)."""
-        if decision.skill in knowledge and self.knowledge(decision.skill, history)[1]:
+        if decision.skill in knowledge and self._answers(decision.skill, history):
             return decision
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
             steps = decision.skill not in knowledge and self._steps_fit(name, history, everyday=decision.skill is None)
-            if p >= self.answered_floor and (self.knowledge(name, history)[1] or steps):
+            if p >= self.answered_floor and (self._answers(name, history) or steps):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return decision
+
+    def _answers(self, skill: str, history: list[str]) -> bool:
+        """Whether knowledge skill ``skill``'s file answers the newest message, for routing: a passage passes its gate,
+        and after earlier turns it shares a word with the message, or the message follows up. "ugh fine. who painted
+        the mona lisa?" after a connection's fix found a router's passage through the earlier turns, and tech support
+        answered "Great news, glad it's stable again!" (session 21)."""
+        passage, used = self.knowledge(skill, history)
+        if not used or len(history) == 1 or follows_up(history[-1]):
+            return used
+        return bool(content_words(history[-1]) & content_words(passage or ""))
 
     def _steps_fit(self, skill: str, history: list[str], *, everyday: bool) -> bool:
         """Whether ``skill``'s first steps fit the message's trouble (never for a follow-up on the bot's last turn);

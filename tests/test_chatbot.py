@@ -411,6 +411,17 @@ def test_a_problem_in_a_first_steps_topic_is_taken_from_chit_chat_or_a_skill_wit
     assert bot._answered(["tiktok keeps crashing when i open it"], unlikely, ["alpha"]) is unlikely
 
 
+def test_a_file_answers_a_message_for_routing_only_when_they_share_a_word(tiny_dir, tiny_skills_dir, tmp_path):
+    # "ugh fine. who painted the mona lisa?" after a connection's fix found a router's passage through the earlier turns
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
+    bot.specs["alpha"].knowledge.min_overlap = 0.1  # a lenient gate, as a three-turn query may pass
+    before = ["printer says offline", "Which one is it?"]
+    assert bot._answers("alpha", ["printer says offline"])
+    assert bot.knowledge("alpha", [*before, "who painted the mona lisa?"])[1]  # the earlier turns find the passage...
+    assert not bot._answers("alpha", [*before, "who painted the mona lisa?"])  # ...but it says nothing of the message
+    assert bot._answers("alpha", [*before, "the printer still says offline"])
+
+
 def test_a_follow_up_saying_the_first_steps_did_not_help_gets_the_after_steps_reply(tiny_dir, tiny_skills_dir, tmp_path):
     # "i turned 'mirror front camera' on, then off, restarted the phone, still flips every single time" got "Then"
     bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
