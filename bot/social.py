@@ -165,7 +165,7 @@ def misfit(message: str, reply: str) -> int:
 _CLOSING_REST = re.compile(r"\b(you'?ve|have|ok(ay)?|alright|anyway|well|so|man|dude|bro|buddy|bot|again|a|lot|much|very|for|the|"
                            r"your|ur|all|help|everything|now|today|then|lol|haha|really|being|patient|with|me|us|night|nite|"
                            r"later|soon|tomorrow|cya|peace|fr|i|im|i'm|you|u|it|that|thats|that's|and|mate|helps|helped|helpful|great|perfect|awesome|"
-                           r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good|been|so|such|"
+                           r"works?|worked|working|fixed|sorted|solved|did|trick|is|its|it's|back|to|normal|good|been|such|"
                            r"super|big|amazing|lifesaver|legend|star|kind|letting|vent|venting|rant|ranting)\b", re.IGNORECASE)
 """Words that may go with thanks or a goodbye and ask for nothing ("thanks so much for the help, bye for now", "ok that
 worked, thanks!")."""
