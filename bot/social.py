@@ -111,8 +111,8 @@ def greeting_reply(message: str) -> str | None:
 
 _WELL = (r"(good|great|fine|not (too |so )?bad|pretty (good|well)|very well|all good|can'?t complain|"
          r"(i'?m|im|i am|doing|been|all) (good|great|fine|ok(ay)?|well|alright|grand|not bad)( too)?)")
-_THANKED = r"((thanks|thank you|thx|ty|cheers)( for asking)?)"
-_BACK = r"((and|how|what) )?(about )?(you|u|yourself|hbu|wbu|how are (you|u)|how'?s yours|you doing)"
+_THANKED = r"(?P<thanked>(thanks|thank you|thx|ty|cheers)( for asking)?)"
+_BACK = r"(?P<back>((and|how|what) )?(about )?(you|u|yourself|hbu|wbu|how are (you|u)|how'?s yours|you doing))"
 WELL_BEING = re.compile(rf"^\W*((yeah|yes|yep|oh|ya|hey|hi)\W+)*{_WELL}(\W+{_THANKED})?(\W+{_BACK})?\W*$", re.IGNORECASE)
 """An answer to "how are you" and nothing else ("good thanks, you?", "im fine hbu", "not bad, and you?")."""
 
@@ -121,9 +121,9 @@ def well_being_reply(message: str) -> str | None:
     """The written reply to a message that says the user is well and thanks or asks back (:data:`WELL_BEING`), else
     ``None``. "good thanks, you?", after the bot's "How's your day been?", had got the thanks' "You're welcome!"."""
     match = WELL_BEING.search(message)
-    if match is None or not re.search(rf"\b({_THANKED}|{_BACK})\W*$", message, re.IGNORECASE):
+    if match is None or not (match.group("thanked") or match.group("back")):
         return None
-    if re.search(rf"\b{_BACK}\W*$", message, re.IGNORECASE):
+    if match.group("back"):
         return "I'm doing well too, thanks! What's on your mind today?"
     return "Glad to hear it! What's on your mind today?"
 
