@@ -24,8 +24,8 @@ from .about import about_reply, asks_about_the_bot, unreadable
 from .adapter import AdaptedModel
 from .backbone import load_backbone
 from .crisis import crisis_reply
-from .dialogue import (DialogueError, build_context, context_budget, copy_source, cut_loop, drop_unsaid,
-                       end_at_sentence, validate_history)
+from .dialogue import (DialogueError, build_context, context_budget, copy_source, cut_loop, drifts, drop_unsaid,
+                       end_at_sentence, stay_on_topic, validate_history)
 from .features import BackboneFeatures
 from .social import (choice_reply, closing_reply, greeting_reply, laughs, misfit, only_closing, only_greets,
                      takes_leave, well_being_reply)
@@ -119,6 +119,7 @@ class _Turn:
     misfit: Callable[[list[int]], int] | None = None  # a ranked reply keeps a candidate of the lowest
     written: str | None = None  # the reply, written rather than generated (bot.about): nothing to generate
     said: str | None = None  # a skill's reply speaks of no "your ..." this message never named (dialogue.drop_unsaid)
+    heard: str | None = None  # chit-chat's conversation: its reply stays on it (dialogue.stay_on_topic)
 
 
 def _to_chit_chat(decision):
@@ -299,8 +300,11 @@ class AdapterBot:
         knowledge = reply.knowledge if reply.knowledge_used else None
         message = history[-1]
 
+        heard = " ".join(turns) if reply.skill is None else None
+
         def candidate_misfit(ids: list[int]) -> int:
-            return misfit(message, self._decoded(ids))  # stray bytes alone read as the empty reply they become
+            text = self._decoded(ids)  # stray bytes alone read as the empty reply they become
+            return misfit(message, text) + (heard is not None and drifts(text, heard))
 
         if written is None:
             if reply.skill is None:  # chit-chat: the bot itself, thanks and farewells, either-or questions, greetings
@@ -313,7 +317,7 @@ class AdapterBot:
                 written = self._unused_reply(reply.skill, history)
         said = message if reply.skill is not None and knowledge is None else None  # not chit-chat's "your weekend?"
         return _Turn(reply, build_context(self.tokenizer, turns, budget, knowledge), decoding,
-                     copy_source(self.tokenizer, knowledge), candidate_misfit, written, said)
+                     copy_source(self.tokenizer, knowledge), candidate_misfit, written, said, heard)
 
     def _unused_reply(self, skill: str, history: list[str]) -> str | None:
         """The written reply of knowledge skill ``skill`` when no passage is used (``None``: its adapter answers):
@@ -512,6 +516,8 @@ class AdapterBot:
         if turn.written is not None:
             return turn.written
         text = self._finish(ids, turn.decoding, turn.reply.knowledge if turn.reply.knowledge_used else None)
+        if turn.heard is not None:
+            return stay_on_topic(text, turn.heard)
         return text if turn.said is None else drop_unsaid(text, turn.said)
 
     def _decoded(self, ids: list[int]) -> str:

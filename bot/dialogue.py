@@ -143,13 +143,18 @@ _ALWAYS_YOURS = frozenset(content_words("fault feelings feeling self mind heart 
 """What "your ..." may name unsaid: the listener's own feelings, fault, health and the like."""
 
 
+def _sentences(text: str) -> list[str]:
+    """``text``'s sentences, each up to its end mark (the last may have none)."""
+    return [m.group().strip() for m in re.finditer(r".+?(?:[.!?]+['\")\]]*(?=\s|$)|$)", text) if m.group().strip()]
+
+
 def drop_unsaid(text: str, message: str) -> str:
     """``text`` without its sentences that speak of the user's something ("about your ...", "with your ...", "to your
     ...", "not your ...") that ``message`` never named: a small adapter copying its data's "I'm so sorry about your dog."
     wrote "I'm so sorry about your hub a rabbit." to a report to HR, and "It's not your son." (session 21's trial).
     "not your" names nothing but a fault. The text is kept whole when every sentence would go."""
     said = set(content_words(message))
-    sentences = [m.group().strip() for m in re.finditer(r".+?(?:[.!?]+['\")\]]*(?=\s|$)|$)", text) if m.group().strip()]
+    sentences = _sentences(text)
 
     def unsaid(sentence: str) -> bool:
         for match in _YOUR.finditer(sentence):
@@ -162,4 +167,40 @@ def drop_unsaid(text: str, message: str) -> str:
 
     kept = [sentence for sentence in sentences if not unsaid(sentence)]
     return " ".join(kept) if kept and len(kept) < len(sentences) else text
+
+
+PERSONA = frozenset(content_words("major majoring minor mission missions missionary temple semester class classes homework "
+                                  "school college university campus professor roommate dorm study studying utah "
+                                  "provo idaho arizona"))
+"""The Chit-Chat corpus's own life: its speakers were students, many back from a church mission, and the backbone
+trained on it brings their school, majors and missions into conversations that never named them ("i'm going fishing
+tomorrow" -> "what's your major?", "any plans for the weekend" -> "What are you planning on majoring in?"): 36 of
+560 chit-chat replies to small talk in session 22."""
+
+REACTION = frozenset(content_words("love like fun cool awesome great nice good glad happy sound sounds wow interesting "
+                                   "crazy amazing fantastic lovely excited exciting congratulations congrats think "
+                                   "know really sure yeah haha lol hope bet favorite favourite thing things agree "
+                                   "enjoy enjoyed right true one idea lot pretty definitely totally absolutely maybe "
+                                   "probably how go going that's what's there's here's let's"))
+"""Words a reaction says to anything ("That sounds awesome, I love that!"): a sentence of them names nothing new."""
+
+
+def drifts(reply: str, conversation: str) -> bool:
+    """Whether ``reply`` brings the backbone's corpus's own life (:data:`PERSONA`) into a ``conversation`` that never
+    named it."""
+    return bool((set(content_words(reply)) & PERSONA) - set(content_words(conversation)))
+
+
+def stay_on_topic(text: str, conversation: str) -> str:
+    """``text`` up to its first sentence, after the first, that names something neither ``conversation`` nor a
+    reaction (:data:`REACTION`) holds: the small backbone opens well and wanders off ("i bought a new bike" -> "That
+    is so cool! I'm sorry you don't mind me asking! I hope you have a flying car.", "i made pancakes today" -> "That's
+    so cool! I've seen those movies!"). Kept whole, a question back with one new word read worse more often than
+    better ("What's your favorite smell?" against "Do you like hiking?"; session 22)."""
+    sentences = _sentences(text)
+    known = set(content_words(conversation)) | REACTION
+    for i, sentence in enumerate(sentences[1:], 1):
+        if not set(content_words(sentence)) <= known:
+            return " ".join(sentences[:i])
+    return text
 

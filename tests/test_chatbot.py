@@ -9,7 +9,7 @@ import torch
 
 from bot.about import jokes
 from bot.chatbot import MANAGER_DIR, AdapterBot, Reply
-from bot.dialogue import DialogueError, cut_loop, drop_unsaid, end_at_sentence
+from bot.dialogue import DialogueError, cut_loop, drifts, drop_unsaid, end_at_sentence, stay_on_topic
 
 
 @contextmanager
@@ -500,6 +500,29 @@ def test_only_a_skills_generated_reply_is_checked_for_what_the_user_never_named(
     history = ["my printer jams"]
     skill_turn = tiny_bot._prepare(history, Reply(text="", skill=tiny_bot.skills[0]), {})
     chit_chat = tiny_bot._prepare(history, Reply(text="", skill=None), {})
-    ids = tiny_bot.tokenizer.encode("Sorry about your cat. Try the rear tray.")
-    assert tiny_bot._text(ids, skill_turn) == "Try the rear tray."
-    assert tiny_bot._text(ids, chit_chat) == "Sorry about your cat. Try the rear tray."  # chit-chat may ask about your day
+    ids = tiny_bot.tokenizer.encode("Sorry about your cat. Does your printer jam often?")
+    assert tiny_bot._text(ids, skill_turn) == "Does your printer jam often?"
+    # chit-chat may ask about "your day", but stays on the conversation: the printer, never a cat it wandered off to
+    assert tiny_bot._text(ids, chit_chat) == "Sorry about your cat."
+
+
+@pytest.mark.parametrize("text, conversation, kept", [
+    ("That is so cool! I hope you have a flying car. I'm sure you would have a million dollars.", "i bought a new bike",
+     "That is so cool!"),
+    ("Oh my gosh! That's so awesome! I bet you will be so excited!", "just passed my driving test",
+     "Oh my gosh! That's so awesome! I bet you will be so excited!"),  # reactions name nothing new
+    ("I like cake, too. I love chocolate. What about you?", "do you like chocolate cake",
+     "I like cake, too. I love chocolate. What about you?"),  # what the conversation named
+    ("I went to the gym, but it was so good.", "what did you do last weekend",
+     "I went to the gym, but it was so good."),  # the first sentence is the answer: never cut
+    ("Nice! What are you studying?", "today was actually a pretty good day", "Nice!"),
+])
+def test_a_chit_chat_reply_ends_before_a_sentence_that_wanders_off(text, conversation, kept):
+    assert stay_on_topic(text, conversation) == kept
+
+
+def test_a_reply_drifts_into_the_corpus_own_life_only_where_the_conversation_never_went():
+    assert drifts("So what's your major?", "i'm going fishing tomorrow")
+    assert drifts("I'm going to the temple tomorrow.", "any plans?")
+    assert not drifts("What's your major?", "i just declared my major, history")
+    assert not drifts("That sounds fun!", "i'm going fishing tomorrow")
