@@ -260,6 +260,59 @@ def counts_another_thing(query: str, passage: str) -> bool:
     return bool(thing) and not thing & content_words(question)
 
 
+_SUPERLATIVES = {w: line.split()[0] for line in """
+large biggest largest
+small smallest tiniest
+high highest tallest
+low lowest
+long longest
+short shortest
+old oldest
+young youngest newest
+fast fastest quickest
+slow slowest
+hot hottest warmest
+cold coldest coolest
+deep deepest
+heavy heaviest
+light lightest
+rich richest
+poor poorest
+bright brightest
+loud loudest
+wet wettest
+dry driest
+strong strongest
+wide widest
+cheap cheapest
+busy busiest
+near nearest closest
+far farthest furthest
+good best
+bad worst
+first first earliest
+last last latest
+north northernmost
+south southernmost
+east easternmost
+west westernmost
+""".strip().splitlines() for w in line.split()[1:]}
+"""Superlatives, each read as its line's first word ("biggest" and "largest" ask the same). Not "most": "which
+country produces the most vanilla" asks "Which country is the largest producer of vanilla?"."""
+
+
+def asks_another_superlative(query: str, passage: str) -> bool:
+    """Whether the query and a question-and-answer passage's question both ask a superlative, none the same (by
+    :data:`_SUPERLATIVES`): "which is the biggest ocean in the world?" covered "What is the smallest ocean in the
+    world?" better than "What is the name of the Earth's largest ocean?" and got "The Arctic" (session 22's trial)."""
+    question = question_of(passage)
+    if question is None:
+        return False
+    asked = {_SUPERLATIVES[w] for w in WORD.findall(query.lower()) if w in _SUPERLATIVES}
+    theirs = {_SUPERLATIVES[w] for w in WORD.findall(question.lower()) if w in _SUPERLATIVES}
+    return bool(asked and theirs) and not asked & theirs
+
+
 _WORKED = re.compile(r"\b(worked|works now|working now|fixed|solved|sorted|that did it|did the trick|back to normal|all good)\b",
                      re.IGNORECASE)
 _THANKS = re.compile(r"\b(thanks?|thank you|thx)\b", re.IGNORECASE)
@@ -432,7 +485,8 @@ class Retriever:
         message saying it still doesn't, or for one that follows no talk of its problem (``before``, the user's
         message before the bot's last turn; :func:`reports_another_outcome`; up to :data:`OUTCOME_SKIPS` of them). ``numbers_must_agree``: a passage asking about another
         number, answering a number question without one, or counting another thing is not used (:func:`_answers`,
-        ``KnowledgeSpec.numbers_must_agree``).
+        ``KnowledgeSpec.numbers_must_agree``), and one whose question asks another superlative than the message is passed
+        over (:func:`asks_another_superlative`).
         """
         said = [content_words(a) for a in avoid]
         found = self._best(query, min_overlap, said, numbers_must_agree, query if message is None else message, before)
@@ -462,7 +516,8 @@ class Retriever:
     def _best(self, query: str, min_overlap: float, said: list[set[str]], numbers_must_agree: bool, message: str,
               before: str | None) -> Lookup:
         hits = [h for h in self.search(query, k=OUTCOME_SKIPS + RERANK + len(said))
-                if not _already_said(answer_of(h.text), said) and not reports_another_outcome(message, h.text, before)][:RERANK]
+                if not _already_said(answer_of(h.text), said) and not reports_another_outcome(message, h.text, before)
+                and not (numbers_must_agree and asks_another_superlative(message, h.text))][:RERANK]
         if not hits:
             return Lookup(None, 0.0, False)
         index = self._index

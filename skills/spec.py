@@ -73,7 +73,9 @@ class KnowledgeSpec:
             its answer holds none ("how many planets..." against the largest planet's "Jupiter":
             ``skills.knowledge.answers_without_a_number``) or counts another thing ("how many legs..." against "How
             many hearts...": ``skills.knowledge.counts_another_thing``), nor when the message asks who and the
-            passage answers where, when or how, or "a"/"an" something (``skills.knowledge.answers_a_who_with_a_thing``).
+            passage answers where, when or how, or "a"/"an" something (``skills.knowledge.answers_a_who_with_a_thing``);
+            and a passage whose question asks another superlative than the message ("smallest" for "biggest":
+            ``skills.knowledge.asks_another_superlative``) is passed over.
             Off where numbers name models whose answers carry over (a PS4's fix for a PS5).
         unused_reply: for ``retrieval``: the skill's reply, word for word, when no passage is used (nothing is
             generated then). For a skill that only answers from its file, such as trivia, whose adapter, trained to

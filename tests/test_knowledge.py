@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from skills.knowledge import (Retriever, answers_a_who_with_a_thing, answers_without_a_number, asks_another_number, counts_another_thing, numbers,
+from skills.knowledge import (Retriever, answers_a_who_with_a_thing, answers_without_a_number, asks_another_number,
+                              asks_another_superlative, counts_another_thing, numbers,
                               read_passages, search_query, tells_a_problem, write_passages)
 
 FACTS = [
@@ -263,6 +264,28 @@ def test_a_question_counting_another_thing_is_told_apart(query, question, other)
 ])
 def test_a_who_question_is_not_answered_with_a_thing(query, passage, thing):
     assert answers_a_who_with_a_thing(query, passage) is thing
+
+
+@pytest.mark.parametrize("query, question, other", [
+    ("which is the biggest ocean in the world?", "What is the smallest ocean in the world?", True),
+    ("which is the biggest ocean in the world?", "What is the name of the Earth's largest ocean?", False),  # the same
+    ("whats the smallest planet", "Which planet is the hottest in the solar system?", True),
+    ("which country produces the most vanilla", "Which country is the largest producer of vanilla?", False),  # not "most"
+    ("how long is the great wall", "Which US state has the longest cave system?", False),  # "long" asks no superlative
+    ("what's the biggest moon of saturn", "How far is the moon?", False),  # the passage asks none
+])
+def test_a_question_asking_another_superlative_is_told_apart(query, question, other):
+    assert asks_another_superlative(query, f"{question}\nanswer") is other
+
+
+def test_a_passage_asking_another_superlative_is_passed_over_for_the_next(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"text": "What is the smallest ocean in the world?\\nThe Arctic"}\n'
+                    '{"text": "What is the name of the Earth\'s largest ocean?\\nThe Pacific Ocean"}\n', encoding="utf-8")
+    retriever = Retriever.from_file(path)
+    assert retriever.lookup("which is the biggest ocean in the world", 0.3).text.endswith("The Arctic")  # off
+    found = retriever.lookup("which is the biggest ocean in the world", 0.3, numbers_must_agree=True)
+    assert found.text.endswith("The Pacific Ocean") and found.used
 
 
 def test_with_numbers_that_must_agree_an_answer_without_the_number_asked_for_is_not_used(tmp_path):
