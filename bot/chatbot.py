@@ -334,7 +334,7 @@ class AdapterBot:
         asked = any(self._asked_back_by(skill, turn) for turn in history[-2::-2][:2])  # the bot's last two turns
         if asked or self.retrievers[skill].follows_an_answer(history):
             return None
-        return (steps.steps_for(history[-1]) if steps is not None else None) or spec.new_problem_reply
+        return (steps.reply(history[-1]) if steps is not None else None) or spec.new_problem_reply
 
     def _asked_back_by(self, skill: str, turn: str) -> bool:
         """Whether the bot's ``turn`` is knowledge skill ``skill``'s written question back (``new_problem_reply``) or
@@ -471,11 +471,13 @@ class AdapterBot:
         return bool(content_words(history[-1]) & content_words(passage or ""))
 
     def _steps_fit(self, skill: str, history: list[str], *, everyday: bool) -> bool:
-        """Whether ``skill``'s first steps fit the message's trouble (never for a follow-up on the bot's last turn);
-        ``everyday=False``: only where the message names a topic by more than an everyday word."""
+        """Whether ``skill``'s first steps fit the message's trouble (never for a follow-up on the bot's last turn, but
+        a first message follows none: "...keeps saying 'connection to the PS5 was lost'... already turned off the rest
+        mode power saving stuff" went to the empathetic skill, session 22's trial); ``everyday=False``: only where the
+        message names a topic by more than an everyday word."""
         steps = self.first_steps.get(skill)
         message = history[-1]
-        if steps is None or follows_up(message) or not steps.fits_trouble(message):
+        if steps is None or (len(history) > 1 and follows_up(message)) or not steps.fits_trouble(message):
             return False
         return everyday or steps.names_topic(message)
 

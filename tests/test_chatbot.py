@@ -435,6 +435,32 @@ def test_a_follow_up_saying_the_first_steps_did_not_help_gets_the_after_steps_re
     assert asked.text != "Sorry that didn't help."  # after the question back, the adapter goes on
 
 
+def test_first_steps_to_a_quoted_message_say_where_its_fix_is_and_still_count_as_the_steps(tiny_dir, tiny_skills_dir,
+                                                                                            tmp_path):
+    # 28 of 30 fresh trial problems in session 22 quoted what the device shows: no first step could know it
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
+    bot.specs["alpha"].knowledge.after_steps_reply = "Sorry that didn't help."
+    message = "instagram keeps saying 'couldn't refresh feed' when i open it"
+    steps = bot.respond([message], skill="alpha").text
+    assert steps.startswith("Close the app fully and update it. If it still says \"couldn't refresh feed\", search")
+    assert bot.respond([message, steps, "did that, still nothing"], skill="alpha").text == "Sorry that didn't help."
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("schlage lock keeps saying 'lock jammed' in the app", "lock jammed"),
+    ('printer says "paper jam" but theres no paper', "paper jam"),
+    ("roblox keeps saying error code 279 every time", "error code 279"),
+    ("my iphone autocorrects 'well' to 'we'll' every time", None),  # one quoted word: a word typed, not a message
+    ("it's broken and i don't know what's wrong", None),  # apostrophes quote nothing
+    ("galaxy says 'Moisture has been detected in the charging port. Check the port and try again once dry.'",
+     "Moisture has been detected in the charging port."),  # a long message: its first sentence
+])
+def test_what_a_device_shows_is_read_from_the_quotes_or_an_error_code(message, shown):
+    from skills.first_steps import shown_on_screen
+
+    assert shown_on_screen(message) == shown
+
+
 def test_a_skill_with_first_steps_and_nothing_to_go_on_gives_the_turn_to_chit_chat(tiny_dir, tiny_skills_dir, tmp_path):
     # "lol my cat just knocked my coffee over" went to tech support at 0.53 and was asked which device it was
     from manager.router import Decision
