@@ -475,6 +475,9 @@ def test_a_skill_with_first_steps_and_nothing_to_go_on_gives_the_turn_to_chit_ch
         assert bot._no_problem(kept, to_alpha) is to_alpha  # a topic, trouble, a passage, an answer to its question
     to_beta = Decision("beta", 0.6, {"none": 0.3, "alpha": 0.1, "beta": 0.6})
     assert bot._no_problem(["lol my cat just knocked my coffee over"], to_beta) is to_beta  # beta has no first steps
+    # a goodbye is no new problem, whatever its words ("ok signing off before my battery dies", session 22)
+    leaving = ["ok signing off before my instagram app dies. take care"]
+    assert bot._no_problem(leaving, to_alpha) == Decision(None, 0.3, to_alpha.scores)
 
 
 def test_a_follow_up_to_a_knowledge_skills_question_back_or_first_steps_stays_on_it(tiny_dir, tiny_skills_dir, tmp_path,
