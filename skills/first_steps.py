@@ -35,7 +35,7 @@ split" over hot dogs got Office's steps in session 20's trial). Alone, without a
 (:meth:`FirstSteps.names_topic`)."""
 
 
-SHOWN = re.compile(r"(?:^|(?<=[\s(]))(?:'((?:[^'\n]|(?<=\w)'(?=\w)){3,120}?)'|[\"\u2018\u201c]([^\"\u2018\u2019\u201c\u201d\n]{3,120}?)"
+SHOWN = re.compile(r"(?:^|(?<=[\s(]))(?:'((?:[^'\n]|(?<=\w)'(?=\w)){2,120}?)'|[\"\u2018\u201c]([^\"\u2018\u2019\u201c\u201d\n]{3,120}?)"
                    r"[\"\u2019\u201d])(?=[\s.,!?;:)]|$)"
                    r"|\b(?:error|code|fault)\s*(?:code\s*)?[:#]?\s*[a-z]{0,3}-?\d{1,5}[a-z]?\b", re.IGNORECASE)
 """What a device shows, quoted in the message ("keeps saying 'lock jammed' in the app", "'we couldn't verify you'"; an
@@ -44,13 +44,15 @@ apostrophe inside a word quotes nothing) or as a code ("error 1700")."""
 
 def shown_on_screen(message: str) -> str | None:
     """The first message or code that ``message`` says its device shows (:data:`SHOWN`): two or more quoted words, up
-    to the end of their first sentence, or a code after "error", "code" or "fault"; ``None`` when it quotes none."""
+    to the end of their first sentence, a quoted code ('E2'), or a code after "error", "code" or "fault"; ``None`` when
+    it quotes none."""
     for match in SHOWN.finditer(message):
         quoted = match.group(1) or match.group(2)
         if quoted is None:
             return match.group()  # "error code 90"
         shown = quoted.strip()
-        if len(shown.split()) >= 2:  # one quoted word is as often a setting or a word typed ("autocorrects 'well'")
+        if len(shown.split()) >= 2 or re.search(r"\d", shown):  # one quoted word, unless a code ('E2'), is as often
+            # a setting or a word typed ("autocorrects 'well'") as a message
             first = re.match(r".+?[.!?](?=\s|$)", shown)
             return first.group() if first and len(shown) > 60 else shown
     return None
@@ -109,9 +111,9 @@ class FirstSteps:
 
     def reply(self, message: str) -> str | None:
         """The first steps for ``message`` (:meth:`steps_for`), and when it quotes what its device shows
-        (:func:`shown_on_screen`), where that message's own fix is, instead of asking back what it says: 28 of 30 fresh
-        trial problems in session 22 quoted an error or a code ("'Pod Error. Insulin delivery stopped.'", "support code
-        1700") that no first step could know. ``None`` when the message names no topic."""
+        (:func:`shown_on_screen`), where that message's own fix is, instead of asking back what it says: 14 of the 20 tech
+        problems of session 22's two fresh trials quoted one ("'Pod Error. Insulin delivery stopped.'", "error 14")
+        that no first step could know. ``None`` when the message names no topic."""
         steps = self.steps_for(message)
         shown = shown_on_screen(message) if steps is not None else None
         if shown is None:

@@ -451,6 +451,7 @@ def test_first_steps_to_a_quoted_message_say_where_its_fix_is_and_still_count_as
     ('printer says "paper jam" but theres no paper', "paper jam"),
     ("roblox keeps saying error code 279 every time", "error code 279"),
     ("my iphone autocorrects 'well' to 'we'll' every time", None),  # one quoted word: a word typed, not a message
+    ("my omron monitor shows 'E2' on the screen", "E2"),  # unless it is a code
     ("it's broken and i don't know what's wrong", None),  # apostrophes quote nothing
     ("galaxy says 'Moisture has been detected in the charging port. Check the port and try again once dry.'",
      "Moisture has been detected in the charging port."),  # a long message: its first sentence
