@@ -27,8 +27,8 @@ from .crisis import crisis_reply
 from .dialogue import (DialogueError, build_context, context_budget, copy_source, cut_loop, drifts, drop_unsaid,
                        end_at_sentence, stay_on_topic, validate_history)
 from .features import BackboneFeatures
-from .social import (choice_reply, closing_reply, greeting_reply, laughs, misfit, only_closing, only_greets,
-                     takes_leave, well_being_reply)
+from .social import (choice_reply, closing_reply, good_news, greeting_reply, laughs, misfit, only_closing,
+                     only_greets, takes_leave, well_being_reply)
 from .questions import asks, question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
@@ -386,10 +386,12 @@ class AdapterBot:
     def _laughing(self, history: list[str], decision):
         """``decision``, or chit-chat when it is a skill of sympathy (``SkillSpec.sympathy``) and the message laughs or
         celebrates (:func:`bot.social.laughs`): "today i pass my B2 english exam!! ... 🎉🎉" went to the empathetic skill
-        at 0.98 and got "Oh no, that sounds really hard" (session 20's trial). A trouble told laughing may still go to
-        first steps (:meth:`_answered`)."""
+        at 0.98 and got "Oh no, that sounds really hard" (session 20's trial); or tells good news and nothing bad
+        (:func:`bot.social.good_news`: "finally beat my dad at chess after 20 years of trying", session 22). A trouble
+        told laughing may still go to first steps (:meth:`_answered`)."""
         spec = self.specs.get(decision.skill)
-        return _to_chit_chat(decision) if spec is not None and spec.sympathy and laughs(history[-1]) else decision
+        sympathy = spec is not None and spec.sympathy
+        return _to_chit_chat(decision) if sympathy and (laughs(history[-1]) or good_news(history[-1])) else decision
 
     def _nothing_asked(self, history: list[str], decision):
         """``decision``, or another route when it is a knowledge skill whose reply without a passage is its written "I

@@ -70,6 +70,31 @@ def laughs(message: str) -> bool:
     return LAUGHS.search(_OPENING_LAUGH.sub("", message)) is not None
 
 
+GOOD_NEWS = re.compile(r"!!|\b(finally|first (time|ever|try)|proud|so (happy|excited|glad)|excited|can'?t wait|10/10|"
+                       r"made my (whole )?(day|week|year)|we won|won the|got engaged|passed my|i passed|regret nothing|"
+                       r"new person|best day|cutest|restored|not even mad|beat (my|him|her|them)|personal (record|best))\b",
+                       re.IGNORECASE)
+"""Words of good news or a good moment ("finally finished my first marathon today!!", "made my whole week")."""
+ADVERSITY = re.compile(r"\b(di(e|ed|es|ing)|death|dead|passed|funeral|cancer|diagnos\w*|hospital|lost|los(e|ing)|fail\w*|"
+                       r"scar\w+|slip\w*|hurt\w*|pain\w*|cr(y|ied|ying)|sad|alone|lonely|fired|laid off|divorc\w*|broke|"
+                       r"scam\w*|stole\w*|evict\w*|debt|sick|ill|surgery|worr\w+|anxi\w+|stress\w*|afraid|miss\w*|sorry|"
+                       r"awful|terrible|horrible|depress\w*|rejected|denied|dump\w*|cheat\w*|abuse\w*|relaps\w*|"
+                       r"heart ?attack|stroke|tumou?r|chemo\w*|can'?t|cant|won'?t|never|no one|nobody|ruin\w*|fever|flu|"
+                       r"covid|injur\w*|accident|ambulance|shak\w*|shook|trembl\w*|tears?|grie\w*|mourn\w*|cancel\w*|"
+                       r"burnt|burned|caught)\b", re.IGNORECASE)
+"""Words of something bad happening, which no good news told alone holds ("finally went on holiday... stuck in the
+hotel room with a fever", "hosted my in laws for the first time and burnt the roast")."""
+
+
+def good_news(message: str) -> bool:
+    """Whether ``message`` tells good news (:data:`GOOD_NEWS`) and nothing bad (:data:`ADVERSITY`). Of 713 hard things
+    told (the empathetic skill's data and every trial's), 2 read so ("finally told my crush... she just sees me as a
+    friend", "my therapist told me today shes moving states... and i finally felt like..."); of the trials' 48
+    small-talk messages the manager sends to the empathetic skill, 19 (session 22; in-sample: both lists were written
+    while reading those messages)."""
+    return GOOD_NEWS.search(message) is not None and ADVERSITY.search(message) is None
+
+
 THANKS = re.compile(r"\b(thank(s| you| u)|thx|ty|cheers|appreciate (it|that|you))\b", re.IGNORECASE)
 """Words that thank."""
 

@@ -56,7 +56,8 @@ def test_good_news_that_laughs_or_celebrates_gets_no_sympathy(bundled):
     # "today i pass my B2 english exam!! ... 🎉🎉" went to the empathetic skill: "Oh no, that sounds really hard"
     assert bundled.specs["empathetic"].sympathy
     for message in ("today i pass my B2 english exam!! my teacher say now i am ready for university 🎉🎉",
-                    "first paycheck from the new job just hit and i bought a fancy croissant to celebrate lol"):
+                    "first paycheck from the new job just hit and i bought a fancy croissant to celebrate lol",
+                    "finally beat my dad at chess after 20 years of trying. he demanded a rematch"):
         assert bundled.respond([message], max_new_tokens=4).skill != "empathetic"
     assert bundled.respond(["lol ok. honestly im so lonely since everyone moved away"], max_new_tokens=4).skill == \
         "empathetic"  # an opening "lol" is no laugh

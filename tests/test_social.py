@@ -2,7 +2,7 @@
 import pytest
 
 from bot.social import (ASKED_AFTER_REPLIES, CHOICE_REPLIES, GREETING_REPLIES, choice_reply, closing_reply, greeting_reply,
-                        laughs, misfit, only_closing, only_greets, says_goodbye, says_hello, well_being_reply)
+                        good_news, laughs, misfit, only_closing, only_greets, says_goodbye, says_hello, well_being_reply)
 
 
 @pytest.mark.parametrize("text", ["Well I have to go to class now. Have a great day!", "thanks, talk later", "goodnight!",
@@ -150,6 +150,19 @@ def test_a_greeting_with_more_to_it_is_not_only_a_greeting(message):
 ])
 def test_a_laugh_or_a_celebration_after_the_first_word_is_read(message, laughed):
     assert laughs(message) is laughed
+
+
+@pytest.mark.parametrize("message, good", [
+    ("finally beat my dad at chess after 20 years of trying", True),
+    ("My grandson phoned me today just to say he loves me. No reason at all. Made my whole week.", True),
+    ("got engaged last night!!! i keep staring at my hand", True),
+    ("finally got a diagnosis after 3 years of doctors saying i was just tired: lupus", False),  # something bad too
+    ("its been 6 months since my husband passed and today i finally sold his truck", False),
+    ("hosted my in laws for the first time and burnt the roast", False),
+    ("my dog died this morning", False), ("what a day", False),  # neither
+])
+def test_good_news_is_read_only_without_anything_bad(message, good):
+    assert good_news(message) is good
 
 
 @pytest.mark.parametrize("message, reply", [
