@@ -416,8 +416,8 @@ class AdapterBot:
         """``decision``, or chit-chat when it is a skill with first steps (tech support) that has nothing to go on: no
         passage, no first-steps topic named (:meth:`~skills.first_steps.FirstSteps.names_topic`: "do you have a favorite
         word?" names no Office), no word of trouble (:data:`skills.first_steps.TROUBLE`), and no exchange of its own to
-        follow; or a message that takes leave with no passage of its own, whatever its words. "lol my cat just knocked my coffee over" went to tech support at 0.53 and was asked which device it was
-        (a new user, session 19)."""
+        follow; or a message that takes leave with no passage of its own, whatever its words. "lol my cat just knocked
+        my coffee over" went to tech support at 0.53 and was asked which device it was (a new user, session 19)."""
         steps = self.first_steps.get(decision.skill)
         if steps is None or follows_up(history[-1]):
             return decision

@@ -27,11 +27,14 @@ FAREWELL = re.compile(r"\b(bye+|goodbye|good ?night|gotta (go|run)|got to go|hav
                       r"that'?s (it|enough|all) for (tonight|today|now|me))\b"
                       r"|\b((gonna|going to|about to) (go|head (out|off|home)|log ?off|sign ?off|crash)|"
                       r"heading (out|off|home)|logging off|signing off)( now| for (the day|tonight|today|now))?(?=\s*([^\w\s]|$))"
-                      r"|(^|[.,!;])\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|gn|cya|l8r|laters|later,? (gator|alligator)|peace( out)?)\W*$", re.IGNORECASE)
+                      r"|(^|[.,!;])\W*((ok|okay|alright|thanks|thx)\W+)*(later|night|nite|gn|cya|l8r|laters|later,? (gator|alligator)|peace( out)?|"
+                      r"cheerio|ta-?ra|toodles|toodle-?oo|adios|au revoir|sayonara|ciao|(allah|khuda) hafiz)( for now)?\W*$", re.IGNORECASE)
 """Words that take leave."""
 
 _HELLO = (r"^\W*((oh|well|and)\W+)?(hi+|hello+|hey+|hiya|heya|howdy|yo|gm|good (morning|afternoon|evening)|morning|"
-          r"evening|greetings|g'?day|aloha|hola|buenas( (dias|días|tardes|noches))?|bonjour|salut|ciao|hallo|namaste)\b")
+          r"evening|greetings|g'?day|aloha|hola|buenas( (dias|días|tardes|noches))?|bonjour|salut|ciao|hallo|namaste|"
+          r"kia ora|selamat (pagi|siang|sore|malam)|top o(f|') the morning?'?|(as-?)?sala(a?m)(u|o)?( o)? ?(alaikum|alaykum)|"
+          r"salaam|guten (tag|morgen)|buongiorno|bom dia|konnichiwa|ni hao)\b")
 GREETING = re.compile(_HELLO, re.IGNORECASE)
 """Words that open a message with a greeting ("hey, my wifi is down" opens with one)."""
 

@@ -10,12 +10,15 @@ from bot.social import (ASKED_AFTER_REPLIES, CHOICE_REPLIES, GREETING_REPLIES, c
                                   "alright, appreciate you letting me ramble. later", "alright bedtime for me, night 🌙",
                                   "ok im gonna go. appreciate it fr", "heading out now!", "logging off, bye all",
                                   "ok theyre here. thanks babe, byeee 💕", "aight thanks bro, gn",
-                                  "okie dokie, going to walk the dog before it rains. later gator 🐊"])
+                                  "okie dokie, going to walk the dog before it rains. later gator 🐊",
+                                  "alrighty thats me, off to grab the kids from school. cheerio 👋",
+                                  "ok my tea's gone cold, that's my cue. ta-ra for now 👋", "thank you brother. allah hafiz"])
 def test_a_farewell_is_recognised(text):
     assert says_goodbye(text)
 
 
 @pytest.mark.parametrize("text", ["Hello!", "It was nice weather", "I'm going to the gym", "what about you?",
+                                  "cheerios are my favourite cereal", "i said tara to her at the door",
                                   "my cat died last night", "I will do it later, first lunch", "it happened last night.",
                                   "im gonna go to the store and then call my mom", "bedtime is a nightmare with my kids",
                                   "we are heading out to the lake on sunday", "the gnome in my garden is cute"])
@@ -126,6 +129,7 @@ def test_a_message_that_asks_no_choice_of_taste_gets_no_pick(message):
     ("buenas! 👋 how's it going over there", ASKED_AFTER_REPLIES), ("wassup bot", ASKED_AFTER_REPLIES),
     ("sup", ASKED_AFTER_REPLIES), ("g'day mate", GREETING_REPLIES), ("hey, you around?", GREETING_REPLIES),
     ("hello? anyone there?", GREETING_REPLIES), ("you there?", GREETING_REPLIES),
+    ("assalam o alaikum, hello", GREETING_REPLIES), ("kia ora!", GREETING_REPLIES), ("selamat pagi", GREETING_REPLIES),
 ])
 def test_a_message_that_only_greets_gets_a_written_greeting_that_fits(message, replies):
     assert only_greets(message)
