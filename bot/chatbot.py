@@ -29,7 +29,7 @@ from .dialogue import (DialogueError, build_context, context_budget, copy_source
 from .features import BackboneFeatures
 from .social import (choice_reply, closing_reply, good_news, greeting_reply, laughs, misfit, only_closing,
                      only_greets, takes_leave, well_being_reply)
-from .questions import asks, question_part, route_with_questions
+from .questions import asks, asks_a_fact, question_part, route_with_questions
 from .engine import Engine, Generation, Pending, Request
 
 log = logging.getLogger(__name__)
@@ -447,7 +447,8 @@ class AdapterBot:
 
     def _answered(self, history: list[str], decision, knowledge: list[str]):
         """``decision``, or a knowledge skill whose file answers ``history`` (a passage passes its gate) when the
-        decision's route answers from no file, and its score reaches ``answered_floor`` (:data:`ANSWERED_FLOOR`): over
+        decision's route answers from no file, and its score reaches ``answered_floor`` (:data:`ANSWERED_FLOOR`; any
+        score for a fact asked of a skill that only answers from its file, :meth:`_asks_its_file`): over
         another knowledge skill whose file has no passage for it ("who painted girl with a pearl earring? theres a
         poster of it at my dentist..." went to tech support at 0.48, trivia 0.46, and got its question back; a FAQ
         skill just added, "how do i keep birds off my berries", to tech support at 0.85, the FAQ at 0.15), over a skill
@@ -462,9 +463,17 @@ class AdapterBot:
             return decision
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
             steps = decision.skill not in knowledge and self._steps_fit(name, history, everyday=decision.skill is None)
-            if p >= self.answered_floor and (self._answers(name, history) or steps):
+            answers = self._answers(name, history)
+            if (answers or steps) and (p >= self.answered_floor or answers and self._asks_its_file(name, history[-1])):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return decision
+
+    def _asks_its_file(self, skill: str, message: str) -> bool:
+        """Whether ``message`` asks a fact (:func:`bot.questions.asks_a_fact`) of knowledge skill ``skill``, which only
+        answers from its file (``unused_reply``: trivia): its file answering takes the turn under ``answered_floor``.
+        "where did eminem grow up?? my roommate says st louis..." went to the empathetic skill, trivia 0.02 (session
+        20's trial); questions to the bot ("who made you?") stay out."""
+        return self.specs[skill].knowledge.unused_reply is not None and asks_a_fact(message)
 
     def _answers(self, skill: str, history: list[str]) -> bool:
         """Whether knowledge skill ``skill``'s file answers the newest message, for routing: a passage passes its gate,

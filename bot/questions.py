@@ -76,6 +76,15 @@ def asks(message: str) -> bool:
     return any(_ASKS_AT_START.search(m.group(1)) for m in _CLAUSE.finditer(message.strip()) if m.group(1).strip())
 
 
+_TO_YOU = re.compile(r"\b(you|your|yours|yourself|u|ur|ya)\b", re.IGNORECASE)
+
+
+def asks_a_fact(message: str) -> bool:
+    """Whether ``message`` asks (:func:`asks`) and not about the one it talks to: "where did eminem grow up??" does,
+    "what kind of music are you into" and "who made you?" don't."""
+    return asks(message) and _TO_YOU.search(message) is None
+
+
 def route_with_questions(route_batch: Callable[[list[list[str]]], list[Any]], histories: list[list[str]],
                          knowledge_skills: Collection[str],
                          answers: Callable[[str, list[str]], bool] = lambda skill, history: True) -> list[Any]:

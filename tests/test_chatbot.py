@@ -374,6 +374,12 @@ def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny
     assert tiny_bot._answered(["q"], far, ["alpha", "beta"]) is far  # too unlikely a route to take
     answered = Decision("beta", 0.6, {"none": 0.0, "alpha": 0.4, "beta": 0.6})
     assert tiny_bot._answered(["q"], answered, ["alpha", "beta"]) is answered
+    # a fact asked of a skill that only answers from its file takes the turn at any score: "where did eminem grow
+    # up?? my roommate says st louis..." went to the empathetic skill, trivia 0.02
+    monkeypatch.setattr(tiny_bot.specs["beta"].knowledge, "unused_reply", "I don't know that one.")
+    assert tiny_bot._answered(["where did eminem grow up??"], far, ["alpha", "beta"]).skill == "beta"
+    assert tiny_bot._answered(["who made you?"], far, ["alpha", "beta"]) is far  # a question to the bot: no fact
+    assert tiny_bot._answered(["eminem grew up in detroit"], far, ["alpha", "beta"]) is far  # asks nothing
 
 
 def test_a_knowledge_skill_whose_file_answers_takes_a_turn_from_chit_chat_or_a_skill_without_knowledge(tiny_bot, monkeypatch):
