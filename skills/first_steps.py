@@ -58,6 +58,11 @@ def shown_on_screen(message: str) -> str | None:
     return None
 
 
+WHERE_ITS_FIX = (' If it still says "{shown}", search those exact words and the device\'s or app\'s name on its maker\'s '
+                 'support site: most messages have a page of their own there.')
+"""What first steps add for a message that quotes what its device shows (:meth:`FirstSteps.reply`)."""
+
+
 def _without_question(steps: str) -> str:
     """``steps`` without a last sentence that asks back ("If it still fails, what does the message say?")."""
     body, _, last = steps.rpartition(". ")
@@ -118,8 +123,7 @@ class FirstSteps:
         shown = shown_on_screen(message) if steps is not None else None
         if shown is None:
             return steps
-        return (f"{_without_question(steps)} If it still says \"{shown}\", search those exact words and the device's or "
-                "app's name on its maker's support site: most messages have a page of their own there.")
+        return _without_question(steps) + WHERE_ITS_FIX.format(shown=shown)
 
     def names_topic(self, message: str) -> bool:
         """Whether ``message`` names one of the file's topics by a phrase or by a word outside :data:`EVERYDAY`."""
@@ -136,5 +140,5 @@ class FirstSteps:
         """Whether ``text`` is a reply this file gave (:meth:`reply`): one of its steps, word for word, or one told
         where a message's own fix is."""
         text = text.strip()
-        return text in self._all_steps or any(text.startswith(_without_question(steps) + " If it still says ")
-                                              for steps in self._all_steps)
+        told = WHERE_ITS_FIX.split("{shown}")[0]
+        return text in self._all_steps or any(text.startswith(_without_question(steps) + told) for steps in self._all_steps)
