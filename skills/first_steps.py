@@ -42,15 +42,25 @@ SHOWN = re.compile(r"(?:^|(?<=[\s(]))(?:'((?:[^'\n]|(?<=\w)'(?=\w)){2,120}?)'|[\
 apostrophe inside a word quotes nothing) or as a code ("error 1700")."""
 
 
+SAID_BY_SOMEONE = re.compile(r"\b(i|he|she|they|we|you|((my|his|her|our|their|the) )?(mom|mum|mother|dad|father|son|daughter|"
+                             r"grandson|granddaughter|grandma|grandpa|wife|husband|boss|friend|teacher|doctor|coach|"
+                             r"manager|landlord|sister|brother|kid|kids|partner|neighbou?r|aunt|uncle|cousin))"
+                             r"( just| then| always| even)? (say|says|said|tell|tells|told|ask|asks|asked|goes|went|called|"
+                             r"calls|wrote|writes|texted)( me| us| him| her| them)?\W*$", re.IGNORECASE)
+"""A person saying what follows ("she say 'this is my home, i stay'"): words quoted after it are no device's."""
+
+
 def shown_on_screen(message: str) -> str | None:
     """The first message or code that ``message`` says its device shows (:data:`SHOWN`): two or more quoted words, up
     to the end of their first sentence, a quoted code ('E2'), or a code after "error", "code" or "fault"; ``None`` when
-    it quotes none."""
+    it quotes none. Words a person said (:data:`SAID_BY_SOMEONE`) are no device's."""
     for match in SHOWN.finditer(message):
         quoted = match.group(1) or match.group(2)
         if quoted is None:
             return match.group()  # "error code 90"
         shown = quoted.strip()
+        if SAID_BY_SOMEONE.search(message[: match.start()]):
+            continue
         if len(shown.split()) >= 2 or re.search(r"\d", shown):  # one quoted word, unless a code ('E2'), is as often
             # a setting or a word typed ("autocorrects 'well'") as a message
             first = re.match(r".+?[.!?](?=\s|$)", shown)

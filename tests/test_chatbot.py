@@ -382,6 +382,19 @@ def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny
     assert tiny_bot._answered(["eminem grew up in detroit"], far, ["alpha", "beta"]) is far  # asks nothing
 
 
+
+def test_first_steps_take_a_device_s_quoted_message_under_the_floor(tiny_dir, tiny_skills_dir, tmp_path):
+    # "My FreeStyle Libre 2 keeps saying 'Sensor Error...'" went to chit-chat with tech support under the floor
+    from manager.router import Decision
+
+    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
+    low = Decision(None, 0.95, {"none": 0.95, "alpha": bot.answered_floor / 2, "beta": 0.05 - bot.answered_floor / 2})
+    quoted = ["instagram keeps saying 'couldn't refresh feed' and wont load"]
+    assert bot._answered(quoted, low, ["alpha"]).skill == "alpha"
+    assert bot._answered(["instagram keeps crashing and wont load"], low, ["alpha"]) is low  # nothing quoted
+    assert bot._answered(["my friend said 'instagram is down' and i cant stop crying"], low, ["alpha"]) is low
+
+
 def test_a_knowledge_skill_whose_file_answers_takes_a_turn_from_chit_chat_or_a_skill_without_knowledge(tiny_bot, monkeypatch):
     # "so my airpods, the left one just wont connect anymore, right one works fine" went to chit-chat
     from manager.router import Decision
@@ -461,6 +474,8 @@ def test_first_steps_to_a_quoted_message_say_where_its_fix_is_and_still_count_as
     ("it's broken and i don't know what's wrong", None),  # apostrophes quote nothing
     ("galaxy says 'Moisture has been detected in the charging port. Check the port and try again once dry.'",
      "Moisture has been detected in the charging port."),  # a long message: its first sentence
+    ("my mama refuse to leave, she say 'this is my home, i stay'", None),  # a person's words, no device's
+    ("coach said 'health comes first' and hugged me", None),
 ])
 def test_what_a_device_shows_is_read_from_the_quotes_or_an_error_code(message, shown):
     from skills.first_steps import shown_on_screen
