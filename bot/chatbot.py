@@ -17,7 +17,7 @@ from manager.config import NONE
 from manager import storage as manager_storage
 from skills import SkillRegistry, SkillSpec, default_skills_dir
 from skills.spec import DecodingSpec, SpecError
-from skills.first_steps import TROUBLE, FirstSteps, shown_on_screen
+from skills.first_steps import TROUBLE, FirstSteps
 from skills.knowledge import Retriever, content_words, follows_up
 
 from .about import about_reply, asks_about_the_bot, unreadable
@@ -448,8 +448,7 @@ class AdapterBot:
     def _answered(self, history: list[str], decision, knowledge: list[str]):
         """``decision``, or a knowledge skill whose file answers ``history`` (a passage passes its gate) when the
         decision's route answers from no file, and its score reaches ``answered_floor`` (:data:`ANSWERED_FLOOR`; any
-        score for a fact asked of a skill that only answers from its file, :meth:`_asks_its_file`, or for first steps
-        to a device's quoted message, :meth:`_quotes_its_device`): over
+        score for a fact asked of a skill that only answers from its file, :meth:`_asks_its_file`): over
         another knowledge skill whose file has no passage for it ("who painted girl with a pearl earring? theres a
         poster of it at my dentist..." went to tech support at 0.48, trivia 0.46, and got its question back; a FAQ
         skill just added, "how do i keep birds off my berries", to tech support at 0.85, the FAQ at 0.15), over a skill
@@ -465,18 +464,9 @@ class AdapterBot:
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
             steps = decision.skill not in knowledge and self._steps_fit(name, history, everyday=decision.skill is None)
             answers = self._answers(name, history)
-            if (answers or steps) and (p >= self.answered_floor or answers and self._asks_its_file(name, history[-1])
-                                       or steps and self._quotes_its_device(name, history[-1])):
+            if (answers or steps) and (p >= self.answered_floor or answers and self._asks_its_file(name, history[-1])):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return decision
-
-    def _quotes_its_device(self, skill: str, message: str) -> bool:
-        """Whether ``message`` quotes what a device shows (:func:`skills.first_steps.shown_on_screen`) and names a
-        device or app of ``skill``'s first steps (not only an everyday word): its trouble takes the turn under
-        ``answered_floor``. "My FreeStyle Libre 2 keeps saying 'Sensor Error...'" went to chit-chat and "2018 subaru
-        outback - dash says 'EyeSight Disabled'..." to the empathetic skill (session 22's trials); none of 743 hard
-        things told reads so."""
-        return shown_on_screen(message) is not None and self.first_steps[skill].names_topic(message)
 
     def _asks_its_file(self, skill: str, message: str) -> bool:
         """Whether ``message`` asks a fact (:func:`bot.questions.asks_a_fact`) of knowledge skill ``skill``, which only

@@ -383,18 +383,6 @@ def test_between_two_knowledge_skills_auto_takes_the_one_whose_file_answers(tiny
 
 
 
-def test_first_steps_take_a_device_s_quoted_message_under_the_floor(tiny_dir, tiny_skills_dir, tmp_path):
-    # "My FreeStyle Libre 2 keeps saying 'Sensor Error...'" went to chit-chat with tech support under the floor
-    from manager.router import Decision
-
-    bot = _faq_with_first_steps(tiny_dir, tiny_skills_dir, tmp_path, "instagram tiktok app apps")
-    low = Decision(None, 0.95, {"none": 0.95, "alpha": bot.answered_floor / 2, "beta": 0.05 - bot.answered_floor / 2})
-    quoted = ["instagram keeps saying 'couldn't refresh feed' and wont load"]
-    assert bot._answered(quoted, low, ["alpha"]).skill == "alpha"
-    assert bot._answered(["instagram keeps crashing and wont load"], low, ["alpha"]) is low  # nothing quoted
-    assert bot._answered(["my friend said 'instagram is down' and i cant stop crying"], low, ["alpha"]) is low
-
-
 def test_a_knowledge_skill_whose_file_answers_takes_a_turn_from_chit_chat_or_a_skill_without_knowledge(tiny_bot, monkeypatch):
     # "so my airpods, the left one just wont connect anymore, right one works fine" went to chit-chat
     from manager.router import Decision
