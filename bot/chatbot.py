@@ -462,9 +462,12 @@ class AdapterBot:
         if decision.skill in knowledge and self._answers(decision.skill, history):
             return decision
         for p, name in sorted(((decision.scores.get(k, 0.0), k) for k in knowledge if k != decision.skill), reverse=True):
-            steps = decision.skill not in knowledge and self._steps_fit(name, history, everyday=decision.skill is None)
-            answers = self._answers(name, history)
-            if (answers or steps) and (p >= self.answered_floor or answers and self._asks_its_file(name, history[-1])):
+            floor = p >= self.answered_floor
+            if not floor and not self._asks_its_file(name, history[-1]):
+                continue  # too unlikely a route: no lookup
+            steps = floor and decision.skill not in knowledge and self._steps_fit(name, history,
+                                                                                 everyday=decision.skill is None)
+            if steps or self._answers(name, history):
                 return dataclasses.replace(decision, skill=name, probability=p)
         return decision
 
